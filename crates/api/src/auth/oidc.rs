@@ -1,0 +1,137 @@
+//! Keys of OpenID Connect issuers, fetched from their JWKS and cached. An unknown `kid` triggers a
+//! refresh (at most once per `refresh_interval`, so bad tokens cannot make us hammer the issuer).
+
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde::Deserialize;
+use tokio::sync::{Mutex, RwLock};
+
+/// An issuer whose tokens are accepted.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct OidcIssuerConfig {
+    /// The `iss` its tokens carry, e.g. `https://example.eu.auth0.com/`.
+    pub issuer: String,
+    /// Accepted `aud` values (at least one).
+    pub audiences: Vec<String>,
+    /// Where its keys are; discovered from `<issuer>/.well-known/openid-configuration` if absent.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    #[error("fetching {url} failed")]
+    Fetch {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("the discovery document has no jwks_uri")]
+    NoJwksUri,
+}
+
+struct CachedKey {
+    kid: Option<String>,
+    algorithms: Vec<Algorithm>,
+    key: DecodingKey,
+}
+
+/// One issuer with its cached keys.
+pub struct Issuer {
+    pub config: OidcIssuerConfig,
+    http: reqwest::Client,
+    refresh_interval: Duration,
+    keys: RwLock<Vec<CachedKey>>,
+    last_refresh: Mutex<Option<Instant>>,
+}
+
+impl Issuer {
+    pub fn new(config: OidcIssuerConfig, http: reqwest::Client, refresh_interval: Duration) -> Issuer {
+        Issuer { config, http, refresh_interval, keys: RwLock::new(Vec::new()), last_refresh: Mutex::new(None) }
+    }
+
+    /// The `iss` values that name this issuer (Google writes its issuer without the scheme too).
+    pub fn accepted_issuers(&self) -> Vec<String> {
+        let mut out = vec![self.config.issuer.clone()];
+        if let Some(bare) = self.config.issuer.strip_prefix("https://") {
+            if bare == "accounts.google.com" {
+                out.push(bare.to_string());
+            }
+        }
+        out
+    }
+
+    /// Keys that may have signed a token with this `kid` and `alg`, refreshing once if none is cached.
+    pub async fn candidate_keys(&self, kid: Option<&str>, alg: Algorithm) -> Vec<DecodingKey> {
+        let found = self.cached(kid, alg).await;
+        if !found.is_empty() {
+            return found;
+        }
+        if let Err(e) = self.refresh().await {
+            tracing::warn!(issuer = %self.config.issuer, error = %e, "could not refresh signing keys");
+        }
+        self.cached(kid, alg).await
+    }
+
+    async fn cached(&self, kid: Option<&str>, alg: Algorithm) -> Vec<DecodingKey> {
+        self.keys
+            .read()
+            .await
+            .iter()
+            .filter(|k| k.algorithms.contains(&alg) && (kid.is_none() || k.kid.as_deref() == kid))
+            .map(|k| k.key.clone())
+            .collect()
+    }
+
+    async fn refresh(&self) -> Result<(), JwksError> {
+        let mut last = self.last_refresh.lock().await;
+        if let Some(at) = *last {
+            if at.elapsed() < self.refresh_interval {
+                return Ok(());
+            }
+        }
+        *last = Some(Instant::now());
+        let url = match &self.config.jwks_url {
+            Some(u) => u.clone(),
+            None => self.discover_jwks_url().await?,
+        };
+        let set: JwkSet = self.get_json(&url).await?;
+        let mut keys = Vec::new();
+        for jwk in &set.keys {
+            let algorithms = match &jwk.algorithm {
+                AlgorithmParameters::RSA(_) => {
+                    vec![Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::PS384, Algorithm::PS512]
+                }
+                AlgorithmParameters::EllipticCurve(_) => vec![Algorithm::ES256, Algorithm::ES384],
+                AlgorithmParameters::OctetKeyPair(_) => vec![Algorithm::EdDSA],
+                // Symmetric keys in a public JWKS would let anyone who reads it sign tokens.
+                AlgorithmParameters::OctetKey(_) => continue,
+                _ => continue,
+            };
+            match DecodingKey::from_jwk(jwk) {
+                Ok(key) => keys.push(CachedKey { kid: jwk.common.key_id.clone(), algorithms, key }),
+                Err(e) => tracing::warn!(issuer = %self.config.issuer, error = %e, "skipping unusable key"),
+            }
+        }
+        tracing::debug!(issuer = %self.config.issuer, keys = keys.len(), "signing keys refreshed");
+        *self.keys.write().await = keys;
+        Ok(())
+    }
+
+    async fn discover_jwks_url(&self) -> Result<String, JwksError> {
+        #[derive(Deserialize)]
+        struct Discovery {
+            jwks_uri: Option<String>,
+        }
+        let url = format!("{}/.well-known/openid-configuration", self.config.issuer.trim_end_matches('/'));
+        let doc: Discovery = self.get_json(&url).await?;
+        doc.jwks_uri.ok_or(JwksError::NoJwksUri)
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, JwksError> {
+        let fetch = |source| JwksError::Fetch { url: url.to_string(), source };
+        self.http.get(url).send().await.and_then(|r| r.error_for_status()).map_err(fetch)?.json().await.map_err(fetch)
+    }
+}

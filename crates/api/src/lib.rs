@@ -1,0 +1,198 @@
+//! Switchboard's HTTP surface. Each feature is a module under [`routes`] with its own
+//! `routes()`; they are merged here, behind sign-in and rate limits where they need them.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod ratelimit;
+pub mod routes;
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::response::Response;
+use axum::Router;
+use ipnet::IpNet;
+use switchboard_llm::Provider;
+use switchboard_store::Store;
+use tower::Layer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_scalar::{Scalar, Servable};
+
+use crate::auth::Authenticator;
+use crate::error::{ApiError, REQUEST_ID};
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest request body accepted, in bytes (larger: 413).
+    pub body_limit: usize,
+    /// Longest chat message accepted, in characters.
+    pub max_message_chars: usize,
+    /// How many earlier messages a chat turn sends to the model.
+    pub history_limit: u32,
+    /// Origins allowed to call the API from a browser; empty means same origin only.
+    pub cors_allowed_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            body_limit: 1024 * 1024,
+            max_message_chars: 32_000,
+            history_limit: 20,
+            cors_allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub auth: Arc<Authenticator>,
+    /// `None` when rate limiting is turned off.
+    pub limiter: Option<Arc<dyn RateLimiter>>,
+    pub llm: Arc<dyn Provider>,
+    pub metrics: Arc<Metrics>,
+    pub config: Arc<ApiConfig>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Switchboard", description = "Self-hosted multi-user MCP agent server."),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "ops", description = "Health, readiness, metrics"),
+        (name = "me", description = "The signed-in user"),
+        (name = "auth", description = "Sign-in"),
+        (name = "chat", description = "Talking to the assistant"),
+        (name = "conversations", description = "Conversation history"),
+        (name = "admin", description = "Administrators only"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    split(None).1
+}
+
+fn split(state: Option<&AppState>) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let mut signed_in = OpenApiRouter::new()
+        .merge(routes::me::routes())
+        .merge(routes::chat::routes())
+        .merge(routes::conversations::routes())
+        .merge(routes::admin::routes());
+    let mut anonymous = routes::google::routes();
+    if let Some(state) = state {
+        // Layers run outside-in: sign-in first, then the per-user limit.
+        signed_in = signed_in
+            .layer(from_fn_with_state(state.clone(), ratelimit::limit))
+            .layer(from_fn_with_state(state.clone(), auth::require_auth));
+        anonymous = anonymous.layer(from_fn_with_state(state.clone(), ratelimit::limit));
+    }
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(signed_in)
+        .merge(anonymous)
+        .merge(routes::health::routes())
+        .split_for_parts()
+}
+
+/// The whole application as a service: routes, middleware, and trailing-slash tolerance.
+pub fn service(state: AppState) -> NormalizePath<Router> {
+    NormalizePathLayer::trim_trailing_slash().layer(router(state))
+}
+
+/// All routes with their middleware.
+pub fn router(state: AppState) -> Router {
+    let (routes, doc) = split(Some(&state));
+    let doc_json = Arc::new(doc.clone());
+    let mut router = routes
+        .route("/openapi.json", axum::routing::get(move || async move { axum::Json(doc_json.as_ref().clone()) }))
+        .merge(Scalar::with_url("/docs", doc))
+        .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+        })
+        .layer(from_fn_with_state(state.clone(), metrics::track))
+        .layer(axum::extract::DefaultBodyLimit::max(state.config.body_limit))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let id = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                })
+                .on_request(())
+                .on_response(|res: &Response, latency: std::time::Duration, _: &tracing::Span| {
+                    tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "answered");
+                }),
+        )
+        .layer(from_fn(request_id));
+    if let Some(cors) = cors(&state.config.cors_allowed_origins) {
+        router = router.layer(cors);
+    }
+    router.with_state(state)
+}
+
+const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Gives every request an id (the client's `X-Request-Id` if it is sane), visible to handlers
+/// and logs, and echoed on the response.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let value = HeaderValue::from_str(&id).expect("request ids are ASCII");
+    req.headers_mut().insert(REQUEST_ID_HEADER, value.clone());
+    let mut response = REQUEST_ID.scope(id, next.run(req)).await;
+    response.headers_mut().insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+    response
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+            .allow_headers([axum::http::header::AUTHORIZATION, axum::http::header::CONTENT_TYPE])
+            .expose_headers([HeaderName::from_static(REQUEST_ID_HEADER), axum::http::header::RETRY_AFTER]),
+    )
+}

@@ -1,0 +1,163 @@
+//! `POST /api/v1/chat`: store the user's message, ask the model, store and return its reply.
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use switchboard_domain::{NewMessage, Role};
+use uuid::Uuid;
+use switchboard_llm::{ChatMessage, ChatRole};
+use switchboard_store::StartTurn;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Auth;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::JsonBody;
+use crate::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(chat))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatRequest {
+    /// What the user says. Not empty; at most the configured number of characters.
+    pub message: String,
+    /// Continue this conversation; a new one is created when absent.
+    #[serde(default)]
+    pub conversation_id: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatReply {
+    pub conversation_id: Uuid,
+    pub message: ReplyMessage,
+    /// How the reply was produced: provider, model, token usage, history size.
+    #[schema(value_type = Object)]
+    pub context: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplyMessage {
+    pub id: Uuid,
+    pub content: String,
+    /// Always `assistant`.
+    pub sender: &'static str,
+    pub timestamp: DateTime<Utc>,
+}
+
+/// Sends a message and returns the assistant's reply.
+#[utoipa::path(post, path = "/api/v1/chat", tag = "chat", security(("bearer" = [])), request_body = ChatRequest,
+    responses(
+        (status = 200, body = ChatReply),
+        (status = 400, description = "Empty, over-long or malformed message", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "Unknown conversation", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, description = "The model is unavailable; the message was kept", body = ErrorBody),
+    ))]
+async fn chat(State(state): State<AppState>, Auth(p): Auth, JsonBody(req): JsonBody<ChatRequest>) -> ApiResult<Json<ChatReply>> {
+    let text = validate_message(&req.message, state.config.max_message_chars)?;
+    let owner = p.user_id();
+    let turn = StartTurn {
+        conversation_id: req.conversation_id,
+        title: title_from(text),
+        message: NewMessage { role: Role::User, content: req.message.clone(), metadata: json!({}) },
+    };
+    let (conversation, user_message) =
+        state.store.start_turn(owner, turn).await?.ok_or_else(|| ApiError::not_found("conversation"))?;
+
+    let history = state.store.recent_messages(owner, conversation.id, state.config.history_limit).await?;
+    let request = switchboard_llm::ChatRequest {
+        messages: history
+            .iter()
+            .map(|m| ChatMessage {
+                role: match m.role {
+                    Role::User => ChatRole::User,
+                    Role::Assistant => ChatRole::Assistant,
+                    Role::Tool => ChatRole::Tool,
+                },
+                content: m.content.clone(),
+            })
+            .collect(),
+    };
+    let reply = state.llm.complete(request).await.map_err(|e| {
+        tracing::warn!(error = %e, provider = state.llm.name(), "model call failed");
+        ApiError::unavailable("llm_unavailable", "the model is unavailable; your message was kept, try again shortly")
+    })?;
+    let context = json!({
+        "provider": state.llm.name(),
+        "model": reply.model,
+        "usage": reply.usage,
+        "history_messages": history.len(),
+        "user_message_id": user_message.id,
+    });
+    let stored = state
+        .store
+        .append_message(owner, conversation.id, NewMessage { role: Role::Assistant, content: reply.content, metadata: context.clone() })
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    Ok(Json(ChatReply {
+        conversation_id: conversation.id,
+        message: ReplyMessage { id: stored.id, content: stored.content, sender: "assistant", timestamp: stored.created_at },
+        context,
+    }))
+}
+
+/// The message without surrounding blanks, if it is acceptable.
+fn validate_message(message: &str, max_chars: usize) -> ApiResult<&str> {
+    let text = message.trim();
+    if text.is_empty() {
+        return Err(ApiError::bad_request("empty_message", "the message is empty"));
+    }
+    let chars = message.chars().count();
+    if chars > max_chars {
+        return Err(ApiError::bad_request(
+            "message_too_long",
+            format!("the message has {chars} characters; at most {max_chars} are accepted"),
+        ));
+    }
+    if message.contains('\0') {
+        return Err(ApiError::bad_request("invalid_characters", "the message contains a NUL character"));
+    }
+    Ok(text)
+}
+
+/// A conversation title: the message's first line, cut to 80 characters.
+fn title_from(text: &str) -> String {
+    const MAX: usize = 80;
+    let line = text.lines().next().unwrap_or("").trim();
+    if line.chars().count() <= MAX {
+        return line.to_string();
+    }
+    let mut title: String = line.chars().take(MAX - 1).collect();
+    title.push('…');
+    title
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_take_the_first_line_and_cut_long_ones_on_a_character_boundary() {
+        assert_eq!(title_from("hello\nworld"), "hello");
+        let long = "é".repeat(200);
+        let title = title_from(&long);
+        assert_eq!(title.chars().count(), 80);
+        assert!(title.ends_with('…'));
+    }
+
+    #[test]
+    fn blank_long_and_nul_messages_are_refused() {
+        assert_eq!(validate_message(" \n\t", 10).unwrap_err().code(), "empty_message");
+        assert_eq!(validate_message("abcdefghijk", 10).unwrap_err().code(), "message_too_long");
+        assert_eq!(validate_message("a\0b", 10).unwrap_err().code(), "invalid_characters");
+        assert_eq!(validate_message("  ok ", 10).unwrap(), "ok");
+    }
+}

@@ -1,0 +1,36 @@
+//! One module per feature, each exposing `routes() -> OpenApiRouter<AppState>`.
+
+pub mod admin;
+pub mod chat;
+pub mod conversations;
+pub mod google;
+pub mod health;
+pub mod me;
+
+use serde::Deserialize;
+use switchboard_domain::{Cursor, PageRequest};
+use utoipa::IntoParams;
+
+use crate::error::{ApiError, ApiResult};
+
+/// Pagination accepted by every list.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page, 1–100 (larger values are clamped to 100). Default 20.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Items to skip (ignored when `cursor` is given).
+    pub offset: Option<u64>,
+}
+
+impl PageQuery {
+    pub fn to_request(&self) -> ApiResult<PageRequest> {
+        let cursor = match self.cursor.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some(Cursor::decode(text).ok_or_else(|| ApiError::bad_request("invalid_cursor", "the cursor is not valid"))?),
+        };
+        Ok(PageRequest::new(self.limit, cursor, self.offset))
+    }
+}

@@ -1,0 +1,23 @@
+//! Domain types shared by every part of Switchboard. No IO, no async.
+
+mod conversation;
+mod page;
+mod user;
+
+pub use conversation::{Conversation, Message, NewMessage, Role};
+pub use page::{Cursor, Page, PageRequest, MAX_PAGE_SIZE};
+pub use user::{Principal, User};
+
+/// Identifier of a user, conversation or message. UUIDv7, so ids sort by creation time.
+pub type Id = uuid::Uuid;
+
+/// Current UTC time truncated to microseconds, the precision both SQLite and PostgreSQL keep.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::{SubsecRound, Utc};
+    Utc::now().trunc_subsecs(6)
+}
+
+/// A new time-ordered id.
+pub fn new_id() -> Id {
+    uuid::Uuid::now_v7()
+}

@@ -1,0 +1,105 @@
+//! Persistence behind traits. Every method on an owner-scoped table takes the owner's id and
+//! enforces it in the query itself: "not yours" and "does not exist" are the same `None`.
+//!
+//! The backends live in `switchboard-store-sqlite` and `switchboard-store-postgres`; the SQL
+//! they share is written once, in [`sql`], and instantiated by each.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use switchboard_domain::{Conversation, Id, Message, NewMessage, Page, PageRequest, User};
+
+#[doc(hidden)]
+pub mod sql;
+
+/// What can go wrong talking to the database.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database cannot be reached (down, restarting, pool exhausted).
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("database migration failed")]
+    Migration(#[source] sqlx::migrate::MigrateError),
+    /// Any other database error.
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(e),
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Identity of a user as the token states it.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity<'a> {
+    pub issuer: &'a str,
+    pub subject: &'a str,
+    pub email: Option<&'a str>,
+    pub name: Option<&'a str>,
+}
+
+/// The first turn of a chat exchange: where the user's message goes.
+#[derive(Debug, Clone)]
+pub struct StartTurn {
+    /// An existing conversation, or `None` to create one titled `title`.
+    pub conversation_id: Option<Id>,
+    pub title: String,
+    pub message: NewMessage,
+}
+
+/// Everything Switchboard keeps in its database.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Name of the backend, for logs and `/ready`.
+    fn backend(&self) -> &'static str;
+
+    /// Succeeds when the database answers a trivial query.
+    async fn ping(&self) -> Result<()>;
+
+    /// Closes every connection; called on shutdown.
+    async fn close(&self);
+
+    /// Creates the user on first sight of (`issuer`, `subject`); refreshes email and name after.
+    async fn upsert_user(&self, identity: Identity<'_>) -> Result<User>;
+
+    /// All users, oldest first (administrators only).
+    async fn list_users(&self, page: PageRequest) -> Result<Page<User>>;
+
+    /// The owner's conversations, most recently updated first.
+    async fn list_conversations(&self, owner: Id, page: PageRequest) -> Result<Page<Conversation>>;
+
+    async fn get_conversation(&self, owner: Id, id: Id) -> Result<Option<Conversation>>;
+
+    /// Deletes the conversation and its messages; `false` when there was none to delete.
+    async fn delete_conversation(&self, owner: Id, id: Id) -> Result<bool>;
+
+    /// Messages of one conversation in the order they were written; `None` when the
+    /// conversation is not the owner's.
+    async fn list_messages(&self, owner: Id, conversation: Id, page: PageRequest) -> Result<Option<Page<Message>>>;
+
+    /// The last `n` messages of a conversation, oldest first (the model's context window).
+    async fn recent_messages(&self, owner: Id, conversation: Id, n: u32) -> Result<Vec<Message>>;
+
+    /// In one transaction: creates the conversation if asked, and stores the message.
+    /// `None` when `conversation_id` names a conversation that is not the owner's.
+    async fn start_turn(&self, owner: Id, turn: StartTurn) -> Result<Option<(Conversation, Message)>>;
+
+    /// Appends a message and bumps the conversation's `updated_at`, in one transaction.
+    async fn append_message(&self, owner: Id, conversation: Id, message: NewMessage) -> Result<Option<Message>>;
+
+    /// Remembers that the token `jti` must no longer be accepted (until it expires anyway).
+    async fn revoke_token(&self, jti: &str, expires_at: DateTime<Utc>) -> Result<()>;
+
+    async fn is_token_revoked(&self, jti: &str) -> Result<bool>;
+}

@@ -1,0 +1,428 @@
+//! The SQL that SQLite and PostgreSQL share, written once.
+//!
+//! Both backends accept `$n` placeholders, `ON CONFLICT … DO UPDATE`, `RETURNING` and row-value
+//! comparisons, and sqlx encodes `Uuid`, `DateTime<Utc>` and JSON for both. So the queries are
+//! identical and only the pool type differs; [`impl_sql_store!`](crate::impl_sql_store)
+//! instantiates the [`Store`](crate::Store) implementation for a backend's pool. Anything that
+//! is not portable (locking, notifications) belongs in the backend crate itself.
+//!
+//! Every write transaction starts with a write statement, so SQLite takes its write lock at once
+//! (and waits on `busy_timeout`) instead of failing to upgrade a read lock under contention.
+
+pub use sqlx;
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use switchboard_domain::{Conversation, Id, Message, Role, User};
+
+#[derive(sqlx::FromRow)]
+pub struct UserRow {
+    pub id: Id,
+    pub issuer: String,
+    pub subject: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<UserRow> for User {
+    fn from(r: UserRow) -> User {
+        User { id: r.id, issuer: r.issuer, subject: r.subject, email: r.email, name: r.name, created_at: r.created_at }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct ConversationRow {
+    pub id: Id,
+    pub title: String,
+    pub status: String,
+    pub context: Json<serde_json::Value>,
+    pub message_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ConversationRow> for Conversation {
+    fn from(r: ConversationRow) -> Conversation {
+        Conversation {
+            id: r.id,
+            title: r.title,
+            status: r.status,
+            context: r.context.0,
+            message_count: r.message_count,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct MessageRow {
+    pub id: Id,
+    pub conversation_id: Id,
+    pub role: String,
+    pub content: String,
+    pub metadata: Json<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl MessageRow {
+    pub fn into_message(self) -> Result<Message, sqlx::Error> {
+        let role = Role::parse(&self.role)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown message role {:?}", self.role).into()))?;
+        Ok(Message {
+            id: self.id,
+            conversation_id: self.conversation_id,
+            role,
+            content: self.content,
+            metadata: self.metadata.0,
+            created_at: self.created_at,
+        })
+    }
+}
+
+pub const USER_COLUMNS: &str = "id, issuer, subject, email, name, created_at";
+pub const CONVERSATION_COLUMNS: &str = "id, title, status, context, message_count, created_at, updated_at";
+pub const MESSAGE_COLUMNS: &str = "id, conversation_id, role, content, metadata, created_at";
+
+/// Turns `limit + 1` fetched rows into a page, using the extra row only to know a next page exists.
+pub fn paginate<T>(mut rows: Vec<T>, limit: u32, key: impl Fn(&T) -> switchboard_domain::Cursor) -> switchboard_domain::Page<T> {
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = if has_more { rows.last().map(|r| key(r).encode()) } else { None };
+    switchboard_domain::Page { items: rows, next_cursor }
+}
+
+/// Implements [`Store`](crate::Store) for `$store`, a struct with a `pool: sqlx::Pool<$db>` field.
+#[macro_export]
+macro_rules! impl_sql_store {
+    ($store:ty, $db:ty, $backend:literal) => {
+        #[$crate::sql::async_trait_reexport::async_trait]
+        impl $crate::Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn ping(&self) -> $crate::Result<()> {
+                $crate::sql::sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+
+            async fn upsert_user(&self, who: $crate::Identity<'_>) -> $crate::Result<::switchboard_domain::User> {
+                let now = ::switchboard_domain::now();
+                let sql = format!(
+                    "INSERT INTO users (id, issuer, subject, email, name, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6) \
+                     ON CONFLICT (issuer, subject) DO UPDATE SET \
+                       email = COALESCE(excluded.email, users.email), \
+                       name = COALESCE(excluded.name, users.name), \
+                       updated_at = excluded.updated_at \
+                     RETURNING {}",
+                    $crate::sql::USER_COLUMNS
+                );
+                let row: $crate::sql::UserRow = $crate::sql::sqlx::query_as(&sql)
+                    .bind(::switchboard_domain::new_id())
+                    .bind(who.issuer)
+                    .bind(who.subject)
+                    .bind(who.email)
+                    .bind(who.name)
+                    .bind(now)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(row.into())
+            }
+
+            async fn list_users(
+                &self,
+                page: ::switchboard_domain::PageRequest,
+            ) -> $crate::Result<::switchboard_domain::Page<::switchboard_domain::User>> {
+                let (after, after_id) = match page.cursor {
+                    Some(c) => (Some(c.at), Some(c.id)),
+                    None => (None, None),
+                };
+                let sql = format!(
+                    "SELECT {} FROM users \
+                     WHERE ($1 IS NULL OR (created_at, id) > ($1, $2)) \
+                     ORDER BY created_at, id LIMIT $3 OFFSET $4",
+                    $crate::sql::USER_COLUMNS
+                );
+                let rows: Vec<$crate::sql::UserRow> = $crate::sql::sqlx::query_as(&sql)
+                    .bind(after)
+                    .bind(after_id)
+                    .bind(i64::from(page.limit) + 1)
+                    .bind(page.offset as i64)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let users = rows.into_iter().map(::switchboard_domain::User::from).collect();
+                Ok($crate::sql::paginate(users, page.limit, |u: &::switchboard_domain::User| {
+                    ::switchboard_domain::Cursor { at: u.created_at, id: u.id }
+                }))
+            }
+
+            async fn list_conversations(
+                &self,
+                owner: ::switchboard_domain::Id,
+                page: ::switchboard_domain::PageRequest,
+            ) -> $crate::Result<::switchboard_domain::Page<::switchboard_domain::Conversation>> {
+                let (before, before_id) = match page.cursor {
+                    Some(c) => (Some(c.at), Some(c.id)),
+                    None => (None, None),
+                };
+                let sql = format!(
+                    "SELECT {} FROM conversations \
+                     WHERE user_id = $1 AND ($2 IS NULL OR (updated_at, id) < ($2, $3)) \
+                     ORDER BY updated_at DESC, id DESC LIMIT $4 OFFSET $5",
+                    $crate::sql::CONVERSATION_COLUMNS
+                );
+                let rows: Vec<$crate::sql::ConversationRow> = $crate::sql::sqlx::query_as(&sql)
+                    .bind(owner)
+                    .bind(before)
+                    .bind(before_id)
+                    .bind(i64::from(page.limit) + 1)
+                    .bind(page.offset as i64)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let items = rows.into_iter().map(::switchboard_domain::Conversation::from).collect();
+                Ok($crate::sql::paginate(items, page.limit, |c: &::switchboard_domain::Conversation| {
+                    ::switchboard_domain::Cursor { at: c.updated_at, id: c.id }
+                }))
+            }
+
+            async fn get_conversation(
+                &self,
+                owner: ::switchboard_domain::Id,
+                id: ::switchboard_domain::Id,
+            ) -> $crate::Result<Option<::switchboard_domain::Conversation>> {
+                let sql = format!(
+                    "SELECT {} FROM conversations WHERE user_id = $1 AND id = $2",
+                    $crate::sql::CONVERSATION_COLUMNS
+                );
+                let row: Option<$crate::sql::ConversationRow> =
+                    $crate::sql::sqlx::query_as(&sql).bind(owner).bind(id).fetch_optional(&self.pool).await?;
+                Ok(row.map(Into::into))
+            }
+
+            async fn delete_conversation(
+                &self,
+                owner: ::switchboard_domain::Id,
+                id: ::switchboard_domain::Id,
+            ) -> $crate::Result<bool> {
+                let mut tx = self.pool.begin().await?;
+                let deleted = $crate::sql::sqlx::query("DELETE FROM conversations WHERE user_id = $1 AND id = $2")
+                    .bind(owner)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                $crate::sql::sqlx::query("DELETE FROM messages WHERE user_id = $1 AND conversation_id = $2")
+                    .bind(owner)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(deleted > 0)
+            }
+
+            async fn list_messages(
+                &self,
+                owner: ::switchboard_domain::Id,
+                conversation: ::switchboard_domain::Id,
+                page: ::switchboard_domain::PageRequest,
+            ) -> $crate::Result<Option<::switchboard_domain::Page<::switchboard_domain::Message>>> {
+                let exists: Option<(::switchboard_domain::Id,)> =
+                    $crate::sql::sqlx::query_as("SELECT id FROM conversations WHERE user_id = $1 AND id = $2")
+                        .bind(owner)
+                        .bind(conversation)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                if exists.is_none() {
+                    return Ok(None);
+                }
+                let (after, after_id) = match page.cursor {
+                    Some(c) => (Some(c.at), Some(c.id)),
+                    None => (None, None),
+                };
+                let sql = format!(
+                    "SELECT {} FROM messages \
+                     WHERE user_id = $1 AND conversation_id = $2 AND ($3 IS NULL OR (created_at, id) > ($3, $4)) \
+                     ORDER BY created_at, id LIMIT $5 OFFSET $6",
+                    $crate::sql::MESSAGE_COLUMNS
+                );
+                let rows: Vec<$crate::sql::MessageRow> = $crate::sql::sqlx::query_as(&sql)
+                    .bind(owner)
+                    .bind(conversation)
+                    .bind(after)
+                    .bind(after_id)
+                    .bind(i64::from(page.limit) + 1)
+                    .bind(page.offset as i64)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let items = rows.into_iter().map(|r| r.into_message()).collect::<::std::result::Result<Vec<_>, _>>()?;
+                Ok(Some($crate::sql::paginate(items, page.limit, |m: &::switchboard_domain::Message| {
+                    ::switchboard_domain::Cursor { at: m.created_at, id: m.id }
+                })))
+            }
+
+            async fn recent_messages(
+                &self,
+                owner: ::switchboard_domain::Id,
+                conversation: ::switchboard_domain::Id,
+                n: u32,
+            ) -> $crate::Result<Vec<::switchboard_domain::Message>> {
+                let sql = format!(
+                    "SELECT {} FROM messages WHERE user_id = $1 AND conversation_id = $2 \
+                     ORDER BY created_at DESC, id DESC LIMIT $3",
+                    $crate::sql::MESSAGE_COLUMNS
+                );
+                let rows: Vec<$crate::sql::MessageRow> = $crate::sql::sqlx::query_as(&sql)
+                    .bind(owner)
+                    .bind(conversation)
+                    .bind(i64::from(n))
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut items = rows.into_iter().map(|r| r.into_message()).collect::<::std::result::Result<Vec<_>, _>>()?;
+                items.reverse();
+                Ok(items)
+            }
+
+            async fn start_turn(
+                &self,
+                owner: ::switchboard_domain::Id,
+                turn: $crate::StartTurn,
+            ) -> $crate::Result<Option<(::switchboard_domain::Conversation, ::switchboard_domain::Message)>> {
+                let now = ::switchboard_domain::now();
+                let mut tx = self.pool.begin().await?;
+                let conversation_id = match turn.conversation_id {
+                    Some(id) => id,
+                    None => {
+                        let id = ::switchboard_domain::new_id();
+                        $crate::sql::sqlx::query(
+                            "INSERT INTO conversations (id, user_id, title, status, context, message_count, created_at, updated_at) \
+                             VALUES ($1, $2, $3, 'active', $4, 0, $5, $5)",
+                        )
+                        .bind(id)
+                        .bind(owner)
+                        .bind(&turn.title)
+                        .bind($crate::sql::sqlx::types::Json(::serde_json::json!({})))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        id
+                    }
+                };
+                let message = match $crate::sql::insert_message!(tx, owner, conversation_id, turn.message, now) {
+                    Some(m) => m,
+                    None => return Ok(None),
+                };
+                let sql = format!(
+                    "SELECT {} FROM conversations WHERE user_id = $1 AND id = $2",
+                    $crate::sql::CONVERSATION_COLUMNS
+                );
+                let conversation: $crate::sql::ConversationRow = $crate::sql::sqlx::query_as(&sql)
+                    .bind(owner)
+                    .bind(conversation_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Some((conversation.into(), message)))
+            }
+
+            async fn append_message(
+                &self,
+                owner: ::switchboard_domain::Id,
+                conversation: ::switchboard_domain::Id,
+                message: ::switchboard_domain::NewMessage,
+            ) -> $crate::Result<Option<::switchboard_domain::Message>> {
+                let now = ::switchboard_domain::now();
+                let mut tx = self.pool.begin().await?;
+                let message = $crate::sql::insert_message!(tx, owner, conversation, message, now);
+                if message.is_some() {
+                    tx.commit().await?;
+                }
+                Ok(message)
+            }
+
+            async fn revoke_token(&self, jti: &str, expires_at: ::chrono::DateTime<::chrono::Utc>) -> $crate::Result<()> {
+                let mut tx = self.pool.begin().await?;
+                $crate::sql::sqlx::query(
+                    "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+                )
+                .bind(jti)
+                .bind(expires_at)
+                .execute(&mut *tx)
+                .await?;
+                $crate::sql::sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
+                    .bind(::switchboard_domain::now())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn is_token_revoked(&self, jti: &str) -> $crate::Result<bool> {
+                let row: Option<(String,)> = $crate::sql::sqlx::query_as("SELECT jti FROM revoked_tokens WHERE jti = $1")
+                    .bind(jti)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.is_some())
+            }
+        }
+    };
+}
+
+/// Inside a transaction `$tx`: bumps the conversation (proving it is the owner's) and inserts
+/// the message. Evaluates to `Some(Message)`, or `None` when the conversation is not the owner's.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __insert_message {
+    ($tx:ident, $owner:expr, $conversation:expr, $message:expr, $now:expr) => {{
+        let bumped = $crate::sql::sqlx::query(
+            "UPDATE conversations SET updated_at = $1, message_count = message_count + 1 \
+             WHERE user_id = $2 AND id = $3",
+        )
+        .bind($now)
+        .bind($owner)
+        .bind($conversation)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        if bumped == 0 {
+            None
+        } else {
+            let msg = $message;
+            let id = ::switchboard_domain::new_id();
+            $crate::sql::sqlx::query(
+                "INSERT INTO messages (id, conversation_id, user_id, role, content, metadata, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(id)
+            .bind($conversation)
+            .bind($owner)
+            .bind(msg.role.as_str())
+            .bind(&msg.content)
+            .bind($crate::sql::sqlx::types::Json(&msg.metadata))
+            .bind($now)
+            .execute(&mut *$tx)
+            .await?;
+            Some(::switchboard_domain::Message {
+                id,
+                conversation_id: $conversation,
+                role: msg.role,
+                content: msg.content,
+                metadata: msg.metadata,
+                created_at: $now,
+            })
+        }
+    }};
+}
+
+pub use crate::__insert_message as insert_message;
+
+#[doc(hidden)]
+pub mod async_trait_reexport {
+    pub use async_trait::async_trait;
+}

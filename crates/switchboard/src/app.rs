@@ -1,0 +1,212 @@
+//! Wiring: settings in, a running server out. Tests drive this same path on port 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use switchboard_api::auth::{AuthConfig, Authenticator, NewToken, TokenSigner};
+use switchboard_api::metrics::Metrics;
+use switchboard_api::ratelimit::{InMemoryRateLimiter, RateLimiter};
+use switchboard_api::{ApiConfig, AppState};
+use switchboard_llm::OfflineProvider;
+use switchboard_store::Store;
+use switchboard_store_postgres::PostgresStore;
+use switchboard_store_sqlite::SqliteStore;
+use tokio::net::TcpListener;
+
+use crate::config::{check_secret, Settings};
+
+/// Subject of the user that `serve` prints a token for.
+pub const LOCAL_SUBJECT: &str = "local";
+/// Lifetime of that token.
+pub const LOCAL_TOKEN_TTL: Duration = Duration::from_secs(30 * 86_400);
+
+/// A server bound to its address, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    grace: Duration,
+    local_token: String,
+}
+
+impl Application {
+    /// Opens the database (applying migrations), loads or creates the signing secret and binds
+    /// the listener. Nothing is served until [`Application::run_until`].
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        settings.validate()?;
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
+        let store = open_store(&settings).await?;
+        let secret = signing_secret(&settings)?;
+
+        let auth = Authenticator::new(
+            AuthConfig {
+                secret: secret.clone(),
+                audience: settings.jwt_audience.clone(),
+                oidc: settings.oidc.clone(),
+                google_client_ids: settings.google_client_ids.clone(),
+                google_jwks_url: settings.google_jwks_url.clone(),
+                admin_emails: settings.admin_emails.clone(),
+                session_ttl: Duration::from_secs(settings.session_ttl_secs),
+                jwks_refresh_interval: Duration::from_secs(settings.jwks_refresh_secs),
+            },
+            store.clone(),
+        );
+        let limiter = NonZeroU32::new(settings.rate_limit_per_minute)
+            .map(|n| Arc::new(InMemoryRateLimiter::per_minute(n)) as Arc<dyn RateLimiter>);
+        let state = AppState {
+            store,
+            auth: Arc::new(auth),
+            limiter,
+            llm: Arc::new(OfflineProvider),
+            metrics: Arc::new(Metrics::new()),
+            config: Arc::new(ApiConfig {
+                body_limit: settings.body_limit_bytes,
+                max_message_chars: settings.max_message_chars,
+                history_limit: settings.history_limit,
+                cors_allowed_origins: settings.cors_allowed_origins.clone(),
+                trusted_proxies: settings.trusted_proxies.clone(),
+            }),
+        };
+        let local_token = local_user_token(state.auth.signer());
+        let listener = TcpListener::bind(settings.addr).await.with_context(|| format!("cannot listen on {}", settings.addr))?;
+        Ok(Application { listener, state, grace: settings.shutdown_grace(), local_token })
+    }
+
+    /// Where the server listens (the real port when 0 was asked).
+    pub fn address(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// A bearer token for the local administrator, valid 30 days.
+    pub fn local_token(&self) -> &str {
+        &self.local_token
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish (for at most the
+    /// grace period) and closes the database.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let store = self.state.store.clone();
+        let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stopping_tx.send(true);
+        };
+        let service = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(
+            switchboard_api::service(self.state),
+        );
+        let server = axum::serve(self.listener, service).with_graceful_shutdown(signal);
+        let grace = self.grace;
+        let deadline = async move {
+            let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            served = server => served.context("the HTTP server failed")?,
+            () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping the remaining connections"),
+        }
+        store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    let timeout = Duration::from_secs(settings.db_connect_timeout_secs);
+    let store: Arc<dyn Store> = match &settings.database_url {
+        None => Arc::new(SqliteStore::open(&settings.data_dir.join("switchboard.db")).await.context("cannot open the SQLite database")?),
+        Some(url) if url.expose().starts_with("postgres://") || url.expose().starts_with("postgresql://") => {
+            let connect = PostgresStore::connect(url.expose(), timeout);
+            let store = tokio::time::timeout(timeout + Duration::from_secs(5), connect)
+                .await
+                .map_err(|_| anyhow::anyhow!("timed out connecting to {}", url.redacted()))?
+                .with_context(|| format!("cannot use the database at {}", url.redacted()))?;
+            Arc::new(store)
+        }
+        Some(url) if url.expose().starts_with("sqlite:") => {
+            Arc::new(SqliteStore::open_url(url.expose()).await.with_context(|| format!("cannot open {}", url.redacted()))?)
+        }
+        Some(url) => anyhow::bail!("unsupported database URL {}; use postgres://… or sqlite:…", url.redacted()),
+    };
+    tracing::info!(backend = store.backend(), "database ready");
+    Ok(store)
+}
+
+/// The configured secret, or the one kept in the data directory (created on first use, 0600).
+pub fn signing_secret(settings: &Settings) -> anyhow::Result<SecretString> {
+    if let Some(secret) = &settings.jwt_secret {
+        return Ok(secret.clone());
+    }
+    load_or_create_secret(&settings.data_dir.join("jwt_secret"))
+}
+
+fn load_or_create_secret(path: &Path) -> anyhow::Result<SecretString> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let secret = SecretString::from(text.trim().to_owned());
+            check_secret(&secret).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Ok(secret)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut bytes = [0u8; 32];
+            rand::Rng::fill(&mut rand::rng(), &mut bytes);
+            let secret = SecretString::from(hex::encode(bytes));
+            write_private(path, secret.expose_secret().as_bytes())
+                .with_context(|| format!("cannot write the signing secret to {}", path.display()))?;
+            Ok(secret)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read the signing secret {}", path.display())),
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+fn local_user_token(signer: &TokenSigner) -> String {
+    let mut token = NewToken::for_subject(LOCAL_SUBJECT, LOCAL_TOKEN_TTL);
+    token.name = Some("Local user".into());
+    token.admin = true;
+    signer.mint(token).0
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,180 @@
+//! The command line: `serve` and `token`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use switchboard_api::auth::{NewToken, TokenSigner};
+
+use crate::app::{self, Application};
+use crate::config::{parse_duration, LogFormat, Settings};
+
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about = "Self-hosted multi-user MCP agent server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Print a bearer token signed with the server's secret (and nothing else).
+    Token(TokenArgs),
+}
+
+const SERVE_AFTER_HELP: &str = "\
+Every setting can also come from a TOML file (--config, same names as the flags with `_` for `-`)
+and from SWITCHBOARD_<NAME> environment variables; flags beat the environment, which beats the file.
+Lists in the environment are comma-separated. Settings without a flag:
+
+  jwt_secret           SWITCHBOARD_JWT_SECRET      HS256 signing secret, at least 32 random bytes
+                                                   (default: generated into <data-dir>/jwt_secret, 0600)
+  oidc                 SWITCHBOARD_OIDC            OpenID Connect issuers whose tokens are accepted:
+                                                   [{issuer=\"https://…\", audiences=[\"…\"], jwks_url=\"…\"}]
+                                                   (jwks_url is discovered when absent)
+  google_jwks_url      SWITCHBOARD_GOOGLE_JWKS_URL Google's signing keys (default: Google's public JWKS)
+  jwks_refresh_secs    SWITCHBOARD_JWKS_REFRESH_SECS  minimum seconds between key refreshes [10]
+  session_ttl_secs     SWITCHBOARD_SESSION_TTL_SECS   lifetime of tokens issued for a Google sign-in [86400]
+  history_limit        SWITCHBOARD_HISTORY_LIMIT   earlier messages sent to the model per turn [20]";
+
+/// Flags of `serve`; each overrides the setting of the same name.
+#[derive(Debug, Default, Args, Serialize)]
+#[command(after_help = SERVE_AFTER_HELP)]
+pub struct ServeArgs {
+    /// TOML settings file [env: SWITCHBOARD_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port [env: SWITCHBOARD_ADDR] [default: 127.0.0.1:8080]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<SocketAddr>,
+    /// Where the SQLite database and the signing secret live [env: SWITCHBOARD_DATA_DIR] [default: ./switchboard-data]
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// postgres://… to run on PostgreSQL (or sqlite:…); SQLite in the data directory when absent [env: SWITCHBOARD_DATABASE_URL]
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// How long to keep retrying an unreachable database at start before giving up [env: SWITCHBOARD_DB_CONNECT_TIMEOUT_SECS] [default: 30]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db_connect_timeout_secs: Option<u64>,
+    /// Require this `aud` on HS256 tokens [env: SWITCHBOARD_JWT_AUDIENCE]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_audience: Option<String>,
+    /// Requests per minute per user on /api/*; 0 turns the limit off [env: SWITCHBOARD_RATE_LIMIT_PER_MINUTE] [default: 60]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_minute: Option<u32>,
+    /// Largest request body in bytes; larger ones get 413 [env: SWITCHBOARD_BODY_LIMIT_BYTES] [default: 1048576]
+    #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_limit_bytes: Option<usize>,
+    /// Longest chat message in characters [env: SWITCHBOARD_MAX_MESSAGE_CHARS] [default: 32000]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_message_chars: Option<usize>,
+    /// Browser origin allowed to call the API (repeatable; `*` for any); none means same origin only [env: SWITCHBOARD_CORS_ALLOWED_ORIGINS]
+    #[arg(long = "cors-allowed-origin", value_name = "ORIGIN")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cors_allowed_origins: Vec<String>,
+    /// Proxy network (CIDR) whose X-Forwarded-For is believed (repeatable) [env: SWITCHBOARD_TRUSTED_PROXIES]
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<String>,
+    /// Google OAuth client id accepted by POST /api/auth/google (repeatable) [env: SWITCHBOARD_GOOGLE_CLIENT_IDS]
+    #[arg(long = "google-client-id", value_name = "ID")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub google_client_ids: Vec<String>,
+    /// Email of an administrator (repeatable) [env: SWITCHBOARD_ADMIN_EMAILS]
+    #[arg(long = "admin-email", value_name = "EMAIL")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub admin_emails: Vec<String>,
+    /// Log format [env: SWITCHBOARD_LOG_FORMAT] [default: text]
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info` or `switchboard_api=debug` [env: SWITCHBOARD_LOG_LEVEL] [default: info]
+    #[arg(long, value_name = "FILTER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT [env: SWITCHBOARD_SHUTDOWN_GRACE_SECS] [default: 30]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The token's subject (user name)
+    #[arg(long)]
+    pub user: String,
+    /// How long the token is valid: 90s, 15m, 24h, 30d…
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub ttl: std::time::Duration,
+    /// Mark the token as an administrator's
+    #[arg(long)]
+    pub admin: bool,
+    /// The server's data directory (where its secret is) [env: SWITCHBOARD_DATA_DIR]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML settings file [env: SWITCHBOARD_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct TokenFlags {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+}
+
+fn config_file(flag: Option<PathBuf>) -> Option<PathBuf> {
+    flag.or_else(|| std::env::var_os("SWITCHBOARD_CONFIG").map(PathBuf::from))
+}
+
+/// Runs the command line and returns the process exit code.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Token(args) => token(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchboard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let file = config_file(args.config.clone());
+    let settings = Settings::load(file.as_deref(), &args)?;
+    crate::telemetry::init(&settings);
+    let app = Application::build(settings).await?;
+    let url = format!("http://{}", app.address());
+    println!("Switchboard listening on {url}");
+    println!("Local user token (valid 30 days): {}", app.local_token());
+    println!("Try: curl -H \"Authorization: Bearer $TOKEN\" {url}/api/v1/me");
+    app.run_until(app::shutdown_signal()).await
+}
+
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let file = config_file(args.config);
+    let settings = Settings::load(file.as_deref(), TokenFlags { data_dir: args.data_dir })?;
+    settings.validate()?;
+    let secret = app::signing_secret(&settings)?;
+    let mut new = NewToken::for_subject(args.user, args.ttl);
+    new.admin = args.admin;
+    println!("{}", TokenSigner::new(&secret).mint(new).0);
+    Ok(())
+}

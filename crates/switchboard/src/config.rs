@@ -1,0 +1,348 @@
+//! Settings: defaults in code, then a TOML file (`--config`), then `SWITCHBOARD_*` environment
+//! variables (`__` separates nested keys), then command-line flags — each overriding the one before.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize};
+use switchboard_api::auth::OidcIssuerConfig;
+
+/// Every setting of the server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<DatabaseUrl>,
+    pub db_connect_timeout_secs: u64,
+    pub jwt_secret: Option<SecretString>,
+    pub jwt_audience: Option<String>,
+    #[serde(deserialize_with = "list")]
+    pub admin_emails: Vec<String>,
+    pub oidc: Vec<OidcIssuerConfig>,
+    #[serde(deserialize_with = "list")]
+    pub google_client_ids: Vec<String>,
+    pub google_jwks_url: String,
+    pub jwks_refresh_secs: u64,
+    pub session_ttl_secs: u64,
+    pub rate_limit_per_minute: u32,
+    pub body_limit_bytes: usize,
+    pub max_message_chars: usize,
+    pub history_limit: u32,
+    #[serde(deserialize_with = "list")]
+    pub cors_allowed_origins: Vec<String>,
+    #[serde(deserialize_with = "list")]
+    pub trusted_proxies: Vec<IpNet>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub shutdown_grace_secs: u64,
+}
+
+/// Names of the settings, as keys of the file and (upper-cased, prefixed) of the environment.
+const KEYS: &[&str] = &[
+    "addr",
+    "data_dir",
+    "database_url",
+    "db_connect_timeout_secs",
+    "jwt_secret",
+    "jwt_audience",
+    "admin_emails",
+    "oidc",
+    "google_client_ids",
+    "google_jwks_url",
+    "jwks_refresh_secs",
+    "session_ttl_secs",
+    "rate_limit_per_minute",
+    "body_limit_bytes",
+    "max_message_chars",
+    "history_limit",
+    "cors_allowed_origins",
+    "trusted_proxies",
+    "log_format",
+    "log_level",
+    "shutdown_grace_secs",
+];
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("switchboard-data"),
+            database_url: None,
+            db_connect_timeout_secs: 30,
+            jwt_secret: None,
+            jwt_audience: None,
+            admin_emails: Vec::new(),
+            oidc: Vec::new(),
+            google_client_ids: Vec::new(),
+            google_jwks_url: "https://www.googleapis.com/oauth2/v3/certs".into(),
+            jwks_refresh_secs: 10,
+            session_ttl_secs: 24 * 3600,
+            rate_limit_per_minute: 60,
+            body_limit_bytes: 1024 * 1024,
+            max_message_chars: 32_000,
+            history_limit: 20,
+            cors_allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A database URL; its password never appears in `Debug` output.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> DatabaseUrl {
+        DatabaseUrl(url.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        match (self.0.find("://"), self.0.rfind('@')) {
+            (Some(scheme_end), Some(at)) if at > scheme_end => {
+                let userinfo = &self.0[scheme_end + 3..at];
+                let user = userinfo.split(':').next().unwrap_or("");
+                format!("{}{}:***{}", &self.0[..scheme_end + 3], user, &self.0[at..])
+            }
+            _ => self.0.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+/// Accepts a list either as a sequence or as one comma-separated string (handy in env vars).
+fn list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr + Deserialize<'de>,
+    T::Err: std::fmt::Display,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        Many(Vec<T>),
+        Text(String),
+    }
+    match OneOrMany::<T>::deserialize(d)? {
+        OneOrMany::Many(v) => Ok(v),
+        OneOrMany::Text(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().map_err(serde::de::Error::custom))
+            .collect(),
+    }
+}
+
+/// Why settings were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Load(#[from] Box<figment::Error>),
+}
+
+impl Settings {
+    /// Loads settings from the layers: defaults < `file` < environment < `flags`.
+    pub fn load(file: Option<&std::path::Path>, flags: impl Serialize) -> Result<Settings, SettingsError> {
+        Self::figment(file, flags).extract().map_err(|e| SettingsError::Load(Box::new(e)))
+    }
+
+    fn figment(file: Option<&std::path::Path>, flags: impl Serialize) -> Figment {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment
+            .merge(Env::prefixed("SWITCHBOARD_").split("__").filter(|key| KEYS.contains(&key.as_str().split('.').next().unwrap_or(""))))
+            .merge(Serialized::defaults(flags))
+    }
+
+    /// Refuses settings that would run insecurely or not at all.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if let Some(secret) = &self.jwt_secret {
+            check_secret(secret).map_err(SettingsError::Invalid)?;
+        }
+        for issuer in &self.oidc {
+            if issuer.audiences.is_empty() {
+                return Err(SettingsError::Invalid(format!("OIDC issuer {} needs at least one audience", issuer.issuer)));
+            }
+        }
+        if self.body_limit_bytes == 0 || self.max_message_chars == 0 {
+            return Err(SettingsError::Invalid("body_limit_bytes and max_message_chars must be above 0".into()));
+        }
+        Ok(())
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+/// Secrets that are published in examples and documentation, and so protect nothing.
+const PUBLISHED_SECRETS: &[&str] = &[
+    "changeme",
+    "change-me",
+    "change_me",
+    "secret",
+    "your-secret-key",
+    "your-256-bit-secret",
+    "your_jwt_secret",
+    "jwt-secret",
+    "supersecret",
+    "please-change-me",
+    "super-secret-jwt-token-with-at-least-32-characters-long",
+    "your-super-secret-jwt-token-with-at-least-32-characters-long",
+    "16f8c0ef4a5d391b26034086c628469d3f9f497f08163ab9b40137092f2909ef",
+    "eaa5191f2914e30b9387fd84e254e4ba6f22bd7c4b7a4d27a6c4b3cd6a6e6dd6",
+    "f34be427ebb29de8d88c107a71546019685ed8b241d8f2ed00c3df97ad2566f0",
+];
+
+/// Minimum secret length in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Refuses short, published or trivially guessable secrets.
+pub fn check_secret(secret: &SecretString) -> Result<(), String> {
+    let s = secret.expose_secret();
+    let lower = s.to_ascii_lowercase();
+    if PUBLISHED_SECRETS.contains(&lower.as_str()) || lower.contains("changeme") || lower.contains("change-me") {
+        return Err("the JWT secret is a published sample value; generate your own, e.g. `openssl rand -hex 32`".into());
+    }
+    if s.len() < MIN_SECRET_BYTES {
+        return Err(format!(
+            "the JWT secret is {} bytes long; use at least {MIN_SECRET_BYTES} random bytes, e.g. `openssl rand -hex 32`",
+            s.len()
+        ));
+    }
+    let mut distinct: Vec<char> = s.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 8 {
+        return Err("the JWT secret repeats too few characters to be random; use `openssl rand -hex 32`".into());
+    }
+    Ok(())
+}
+
+/// Parses `90s`, `15m`, `24h`, `30d` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}; use e.g. 90s, 15m, 24h or 30d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("invalid duration unit in {text:?}; use s, m, h or d")),
+    };
+    if secs == 0 {
+        return Err("the duration must be above zero".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[derive(Serialize, Default)]
+    struct Flags {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rate_limit_per_minute: Option<u32>,
+    }
+
+    #[test]
+    fn each_layer_overrides_the_one_before() {
+        Jail::expect_with(|jail| {
+            jail.create_file("sb.toml", "rate_limit_per_minute = 10\nmax_message_chars = 5\nlog_level = \"debug\"")?;
+            jail.set_env("SWITCHBOARD_RATE_LIMIT_PER_MINUTE", "20");
+            jail.set_env("SWITCHBOARD_MAX_MESSAGE_CHARS", "7");
+            let s = Settings::load(Some("sb.toml".as_ref()), Flags { rate_limit_per_minute: Some(30) }).unwrap();
+            assert_eq!(s.rate_limit_per_minute, 30, "flag beats env");
+            assert_eq!(s.max_message_chars, 7, "env beats file");
+            assert_eq!(s.log_level, "debug", "file beats default");
+            assert_eq!(s.history_limit, 20, "default");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn lists_come_from_comma_separated_env_values_and_nested_keys_use_double_underscores() {
+        Jail::expect_with(|jail| {
+            jail.set_env("SWITCHBOARD_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.0.0/16");
+            jail.set_env("SWITCHBOARD_OIDC", r#"[{issuer="https://id.example", audiences=["app"]}]"#);
+            jail.set_env("SWITCHBOARD_TEST_POSTGRES_URL", "ignored: not a setting");
+            let s = Settings::load(None, Flags::default()).unwrap();
+            assert_eq!(s.trusted_proxies.len(), 2);
+            assert_eq!(s.oidc[0].audiences, vec!["app".to_string()]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        Jail::expect_with(|jail| {
+            jail.create_file("sb.toml", "rate_limit_per_mnute = 10")?;
+            assert!(Settings::load(Some("sb.toml".as_ref()), Flags::default()).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn weak_and_sample_secrets_are_refused() {
+        for weak in [
+            "short",
+            "changeme",
+            "your-super-secret-jwt-token-with-at-least-32-characters-long",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "16f8c0ef4a5d391b26034086c628469d3f9f497f08163ab9b40137092f2909ef",
+        ] {
+            assert!(check_secret(&SecretString::from(weak)).is_err(), "{weak} must be refused");
+        }
+        assert!(check_secret(&SecretString::from("b1946ac92492d2347c6235b4d2611184a8f6c1f0e2b2c3d4")).is_ok());
+    }
+
+    #[test]
+    fn database_urls_hide_their_password() {
+        let url = DatabaseUrl::new("postgres://app:hunter2-password@db:5432/sb");
+        assert_eq!(url.redacted(), "postgres://app:***@db:5432/sb");
+        assert!(!format!("{url:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn durations_read_the_usual_units() {
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+}

@@ -1,0 +1,10 @@
+//! The `switchboard` binary's library half: settings, wiring and the CLI, so integration tests
+//! start the server exactly the way `switchboard serve` does.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod telemetry;
+
+pub use app::Application;
+pub use config::Settings;
