@@ -26,6 +26,13 @@ pub const LOCAL_SUBJECT: &str = "local";
 /// Lifetime of that token.
 pub const LOCAL_TOKEN_TTL: Duration = Duration::from_secs(30 * 86_400);
 
+/// Parts a caller may supply instead of the ones built from settings (tests inject a limiter
+/// with a manual clock this way).
+#[derive(Default)]
+pub struct Parts {
+    pub rate_limiter: Option<Arc<dyn RateLimiter>>,
+}
+
 /// A server bound to its address, ready to run.
 pub struct Application {
     listener: TcpListener,
@@ -38,8 +45,13 @@ impl Application {
     /// Opens the database (applying migrations), loads or creates the signing secret and binds
     /// the listener. Nothing is served until [`Application::run_until`].
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        Application::build_with(settings, Parts::default()).await
+    }
+
+    /// [`Application::build`] with some parts supplied by the caller.
+    pub async fn build_with(settings: Settings, parts: Parts) -> anyhow::Result<Application> {
         settings.validate()?;
-        std::fs::create_dir_all(&settings.data_dir)
+        create_private_dir(&settings.data_dir)
             .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
         let store = open_store(&settings).await?;
         let secret = signing_secret(&settings)?;
@@ -57,8 +69,10 @@ impl Application {
             },
             store.clone(),
         );
-        let limiter = NonZeroU32::new(settings.rate_limit_per_minute)
-            .map(|n| Arc::new(InMemoryRateLimiter::per_minute(n)) as Arc<dyn RateLimiter>);
+        let limiter = parts.rate_limiter.or_else(|| {
+            NonZeroU32::new(settings.rate_limit_per_minute)
+                .map(|n| Arc::new(InMemoryRateLimiter::per_minute(n)) as Arc<dyn RateLimiter>)
+        });
         let state = AppState {
             store,
             auth: Arc::new(auth),
@@ -166,6 +180,20 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<SecretString> {
         }
         Err(e) => Err(e).with_context(|| format!("cannot read the signing secret {}", path.display())),
     }
+}
+
+/// Creates the data directory readable by its owner only (it holds messages and the secret).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 #[cfg(unix)]

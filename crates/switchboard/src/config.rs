@@ -181,7 +181,10 @@ impl Settings {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment
-            .merge(Env::prefixed("SWITCHBOARD_").split("__").filter(|key| KEYS.contains(&key.as_str().split('.').next().unwrap_or(""))))
+            .merge(Env::prefixed("SWITCHBOARD_").split("__").filter(|key| {
+                let top = key.as_str().split('.').next().unwrap_or("").to_ascii_lowercase();
+                KEYS.contains(&top.as_str())
+            }))
             .merge(Serialized::defaults(flags))
     }
 

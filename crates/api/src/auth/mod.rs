@@ -178,7 +178,10 @@ impl Authenticator {
         if header.alg == Algorithm::HS256 {
             let mut validation = self.validation(Algorithm::HS256);
             match &self.config.audience {
-                Some(aud) => validation.set_audience(&[aud]),
+                Some(aud) => {
+                    validation.set_audience(&[aud]);
+                    validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+                }
                 None => validation.validate_aud = false,
             }
             let data = jsonwebtoken::decode::<Claims>(token, &self.secret_key, &validation).map_err(classify)?;
@@ -214,6 +217,7 @@ impl Authenticator {
     ) -> Result<Option<VerifiedToken>, AuthFailure> {
         let mut validation = self.validation(header.alg);
         validation.set_audience(&issuer.config.audiences);
+        validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
         validation.set_issuer(&issuer.accepted_issuers());
         let mut outcome = None;
         for key in issuer.candidate_keys(header.kid.as_deref(), header.alg).await {

@@ -1,0 +1,195 @@
+//! Tenant isolation (RELIABILITY B2 items 10–13): another user's ids answer 404 exactly like
+//! missing ones, lists never show another user's data, and admin routes are for admins only.
+
+use std::collections::{HashMap, HashSet};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, Backend, TestApp};
+
+struct Seeded {
+    conversations: Vec<String>,
+    messages: Vec<String>,
+    titles: Vec<String>,
+}
+
+async fn seed(app: &TestApp, token: &str, prefix: &str) -> Seeded {
+    let mut seeded = Seeded { conversations: vec![], messages: vec![], titles: vec![] };
+    for i in 0..5 {
+        let title = format!("{prefix}-secret-title-{i}");
+        let reply = app.chat(token, &title, None).await;
+        seeded.conversations.push(reply["conversation_id"].as_str().unwrap().to_owned());
+        seeded.messages.push(reply["message"]["id"].as_str().unwrap().to_owned());
+        seeded.titles.push(title);
+    }
+    seeded
+}
+
+/// B2.10: every operation with a path id, called by B with A's ids, with GET, PATCH, DELETE and
+/// POST: 404 for the operations that exist (405 for methods no route has), never A's data,
+/// and no row changes.
+async fn another_users_ids_answer_404_on_every_operation(backend: Backend) {
+    let app = spawn_app(&backend).await;
+    let (alice, bob) = (app.token_for("alice"), app.token_for("bob"));
+    let a = seed(&app, &alice, "alice").await;
+    seed(&app, &bob, "bob").await;
+    let rows_before = (app.count_rows("conversations").await, app.count_rows("messages").await);
+
+    let spec: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let templates: Vec<(String, HashSet<String>)> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(path, _)| path.contains('{'))
+        .map(|(path, ops)| (path.clone(), ops.as_object().unwrap().keys().cloned().collect()))
+        .collect();
+    assert!(!templates.is_empty());
+
+    let mut attempts = 0;
+    let ids: Vec<&String> = a.conversations.iter().chain(a.messages.iter()).collect();
+    for (template, methods) in &templates {
+        for id in &ids {
+            let path = template.replace("{id}", id);
+            for method in [Method::GET, Method::PATCH, Method::DELETE, Method::POST] {
+                let response = app.client.request(method.clone(), app.url(&path)).bearer_auth(&bob).json(&json!({})).send().await.unwrap();
+                let status = response.status();
+                let body = response.text().await.unwrap();
+                attempts += 1;
+                let expected = if methods.contains(&method.as_str().to_lowercase()) {
+                    StatusCode::NOT_FOUND
+                } else {
+                    StatusCode::METHOD_NOT_ALLOWED
+                };
+                assert_eq!(status, expected, "{method} {path}");
+                assert!(!a.conversations.iter().chain(&a.titles).any(|s| body.contains(s.as_str())), "{method} {path} leaked: {body}");
+            }
+        }
+    }
+    // POST-action: chatting into A's conversation.
+    for id in &a.conversations {
+        let response = app.post_json("/api/v1/chat", &bob, &json!({"message": "mine now", "conversation_id": id})).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        attempts += 1;
+    }
+    eprintln!("{attempts} cross-tenant attempts, all refused");
+    assert!(attempts >= 80);
+    assert_eq!((app.count_rows("conversations").await, app.count_rows("messages").await), rows_before, "no row changed");
+    // A still sees all of hers.
+    let list: Value = app.get("/api/v1/conversations", &alice).await.json().await.unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 5);
+}
+
+/// B2.11: lists with injected owner filters and A's cursors return none of A's objects.
+async fn lists_never_return_another_users_objects(backend: Backend) {
+    let app = spawn_app(&backend).await;
+    let (alice, bob) = (app.token_for("alice"), app.token_for("bob"));
+    let a = seed(&app, &alice, "alice").await;
+    let b = seed(&app, &bob, "bob").await;
+    let alice_id = app.get("/api/v1/me", &alice).await.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let a_page: Value = app.get("/api/v1/conversations?limit=2", &alice).await.json().await.unwrap();
+    let a_cursor = a_page["next_cursor"].as_str().unwrap();
+    for query in [
+        format!("?tenant_id={alice_id}"),
+        format!("?user_id={alice_id}&owner_id={alice_id}"),
+        format!("?limit=100&cursor={a_cursor}"),
+        "?offset=0&limit=100".to_string(),
+    ] {
+        let list: Value = app.get(&format!("/api/v1/conversations{query}"), &bob).await.json().await.unwrap();
+        let ids: HashSet<&str> = list["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+        assert!(ids.iter().all(|id| b.conversations.iter().any(|x| x == id)), "{query}: only Bob's");
+        assert!(!a.conversations.iter().any(|x| ids.contains(x.as_str())), "{query}: none of Alice's");
+    }
+}
+
+/// B2.12: owner, role or admin fields in bodies are refused and change nothing.
+async fn mass_assignment_fields_are_refused(backend: Backend) {
+    let app = spawn_app(&backend).await;
+    let (alice, bob) = (app.token_for("alice"), app.token_for("bob"));
+    let alice_id = app.get("/api/v1/me", &alice).await.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    for field in ["tenant_id", "owner_id", "user_id", "role", "is_admin", "created_by"] {
+        let body = json!({"message": "hello", field: if field == "is_admin" { json!(true) } else { json!(alice_id) }});
+        assert_eq!(app.post_json("/api/v1/chat", &bob, &body).await.status(), StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+    }
+    assert_eq!(app.count_rows("conversations").await, 0);
+    let me: Value = app.get("/api/v1/me", &bob).await.json().await.unwrap();
+    assert_eq!(me["is_admin"], false);
+}
+
+/// B2.13: every route tagged `admin` in the OpenAPI document answers 403 to a non-admin.
+async fn admin_routes_refuse_non_admins_with_403(backend: Backend) {
+    let app = spawn_app(&backend).await;
+    let bob = app.token_for("bob");
+    let spec: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let mut admin_routes = Vec::new();
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            if op["tags"].as_array().is_some_and(|t| t.iter().any(|t| t == "admin")) {
+                admin_routes.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    assert!(!admin_routes.is_empty());
+    for (method, path) in &admin_routes {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let as_bob = app.client.request(method.clone(), app.url(path)).bearer_auth(&bob).send().await.unwrap();
+        assert_eq!(as_bob.status(), StatusCode::FORBIDDEN, "{method} {path}");
+        let as_admin = app.client.request(method.clone(), app.url(path)).bearer_auth(&app.local_token).send().await.unwrap();
+        assert!(as_admin.status().is_success(), "{method} {path} as admin: {}", as_admin.status());
+    }
+}
+
+/// Several users doing random operations: nobody ever reads, lists, changes or deletes another's
+/// conversations or messages.
+async fn random_operations_by_many_users_never_cross_owners(backend: Backend) {
+    let app = spawn_app(&backend).await;
+    let users: Vec<String> = (0..4).map(|i| app.token_for(&format!("user-{i}"))).collect();
+    let mut owned: HashMap<usize, Vec<String>> = HashMap::new();
+    let mut rng = StdRng::seed_from_u64(20261122);
+    for step in 0..160 {
+        let who = rng.random_range(0..users.len());
+        let token = &users[who];
+        let all: Vec<(usize, String)> = owned.iter().flat_map(|(u, ids)| ids.iter().map(move |id| (*u, id.clone()))).collect();
+        let target = (!all.is_empty()).then(|| all[rng.random_range(0..all.len())].clone());
+        match (rng.random_range(0..5), target) {
+            (0, _) | (_, None) => {
+                let reply = app.chat(token, &format!("step {step} by {who}"), None).await;
+                owned.entry(who).or_default().push(reply["conversation_id"].as_str().unwrap().to_owned());
+            }
+            (1, Some((owner, id))) => {
+                let response = app.post_json("/api/v1/chat", token, &json!({"message": "hi", "conversation_id": id})).await;
+                assert_eq!(response.status(), if owner == who { StatusCode::OK } else { StatusCode::NOT_FOUND });
+            }
+            (2, Some((owner, id))) => {
+                let response = app.get(&format!("/api/v1/conversations/{id}/messages"), token).await;
+                assert_eq!(response.status(), if owner == who { StatusCode::OK } else { StatusCode::NOT_FOUND });
+            }
+            (3, Some((owner, id))) => {
+                let response = app.delete(&format!("/api/v1/conversations/{id}"), token).await;
+                if owner == who {
+                    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+                    owned.get_mut(&owner).unwrap().retain(|x| *x != id);
+                } else {
+                    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+                }
+            }
+            (_, Some(_)) => {
+                let list: Value = app.get("/api/v1/conversations?limit=100", token).await.json().await.unwrap();
+                let listed: HashSet<String> =
+                    list["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect();
+                let mine: HashSet<String> = owned.get(&who).cloned().unwrap_or_default().into_iter().collect();
+                assert_eq!(listed, mine, "step {step}: user {who} lists exactly their own");
+            }
+        }
+    }
+}
+
+crate::on_both_backends!(
+    another_users_ids_answer_404_on_every_operation,
+    lists_never_return_another_users_objects,
+    mass_assignment_fields_are_refused,
+    admin_routes_refuse_non_admins_with_403,
+    random_operations_by_many_users_never_cross_owners,
+);

@@ -1,0 +1,14 @@
+//! Black-box tests of the HTTP API: the real server on a random port, over real HTTP, on SQLite
+//! and on PostgreSQL.
+
+mod helpers;
+
+mod bad_input;
+mod chat;
+mod conversations;
+mod isolation;
+mod operations;
+mod process;
+mod rate_limits;
+mod sign_in;
+mod sign_in_oidc;
