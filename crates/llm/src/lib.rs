@@ -84,7 +84,11 @@ impl Provider for OfflineProvider {
              keep this conversation but not answer it. Your message was stored: \"{}\"",
             last.trim()
         );
-        Ok(ChatResponse { content, model: "offline".into(), usage: Usage::default() })
+        Ok(ChatResponse {
+            content,
+            model: "offline".into(),
+            usage: Usage::default(),
+        })
     }
 }
 
@@ -97,9 +101,18 @@ mod tests {
         let reply = OfflineProvider
             .complete(ChatRequest {
                 messages: vec![
-                    ChatMessage { role: ChatRole::User, content: "first".into() },
-                    ChatMessage { role: ChatRole::Assistant, content: "reply".into() },
-                    ChatMessage { role: ChatRole::User, content: " second ".into() },
+                    ChatMessage {
+                        role: ChatRole::User,
+                        content: "first".into(),
+                    },
+                    ChatMessage {
+                        role: ChatRole::Assistant,
+                        content: "reply".into(),
+                    },
+                    ChatMessage {
+                        role: ChatRole::User,
+                        content: " second ".into(),
+                    },
                 ],
             })
             .await

@@ -86,17 +86,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// Messages of one conversation in the order they were written; `None` when the
     /// conversation is not the owner's.
-    async fn list_messages(&self, owner: Id, conversation: Id, page: PageRequest) -> Result<Option<Page<Message>>>;
+    async fn list_messages(
+        &self,
+        owner: Id,
+        conversation: Id,
+        page: PageRequest,
+    ) -> Result<Option<Page<Message>>>;
 
     /// The last `n` messages of a conversation, oldest first (the model's context window).
     async fn recent_messages(&self, owner: Id, conversation: Id, n: u32) -> Result<Vec<Message>>;
 
     /// In one transaction: creates the conversation if asked, and stores the message.
     /// `None` when `conversation_id` names a conversation that is not the owner's.
-    async fn start_turn(&self, owner: Id, turn: StartTurn) -> Result<Option<(Conversation, Message)>>;
+    async fn start_turn(
+        &self,
+        owner: Id,
+        turn: StartTurn,
+    ) -> Result<Option<(Conversation, Message)>>;
 
     /// Appends a message and bumps the conversation's `updated_at`, in one transaction.
-    async fn append_message(&self, owner: Id, conversation: Id, message: NewMessage) -> Result<Option<Message>>;
+    async fn append_message(
+        &self,
+        owner: Id,
+        conversation: Id,
+        message: NewMessage,
+    ) -> Result<Option<Message>>;
 
     /// Remembers that the token `jti` must no longer be accepted (until it expires anyway).
     async fn revoke_token(&self, jti: &str, expires_at: DateTime<Utc>) -> Result<()>;

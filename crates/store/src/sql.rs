@@ -27,7 +27,14 @@ pub struct UserRow {
 
 impl From<UserRow> for User {
     fn from(r: UserRow) -> User {
-        User { id: r.id, issuer: r.issuer, subject: r.subject, email: r.email, name: r.name, created_at: r.created_at }
+        User {
+            id: r.id,
+            issuer: r.issuer,
+            subject: r.subject,
+            email: r.email,
+            name: r.name,
+            created_at: r.created_at,
+        }
     }
 }
 
@@ -68,8 +75,9 @@ pub struct MessageRow {
 
 impl MessageRow {
     pub fn into_message(self) -> Result<Message, sqlx::Error> {
-        let role = Role::parse(&self.role)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown message role {:?}", self.role).into()))?;
+        let role = Role::parse(&self.role).ok_or_else(|| {
+            sqlx::Error::Decode(format!("unknown message role {:?}", self.role).into())
+        })?;
         Ok(Message {
             id: self.id,
             conversation_id: self.conversation_id,
@@ -82,15 +90,27 @@ impl MessageRow {
 }
 
 pub const USER_COLUMNS: &str = "id, issuer, subject, email, name, created_at";
-pub const CONVERSATION_COLUMNS: &str = "id, title, status, context, message_count, created_at, updated_at";
+pub const CONVERSATION_COLUMNS: &str =
+    "id, title, status, context, message_count, created_at, updated_at";
 pub const MESSAGE_COLUMNS: &str = "id, conversation_id, role, content, metadata, created_at";
 
 /// Turns `limit + 1` fetched rows into a page, using the extra row only to know a next page exists.
-pub fn paginate<T>(mut rows: Vec<T>, limit: u32, key: impl Fn(&T) -> switchboard_domain::Cursor) -> switchboard_domain::Page<T> {
+pub fn paginate<T>(
+    mut rows: Vec<T>,
+    limit: u32,
+    key: impl Fn(&T) -> switchboard_domain::Cursor,
+) -> switchboard_domain::Page<T> {
     let has_more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
-    let next_cursor = if has_more { rows.last().map(|r| key(r).encode()) } else { None };
-    switchboard_domain::Page { items: rows, next_cursor }
+    let next_cursor = if has_more {
+        rows.last().map(|r| key(r).encode())
+    } else {
+        None
+    };
+    switchboard_domain::Page {
+        items: rows,
+        next_cursor,
+    }
 }
 
 /// Implements [`Store`](crate::Store) for `$store`, a struct with a `pool: sqlx::Pool<$db>` field.

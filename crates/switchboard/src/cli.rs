@@ -12,7 +12,11 @@ use crate::app::{self, Application};
 use crate::config::{parse_duration, LogFormat, Settings};
 
 #[derive(Debug, Parser)]
-#[command(name = "switchboard", version, about = "Self-hosted multi-user MCP agent server")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Self-hosted multi-user MCP agent server"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -21,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a bearer token signed with the server's secret (and nothing else).
     Token(TokenArgs),
 }
@@ -136,6 +140,7 @@ struct TokenFlags {
     data_dir: Option<PathBuf>,
 }
 
+#[allow(clippy::disallowed_methods)] // the one environment read outside figment: where the file is
 fn config_file(flag: Option<PathBuf>) -> Option<PathBuf> {
     flag.or_else(|| std::env::var_os("SWITCHBOARD_CONFIG").map(PathBuf::from))
 }
@@ -144,7 +149,7 @@ fn config_file(flag: Option<PathBuf>) -> Option<PathBuf> {
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Token(args) => token(args),
     };
     match result {
@@ -170,7 +175,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 fn token(args: TokenArgs) -> anyhow::Result<()> {
     let file = config_file(args.config);
-    let settings = Settings::load(file.as_deref(), TokenFlags { data_dir: args.data_dir })?;
+    let settings = Settings::load(
+        file.as_deref(),
+        TokenFlags {
+            data_dir: args.data_dir,
+        },
+    )?;
     settings.validate()?;
     let secret = app::signing_secret(&settings)?;
     let mut new = NewToken::for_subject(args.user, args.ttl);

@@ -77,14 +77,24 @@ impl AuthFailure {
                 "header_too_large",
                 "the Authorization header is too large",
             ),
-            AuthFailure::Missing => ApiError::unauthorized("missing_token", "send Authorization: Bearer <token>"),
-            AuthFailure::Malformed => ApiError::unauthorized("invalid_token", "the Authorization header is not a bearer token"),
-            AuthFailure::Invalid => ApiError::unauthorized("invalid_token", "the token is invalid"),
-            AuthFailure::Expired => ApiError::unauthorized("token_expired", "the token has expired"),
-            AuthFailure::Revoked => ApiError::unauthorized("token_revoked", "the token has been revoked"),
-            AuthFailure::Unavailable => {
-                ApiError::unavailable("database_unavailable", "the database is unavailable; try again shortly")
+            AuthFailure::Missing => {
+                ApiError::unauthorized("missing_token", "send Authorization: Bearer <token>")
             }
+            AuthFailure::Malformed => ApiError::unauthorized(
+                "invalid_token",
+                "the Authorization header is not a bearer token",
+            ),
+            AuthFailure::Invalid => ApiError::unauthorized("invalid_token", "the token is invalid"),
+            AuthFailure::Expired => {
+                ApiError::unauthorized("token_expired", "the token has expired")
+            }
+            AuthFailure::Revoked => {
+                ApiError::unauthorized("token_revoked", "the token has been revoked")
+            }
+            AuthFailure::Unavailable => ApiError::unavailable(
+                "database_unavailable",
+                "the database is unavailable; try again shortly",
+            ),
         }
     }
 }
@@ -159,7 +169,9 @@ impl Authenticator {
 
     /// Authenticates a request from its headers.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthFailure> {
-        let value = headers.get(header::AUTHORIZATION).ok_or(AuthFailure::Missing)?;
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .ok_or(AuthFailure::Missing)?;
         if value.len() > MAX_AUTHORIZATION_BYTES {
             return Err(AuthFailure::HeaderTooLarge);
         }
@@ -184,9 +196,18 @@ impl Authenticator {
                 }
                 None => validation.validate_aud = false,
             }
-            let data = jsonwebtoken::decode::<Claims>(token, &self.secret_key, &validation).map_err(classify)?;
-            let issuer = data.claims.iss.clone().unwrap_or_else(|| LOCAL_ISSUER.to_string());
-            return Ok(VerifiedToken { issuer, claims: data.claims, local: true });
+            let data = jsonwebtoken::decode::<Claims>(token, &self.secret_key, &validation)
+                .map_err(classify)?;
+            let issuer = data
+                .claims
+                .iss
+                .clone()
+                .unwrap_or_else(|| LOCAL_ISSUER.to_string());
+            return Ok(VerifiedToken {
+                issuer,
+                claims: data.claims,
+                local: true,
+            });
         }
         if !is_asymmetric(header.alg) {
             return Err(AuthFailure::Invalid);
@@ -206,7 +227,9 @@ impl Authenticator {
         if !is_asymmetric(header.alg) {
             return Err(AuthFailure::Invalid);
         }
-        self.verify_with_issuer(google, token, &header).await?.ok_or(AuthFailure::Invalid)
+        self.verify_with_issuer(google, token, &header)
+            .await?
+            .ok_or(AuthFailure::Invalid)
     }
 
     async fn verify_with_issuer(
@@ -220,13 +243,22 @@ impl Authenticator {
         validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
         validation.set_issuer(&issuer.accepted_issuers());
         let mut outcome = None;
-        for key in issuer.candidate_keys(header.kid.as_deref(), header.alg).await {
+        for key in issuer
+            .candidate_keys(header.kid.as_deref(), header.alg)
+            .await
+        {
             match jsonwebtoken::decode::<Claims>(token, &key, &validation) {
                 Ok(data) => {
-                    return Ok(Some(VerifiedToken { issuer: issuer.config.issuer.clone(), claims: data.claims, local: false }))
+                    return Ok(Some(VerifiedToken {
+                        issuer: issuer.config.issuer.clone(),
+                        claims: data.claims,
+                        local: false,
+                    }))
                 }
                 // Signed by this issuer but otherwise unacceptable (expired, wrong audience…).
-                Err(e) if !matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) => {
+                Err(e)
+                    if !matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) =>
+                {
                     outcome = Some(classify(e))
                 }
                 Err(_) => {}
@@ -264,11 +296,17 @@ impl Authenticator {
             }
         }
         let user = self.user(&token).await?;
-        let email_is_admin = user.email.as_ref().is_some_and(|e| self.config.admin_emails.iter().any(|a| a.eq_ignore_ascii_case(e)));
+        let email_is_admin = user.email.as_ref().is_some_and(|e| {
+            self.config
+                .admin_emails
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(e))
+        });
         Ok(Principal {
             is_admin: (token.local && claims.admin) || email_is_admin,
             token_id: claims.jti.clone(),
-            token_expires_at: DateTime::<Utc>::from_timestamp(claims.exp, 0).unwrap_or_else(Utc::now),
+            token_expires_at: DateTime::<Utc>::from_timestamp(claims.exp, 0)
+                .unwrap_or_else(Utc::now),
             user,
         })
     }
@@ -277,7 +315,8 @@ impl Authenticator {
         let key = (token.issuer.clone(), token.claims.sub.clone());
         let claims = &token.claims;
         if let Some(user) = self.users.lock().expect("user cache lock").get(&key) {
-            let unchanged = (claims.email.is_none() || claims.email == user.email) && (claims.name.is_none() || claims.name == user.name);
+            let unchanged = (claims.email.is_none() || claims.email == user.email)
+                && (claims.name.is_none() || claims.name == user.name);
             if unchanged {
                 return Ok(user.clone());
             }

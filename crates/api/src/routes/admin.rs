@@ -27,7 +27,14 @@ pub struct UserList {
 /// Every user known to this server, oldest first.
 #[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin", security(("bearer" = [])), params(PageQuery),
     responses((status = 200, body = UserList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_users(State(state): State<AppState>, _admin: Admin, Query(q): Query<PageQuery>) -> ApiResult<Json<UserList>> {
+async fn list_users(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<UserList>> {
     let page = state.store.list_users(q.to_request()?).await?;
-    Ok(Json(UserList { items: page.items, next_cursor: page.next_cursor }))
+    Ok(Json(UserList {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
 }

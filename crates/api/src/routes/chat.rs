@@ -6,12 +6,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use switchboard_domain::{NewMessage, Role};
-use uuid::Uuid;
 use switchboard_llm::{ChatMessage, ChatRole};
 use switchboard_store::StartTurn;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use uuid::Uuid;
 
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -61,18 +61,32 @@ pub struct ReplyMessage {
         (status = 429, body = ErrorBody),
         (status = 503, description = "The model is unavailable; the message was kept", body = ErrorBody),
     ))]
-async fn chat(State(state): State<AppState>, Auth(p): Auth, JsonBody(req): JsonBody<ChatRequest>) -> ApiResult<Json<ChatReply>> {
+async fn chat(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    JsonBody(req): JsonBody<ChatRequest>,
+) -> ApiResult<Json<ChatReply>> {
     let text = validate_message(&req.message, state.config.max_message_chars)?;
     let owner = p.user_id();
     let turn = StartTurn {
         conversation_id: req.conversation_id,
         title: title_from(text),
-        message: NewMessage { role: Role::User, content: req.message.clone(), metadata: json!({}) },
+        message: NewMessage {
+            role: Role::User,
+            content: req.message.clone(),
+            metadata: json!({}),
+        },
     };
-    let (conversation, user_message) =
-        state.store.start_turn(owner, turn).await?.ok_or_else(|| ApiError::not_found("conversation"))?;
+    let (conversation, user_message) = state
+        .store
+        .start_turn(owner, turn)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
 
-    let history = state.store.recent_messages(owner, conversation.id, state.config.history_limit).await?;
+    let history = state
+        .store
+        .recent_messages(owner, conversation.id, state.config.history_limit)
+        .await?;
     let request = switchboard_llm::ChatRequest {
         messages: history
             .iter()
@@ -88,7 +102,10 @@ async fn chat(State(state): State<AppState>, Auth(p): Auth, JsonBody(req): JsonB
     };
     let reply = state.llm.complete(request).await.map_err(|e| {
         tracing::warn!(error = %e, provider = state.llm.name(), "model call failed");
-        ApiError::unavailable("llm_unavailable", "the model is unavailable; your message was kept, try again shortly")
+        ApiError::unavailable(
+            "llm_unavailable",
+            "the model is unavailable; your message was kept, try again shortly",
+        )
     })?;
     let context = json!({
         "provider": state.llm.name(),
@@ -99,12 +116,25 @@ async fn chat(State(state): State<AppState>, Auth(p): Auth, JsonBody(req): JsonB
     });
     let stored = state
         .store
-        .append_message(owner, conversation.id, NewMessage { role: Role::Assistant, content: reply.content, metadata: context.clone() })
+        .append_message(
+            owner,
+            conversation.id,
+            NewMessage {
+                role: Role::Assistant,
+                content: reply.content,
+                metadata: context.clone(),
+            },
+        )
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
     Ok(Json(ChatReply {
         conversation_id: conversation.id,
-        message: ReplyMessage { id: stored.id, content: stored.content, sender: "assistant", timestamp: stored.created_at },
+        message: ReplyMessage {
+            id: stored.id,
+            content: stored.content,
+            sender: "assistant",
+            timestamp: stored.created_at,
+        },
         context,
     }))
 }
@@ -113,7 +143,10 @@ async fn chat(State(state): State<AppState>, Auth(p): Auth, JsonBody(req): JsonB
 fn validate_message(message: &str, max_chars: usize) -> ApiResult<&str> {
     let text = message.trim();
     if text.is_empty() {
-        return Err(ApiError::bad_request("empty_message", "the message is empty"));
+        return Err(ApiError::bad_request(
+            "empty_message",
+            "the message is empty",
+        ));
     }
     let chars = message.chars().count();
     if chars > max_chars {
@@ -123,7 +156,10 @@ fn validate_message(message: &str, max_chars: usize) -> ApiResult<&str> {
         ));
     }
     if message.contains('\0') {
-        return Err(ApiError::bad_request("invalid_characters", "the message contains a NUL character"));
+        return Err(ApiError::bad_request(
+            "invalid_characters",
+            "the message contains a NUL character",
+        ));
     }
     Ok(text)
 }
@@ -155,9 +191,18 @@ mod tests {
 
     #[test]
     fn blank_long_and_nul_messages_are_refused() {
-        assert_eq!(validate_message(" \n\t", 10).unwrap_err().code(), "empty_message");
-        assert_eq!(validate_message("abcdefghijk", 10).unwrap_err().code(), "message_too_long");
-        assert_eq!(validate_message("a\0b", 10).unwrap_err().code(), "invalid_characters");
+        assert_eq!(
+            validate_message(" \n\t", 10).unwrap_err().code(),
+            "empty_message"
+        );
+        assert_eq!(
+            validate_message("abcdefghijk", 10).unwrap_err().code(),
+            "message_too_long"
+        );
+        assert_eq!(
+            validate_message("a\0b", 10).unwrap_err().code(),
+            "invalid_characters"
+        );
         assert_eq!(validate_message("  ok ", 10).unwrap(), "ok");
     }
 }

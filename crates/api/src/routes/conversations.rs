@@ -47,30 +47,60 @@ pub struct MessageList {
 /// The caller's conversations, most recently updated first.
 #[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations", security(("bearer" = [])), params(PageQuery),
     responses((status = 200, body = ConversationList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn list_conversations(State(state): State<AppState>, Auth(p): Auth, Query(q): Query<PageQuery>) -> ApiResult<Json<ConversationList>> {
-    let page = state.store.list_conversations(p.user_id(), q.to_request()?).await?;
-    Ok(Json(ConversationList { items: page.items, next_cursor: page.next_cursor }))
+async fn list_conversations(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<ConversationList>> {
+    let page = state
+        .store
+        .list_conversations(p.user_id(), q.to_request()?)
+        .await?;
+    Ok(Json(ConversationList {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// One conversation with its messages in order.
 #[utoipa::path(get, path = "/api/v1/conversations/{id}", tag = "conversations", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "Conversation id")),
     responses((status = 200, body = ConversationDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_conversation(State(state): State<AppState>, Auth(p): Auth, Path(id): Path<Id>) -> ApiResult<Json<ConversationDetail>> {
-    let conversation = state.store.get_conversation(p.user_id(), id).await?.ok_or_else(|| ApiError::not_found("conversation"))?;
-    let page = state
+async fn get_conversation(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<Id>,
+) -> ApiResult<Json<ConversationDetail>> {
+    let conversation = state
         .store
-        .list_messages(p.user_id(), id, PageRequest::new(Some(MAX_PAGE_SIZE), None, None))
+        .get_conversation(p.user_id(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
-    Ok(Json(ConversationDetail { conversation, messages: page.items, messages_next_cursor: page.next_cursor }))
+    let page = state
+        .store
+        .list_messages(
+            p.user_id(),
+            id,
+            PageRequest::new(Some(MAX_PAGE_SIZE), None, None),
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    Ok(Json(ConversationDetail {
+        conversation,
+        messages: page.items,
+        messages_next_cursor: page.next_cursor,
+    }))
 }
 
 /// Deletes a conversation and all its messages.
 #[utoipa::path(delete, path = "/api/v1/conversations/{id}", tag = "conversations", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "Conversation id")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_conversation(State(state): State<AppState>, Auth(p): Auth, Path(id): Path<Id>) -> ApiResult<StatusCode> {
+async fn delete_conversation(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<Id>,
+) -> ApiResult<StatusCode> {
     if state.store.delete_conversation(p.user_id(), id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -88,6 +118,13 @@ async fn list_messages(
     Path(id): Path<Id>,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<MessageList>> {
-    let page = state.store.list_messages(p.user_id(), id, q.to_request()?).await?.ok_or_else(|| ApiError::not_found("conversation"))?;
-    Ok(Json(MessageList { items: page.items, next_cursor: page.next_cursor }))
+    let page = state
+        .store
+        .list_messages(p.user_id(), id, q.to_request()?)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    Ok(Json(MessageList {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
 }

@@ -42,7 +42,10 @@ pub struct Session {
         (status = 401, description = "The Google token is not valid for this server", body = ErrorBody),
         (status = 404, description = "Google sign-in is not configured", body = ErrorBody),
     ))]
-async fn google_sign_in(State(state): State<AppState>, JsonBody(req): JsonBody<GoogleSignIn>) -> ApiResult<Json<Session>> {
+async fn google_sign_in(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<GoogleSignIn>,
+) -> ApiResult<Json<Session>> {
     if !state.auth.google_enabled() {
         return Err(ApiError::new(
             axum::http::StatusCode::NOT_FOUND,
@@ -50,9 +53,17 @@ async fn google_sign_in(State(state): State<AppState>, JsonBody(req): JsonBody<G
             "Google sign-in is not configured on this server",
         ));
     }
-    let verified = state.auth.verify_google(&req.token).await.map_err(|f| f.into_api_error())?;
+    let verified = state
+        .auth
+        .verify_google(&req.token)
+        .await
+        .map_err(|f| f.into_api_error())?;
     let claims = verified.claims.clone();
-    let principal = state.auth.principal(verified.clone()).await.map_err(|f| f.into_api_error())?;
+    let principal = state
+        .auth
+        .principal(verified.clone())
+        .await
+        .map_err(|f| f.into_api_error())?;
     let (access_token, expires_at) = state.auth.signer().mint(NewToken {
         subject: claims.sub,
         issuer: Some(verified.issuer),
@@ -61,5 +72,10 @@ async fn google_sign_in(State(state): State<AppState>, JsonBody(req): JsonBody<G
         admin: false,
         ttl: state.auth.session_ttl(),
     });
-    Ok(Json(Session { access_token, token_type: "bearer", expires_at, user: Me::from(principal) }))
+    Ok(Json(Session {
+        access_token,
+        token_type: "bearer",
+        expires_at,
+        user: Me::from(principal),
+    }))
 }

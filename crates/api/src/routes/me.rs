@@ -6,17 +6,19 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use switchboard_domain::Principal;
-use uuid::Uuid;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use uuid::Uuid;
 
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(me)).routes(routes!(logout))
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(logout))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -56,7 +58,10 @@ impl From<Principal> for Me {
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn logout(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<StatusCode> {
     let jti = p.token_id.ok_or_else(|| {
-        ApiError::bad_request("token_not_revocable", "this token has no id (jti), so it cannot be revoked; it ends when it expires")
+        ApiError::bad_request(
+            "token_not_revocable",
+            "this token has no id (jti), so it cannot be revoked; it ends when it expires",
+        )
     })?;
     state.store.revoke_token(&jti, p.token_expires_at).await?;
     Ok(StatusCode::NO_CONTENT)
