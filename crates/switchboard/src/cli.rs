@@ -188,3 +188,47 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     println!("{}", TokenSigner::new(&secret).mint(new).0);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn serve_help_documents_every_setting() {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("serve")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for key in crate::config::KEYS {
+            let flag = format!("--{}", key.replace('_', "-"));
+            let singular_flag = match flag.strip_suffix("ies") {
+                Some(stem) => format!("{stem}y"),
+                None => flag.trim_end_matches('s').to_string(),
+            };
+            let env = format!("SWITCHBOARD_{}", key.to_uppercase());
+            assert!(
+                help.contains(&flag)
+                    || help.contains(&singular_flag)
+                    || help.contains(&format!("  {key} ")),
+                "`serve --help` does not document {key}"
+            );
+            assert!(help.contains(&env), "`serve --help` does not name {env}");
+        }
+    }
+
+    #[test]
+    fn flags_override_only_what_they_set() {
+        let cli =
+            Cli::try_parse_from(["switchboard", "serve", "--rate-limit-per-minute", "0"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let settings = Settings::load(None, &*args).unwrap();
+        assert_eq!(settings.rate_limit_per_minute, 0);
+        assert_eq!(settings.addr.port(), 8080);
+    }
+}

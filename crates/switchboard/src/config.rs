@@ -44,7 +44,7 @@ pub struct Settings {
 }
 
 /// Names of the settings, as keys of the file and (upper-cased, prefixed) of the environment.
-const KEYS: &[&str] = &[
+pub(crate) const KEYS: &[&str] = &[
     "addr",
     "data_dir",
     "database_url",
