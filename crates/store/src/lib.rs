@@ -115,5 +115,6 @@ pub trait Store: Send + Sync + 'static {
     /// Remembers that the token `jti` must no longer be accepted (until it expires anyway).
     async fn revoke_token(&self, jti: &str, expires_at: DateTime<Utc>) -> Result<()>;
 
-    async fn is_token_revoked(&self, jti: &str) -> Result<bool>;
+    /// Ids of revoked tokens that have not expired yet.
+    async fn revoked_tokens(&self) -> Result<Vec<String>>;
 }

@@ -383,12 +383,12 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            async fn is_token_revoked(&self, jti: &str) -> $crate::Result<bool> {
-                let row: Option<(String,)> = $crate::sql::sqlx::query_as("SELECT jti FROM revoked_tokens WHERE jti = $1")
-                    .bind(jti)
-                    .fetch_optional(&self.pool)
+            async fn revoked_tokens(&self) -> $crate::Result<Vec<String>> {
+                let rows: Vec<(String,)> = $crate::sql::sqlx::query_as("SELECT jti FROM revoked_tokens WHERE expires_at >= $1")
+                    .bind(::switchboard_domain::now())
+                    .fetch_all(&self.pool)
                     .await?;
-                Ok(row.is_some())
+                Ok(rows.into_iter().map(|(jti,)| jti).collect())
             }
         }
     };

@@ -6,6 +6,7 @@
 //! to check the other kind of signature. Claims are never read before the signature is checked.
 
 mod oidc;
+mod revocation;
 mod tokens;
 
 use std::collections::HashMap;
@@ -117,6 +118,7 @@ pub struct Authenticator {
     google: Option<oidc::Issuer>,
     store: Arc<dyn Store>,
     users: Mutex<HashMap<(String, String), User>>,
+    revocations: revocation::Revocations,
 }
 
 const USER_CACHE_MAX: usize = 100_000;
@@ -151,8 +153,21 @@ impl Authenticator {
             google,
             store,
             users: Mutex::new(HashMap::new()),
+            revocations: revocation::Revocations::default(),
             config,
         }
+    }
+
+    /// Revokes a token: refused by this process at once, by every process sharing the database
+    /// within [`revocation::REFRESH`].
+    pub async fn revoke(
+        &self,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), switchboard_store::StoreError> {
+        self.store.revoke_token(jti, expires_at).await?;
+        self.revocations.insert(jti);
+        Ok(())
     }
 
     pub fn signer(&self) -> &TokenSigner {
@@ -285,14 +300,8 @@ impl Authenticator {
             return Err(AuthFailure::Invalid);
         }
         if let Some(jti) = &claims.jti {
-            match self.store.is_token_revoked(jti).await {
-                Ok(false) => {}
-                Ok(true) => return Err(AuthFailure::Revoked),
-                Err(e) => {
-                    // Fail closed: a revoked token must not slip through while the database is away.
-                    tracing::error!(error = %e, "revocation check failed");
-                    return Err(AuthFailure::Unavailable);
-                }
+            if self.revocations.contains(self.store.as_ref(), jti).await? {
+                return Err(AuthFailure::Revoked);
             }
         }
         let user = self.user(&token).await?;

@@ -63,6 +63,6 @@ async fn logout(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Statu
             "this token has no id (jti), so it cannot be revoked; it ends when it expires",
         )
     })?;
-    state.store.revoke_token(&jti, p.token_expires_at).await?;
+    state.auth.revoke(&jti, p.token_expires_at).await?;
     Ok(StatusCode::NO_CONTENT)
 }

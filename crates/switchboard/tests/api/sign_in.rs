@@ -318,3 +318,44 @@ fn no_code_decodes_tokens_without_verifying_them() {
     }
     assert!(hits.is_empty(), "unverified decoding found: {hits:?}");
 }
+
+/// Two servers share one PostgreSQL database: a token revoked through one is refused by the
+/// other within a second (B1.6 across processes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_reaches_every_server_sharing_the_database_within_a_second() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let first = spawn_app(&backend).await;
+    let url = first.settings.database_url.clone();
+    let second = spawn_app_with(
+        &Backend::Sqlite,
+        |s| s.database_url = url,
+        Default::default(),
+    )
+    .await;
+    let token = first.token_for("frank");
+    assert_eq!(
+        second.get("/api/v1/me", &token).await.status(),
+        StatusCode::OK
+    );
+    let response = first
+        .client
+        .post(first.url("/api/v1/auth/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let revoked_at = std::time::Instant::now();
+    loop {
+        if second.get("/api/v1/me", &token).await.status() == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(
+            revoked_at.elapsed() <= std::time::Duration::from_secs(1),
+            "still accepted a second after revocation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
