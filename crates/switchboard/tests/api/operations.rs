@@ -174,7 +174,45 @@ async fn migrations_run_once_and_a_second_start_is_a_no_op(backend: Backend) {
     assert_eq!(app.count_rows("_sqlx_migrations").await, applied);
 }
 
+async fn cors_allows_only_configured_origins(backend: Backend) {
+    let preflight = |app: &crate::helpers::TestApp, origin: &str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/api/v1/conversations"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let same_origin_only = spawn_app(&backend).await;
+    let response = preflight(&same_origin_only, "https://evil.example")
+        .await
+        .unwrap();
+    assert!(
+        !response
+            .headers()
+            .contains_key("access-control-allow-origin"),
+        "default: no cross-origin access"
+    );
+
+    let app = spawn_app_with(
+        &backend,
+        |s| s.cors_allowed_origins = vec!["https://app.example".into()],
+        Default::default(),
+    )
+    .await;
+    let allowed = preflight(&app, "https://app.example").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let refused = preflight(&app, "https://evil.example").await.unwrap();
+    assert!(!refused
+        .headers()
+        .contains_key("access-control-allow-origin"));
+}
+
 crate::on_both_backends!(
+    cors_allows_only_configured_origins,
     health_ready_metrics_and_docs_answer,
     the_openapi_document_lists_every_route_and_its_schemas,
     every_response_carries_a_request_id,
