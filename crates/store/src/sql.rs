@@ -94,6 +94,14 @@ pub const CONVERSATION_COLUMNS: &str =
     "id, title, status, context, message_count, created_at, updated_at";
 pub const MESSAGE_COLUMNS: &str = "id, conversation_id, role, content, metadata, created_at";
 
+/// The cursor's sort key and id as two nullable query parameters.
+pub fn keyset(page: &switchboard_domain::PageRequest) -> (Option<DateTime<Utc>>, Option<Id>) {
+    match page.cursor {
+        Some(c) => (Some(c.at), Some(c.id)),
+        None => (None, None),
+    }
+}
+
 /// Turns `limit + 1` fetched rows into a page, using the extra row only to know a next page exists.
 pub fn paginate<T>(
     mut rows: Vec<T>,
@@ -160,10 +168,7 @@ macro_rules! impl_sql_store {
                 &self,
                 page: ::switchboard_domain::PageRequest,
             ) -> $crate::Result<::switchboard_domain::Page<::switchboard_domain::User>> {
-                let (after, after_id) = match page.cursor {
-                    Some(c) => (Some(c.at), Some(c.id)),
-                    None => (None, None),
-                };
+                let (after, after_id) = $crate::sql::keyset(&page);
                 let sql = format!(
                     "SELECT {} FROM users \
                      WHERE ($1 IS NULL OR (created_at, id) > ($1, $2)) \
@@ -188,10 +193,7 @@ macro_rules! impl_sql_store {
                 owner: ::switchboard_domain::Id,
                 page: ::switchboard_domain::PageRequest,
             ) -> $crate::Result<::switchboard_domain::Page<::switchboard_domain::Conversation>> {
-                let (before, before_id) = match page.cursor {
-                    Some(c) => (Some(c.at), Some(c.id)),
-                    None => (None, None),
-                };
+                let (before, before_id) = $crate::sql::keyset(&page);
                 let sql = format!(
                     "SELECT {} FROM conversations \
                      WHERE user_id = $1 AND ($2 IS NULL OR (updated_at, id) < ($2, $3)) \
@@ -262,10 +264,7 @@ macro_rules! impl_sql_store {
                 if exists.is_none() {
                     return Ok(None);
                 }
-                let (after, after_id) = match page.cursor {
-                    Some(c) => (Some(c.at), Some(c.id)),
-                    None => (None, None),
-                };
+                let (after, after_id) = $crate::sql::keyset(&page);
                 let sql = format!(
                     "SELECT {} FROM messages \
                      WHERE user_id = $1 AND conversation_id = $2 AND ($3 IS NULL OR (created_at, id) > ($3, $4)) \

@@ -139,6 +139,18 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
+    /// The served OpenAPI document.
+    pub async fn openapi(&self) -> Value {
+        self.client
+            .get(self.url("/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Response {
         self.client
             .get(self.url(path))

@@ -49,15 +49,7 @@ async fn another_users_ids_answer_404_on_every_operation(backend: Backend) {
         app.count_rows("messages").await,
     );
 
-    let spec: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = app.openapi().await;
     let templates: Vec<(String, HashSet<String>)> = spec["paths"]
         .as_object()
         .unwrap()
@@ -225,15 +217,7 @@ async fn mass_assignment_fields_are_refused(backend: Backend) {
 async fn admin_routes_refuse_non_admins_with_403(backend: Backend) {
     let app = spawn_app(&backend).await;
     let bob = app.token_for("bob");
-    let spec: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = app.openapi().await;
     let mut admin_routes = Vec::new();
     for (path, ops) in spec["paths"].as_object().unwrap() {
         for (method, op) in ops.as_object().unwrap() {
@@ -306,27 +290,13 @@ async fn random_operations_by_many_users_never_cross_owners(backend: Backend) {
                         &json!({"message": "hi", "conversation_id": id}),
                     )
                     .await;
-                assert_eq!(
-                    response.status(),
-                    if owner == who {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::NOT_FOUND
-                    }
-                );
+                assert_eq!(response.status(), visible_only_to_owner(owner, who));
             }
             (2, Some((owner, id))) => {
                 let response = app
                     .get(&format!("/api/v1/conversations/{id}/messages"), token)
                     .await;
-                assert_eq!(
-                    response.status(),
-                    if owner == who {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::NOT_FOUND
-                    }
-                );
+                assert_eq!(response.status(), visible_only_to_owner(owner, who));
             }
             (3, Some((owner, id))) => {
                 let response = app
@@ -364,6 +334,15 @@ async fn random_operations_by_many_users_never_cross_owners(backend: Backend) {
                 );
             }
         }
+    }
+}
+
+/// What a request on `owner`'s conversation answers when made by `who`.
+fn visible_only_to_owner(owner: usize, who: usize) -> StatusCode {
+    if owner == who {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
     }
 }
 

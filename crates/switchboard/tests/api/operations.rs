@@ -64,15 +64,7 @@ async fn health_ready_metrics_and_docs_answer(backend: Backend) {
 
 async fn the_openapi_document_lists_every_route_and_its_schemas(backend: Backend) {
     let app = spawn_app(&backend).await;
-    let spec: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = app.openapi().await;
     let paths = spec["paths"].as_object().unwrap();
     for path in [
         "/health",
