@@ -18,6 +18,7 @@ use axum::Router;
 use ipnet::IpNet;
 use switchboard_llm::Provider;
 use switchboard_store::Store;
+use switchboard_tasks::TaskService;
 use tower::Layer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
@@ -67,6 +68,7 @@ pub struct AppState {
     /// `None` when rate limiting is turned off.
     pub limiter: Option<Arc<dyn RateLimiter>>,
     pub llm: Arc<dyn Provider>,
+    pub tasks: TaskService,
     pub metrics: Arc<Metrics>,
     pub config: Arc<ApiConfig>,
 }
@@ -81,6 +83,7 @@ pub struct AppState {
         (name = "auth", description = "Sign-in"),
         (name = "chat", description = "Talking to the assistant"),
         (name = "conversations", description = "Conversation history"),
+        (name = "tasks", description = "The user's tasks (also reachable as MCP tools and from chat)"),
         (name = "admin", description = "Administrators only"),
     )
 )]
@@ -113,6 +116,7 @@ fn split(state: Option<&AppState>) -> (Router<AppState>, utoipa::openapi::OpenAp
         .merge(routes::me::routes())
         .merge(routes::chat::routes())
         .merge(routes::conversations::routes())
+        .merge(routes::tasks::routes())
         .merge(routes::admin::routes());
     let mut anonymous = routes::google::routes();
     if let Some(state) = state {

@@ -2,10 +2,12 @@
 
 mod conversation;
 mod page;
+mod task;
 mod user;
 
 pub use conversation::{Conversation, Message, NewMessage, Role};
 pub use page::{Cursor, Page, PageRequest, MAX_PAGE_SIZE};
+pub use task::{NewTask, Priority, Task, TaskChanges, TaskFilter, TaskRef, TaskStatus};
 pub use user::{Principal, User};
 
 /// Identifier of a user, conversation or message. UUIDv7, so ids sort by creation time.

@@ -6,7 +6,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use switchboard_domain::{Conversation, Id, Message, NewMessage, Page, PageRequest, User};
+use switchboard_domain::{
+    Conversation, Id, Message, NewMessage, NewTask, Page, PageRequest, Task, TaskChanges,
+    TaskFilter, TaskRef, User,
+};
 
 #[doc(hidden)]
 pub mod sql;
@@ -111,6 +114,30 @@ pub trait Store: Send + Sync + 'static {
         conversation: Id,
         message: NewMessage,
     ) -> Result<Option<Message>>;
+
+    /// Creates a task with the owner's next number. `None` when `parent_id` is not the owner's.
+    async fn create_task(&self, owner: Id, task: NewTask) -> Result<Option<Task>>;
+
+    async fn get_task(&self, owner: Id, task: TaskRef) -> Result<Option<Task>>;
+
+    /// The owner's tasks in creation order.
+    async fn list_tasks(
+        &self,
+        owner: Id,
+        filter: &TaskFilter,
+        page: PageRequest,
+    ) -> Result<Page<Task>>;
+
+    /// Applies the changes; completing sets `completed_at`, reopening clears it.
+    async fn update_task(
+        &self,
+        owner: Id,
+        task: TaskRef,
+        changes: TaskChanges,
+    ) -> Result<Option<Task>>;
+
+    /// Deletes the task (its subtasks stay, without a parent); `false` when there was none.
+    async fn delete_task(&self, owner: Id, task: TaskRef) -> Result<bool>;
 
     /// Remembers that the token `jti` must no longer be accepted (until it expires anyway).
     async fn revoke_token(&self, jti: &str, expires_at: DateTime<Utc>) -> Result<()>;

@@ -89,6 +89,59 @@ impl MessageRow {
     }
 }
 
+#[derive(sqlx::FromRow)]
+pub struct TaskRow {
+    pub id: Id,
+    pub number: i64,
+    pub title: String,
+    pub description: Option<String>,
+    pub status: String,
+    pub priority: String,
+    pub due_date: Option<chrono::NaiveDate>,
+    pub parent_id: Option<Id>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl TaskRow {
+    pub fn into_task(self) -> Result<switchboard_domain::Task, sqlx::Error> {
+        let bad =
+            |what: &str, v: &str| sqlx::Error::Decode(format!("unknown task {what} {v:?}").into());
+        Ok(switchboard_domain::Task {
+            id: self.id,
+            number: self.number,
+            status: switchboard_domain::TaskStatus::parse(&self.status)
+                .ok_or_else(|| bad("status", &self.status))?,
+            priority: switchboard_domain::Priority::parse(&self.priority)
+                .ok_or_else(|| bad("priority", &self.priority))?,
+            title: self.title,
+            description: self.description,
+            due_date: self.due_date,
+            parent_id: self.parent_id,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            completed_at: self.completed_at,
+        })
+    }
+}
+
+pub const TASK_COLUMNS: &str =
+    "id, number, title, description, status, priority, due_date, parent_id, created_at, updated_at, completed_at";
+
+/// `LIKE` pattern matching `text` anywhere, with `%`, `_` and `\` taken literally.
+pub fn contains_pattern(text: &str) -> String {
+    let mut out = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
 pub const USER_COLUMNS: &str = "id, issuer, subject, email, name, created_at";
 pub const CONVERSATION_COLUMNS: &str =
     "id, title, status, context, message_count, created_at, updated_at";
@@ -363,6 +416,158 @@ macro_rules! impl_sql_store {
                     tx.commit().await?;
                 }
                 Ok(message)
+            }
+
+            async fn create_task(
+                &self,
+                owner: ::switchboard_domain::Id,
+                task: ::switchboard_domain::NewTask,
+            ) -> $crate::Result<Option<::switchboard_domain::Task>> {
+                let now = ::switchboard_domain::now();
+                let mut tx = self.pool.begin().await?;
+                let (number,): (i64,) = $crate::sql::sqlx::query_as(
+                    "INSERT INTO task_counters (user_id, last_number) VALUES ($1, 1) \
+                     ON CONFLICT (user_id) DO UPDATE SET last_number = task_counters.last_number + 1 \
+                     RETURNING last_number",
+                )
+                .bind(owner)
+                .fetch_one(&mut *tx)
+                .await?;
+                if let Some(parent) = task.parent_id {
+                    let found: Option<(::switchboard_domain::Id,)> =
+                        $crate::sql::sqlx::query_as("SELECT id FROM tasks WHERE user_id = $1 AND id = $2")
+                            .bind(owner)
+                            .bind(parent)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    if found.is_none() {
+                        return Ok(None);
+                    }
+                }
+                let sql = format!(
+                    "INSERT INTO tasks (id, user_id, number, title, description, status, priority, due_date, parent_id, \
+                       created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $9) RETURNING {}",
+                    $crate::sql::TASK_COLUMNS
+                );
+                let row: $crate::sql::TaskRow = $crate::sql::sqlx::query_as(&sql)
+                    .bind(::switchboard_domain::new_id())
+                    .bind(owner)
+                    .bind(number)
+                    .bind(&task.title)
+                    .bind(&task.description)
+                    .bind(task.priority.as_str())
+                    .bind(task.due_date)
+                    .bind(task.parent_id)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Some(row.into_task()?))
+            }
+
+            async fn get_task(
+                &self,
+                owner: ::switchboard_domain::Id,
+                task: ::switchboard_domain::TaskRef,
+            ) -> $crate::Result<Option<::switchboard_domain::Task>> {
+                let (id, number) = task.columns();
+                let sql = format!(
+                    "SELECT {} FROM tasks WHERE user_id = $1 AND ($2 IS NULL OR id = $2) AND ($3 IS NULL OR number = $3)",
+                    $crate::sql::TASK_COLUMNS
+                );
+                let row: Option<$crate::sql::TaskRow> =
+                    $crate::sql::sqlx::query_as(&sql).bind(owner).bind(id).bind(number).fetch_optional(&self.pool).await?;
+                Ok(row.map(|r| r.into_task()).transpose()?)
+            }
+
+            async fn list_tasks(
+                &self,
+                owner: ::switchboard_domain::Id,
+                filter: &::switchboard_domain::TaskFilter,
+                page: ::switchboard_domain::PageRequest,
+            ) -> $crate::Result<::switchboard_domain::Page<::switchboard_domain::Task>> {
+                let (after, after_id) = $crate::sql::keyset(&page);
+                let sql = format!(
+                    "SELECT {} FROM tasks WHERE user_id = $1 \
+                       AND ($2 IS NULL OR status = $2) \
+                       AND ($3 IS NULL OR LOWER(title) LIKE $3 ESCAPE '\\' OR LOWER(COALESCE(description, '')) LIKE $3 ESCAPE '\\') \
+                       AND ($4 IS NULL OR (created_at, id) > ($4, $5)) \
+                     ORDER BY created_at, id LIMIT $6 OFFSET $7",
+                    $crate::sql::TASK_COLUMNS
+                );
+                let rows: Vec<$crate::sql::TaskRow> = $crate::sql::sqlx::query_as(&sql)
+                    .bind(owner)
+                    .bind(filter.status.map(|s| s.as_str()))
+                    .bind(filter.search.as_deref().map($crate::sql::contains_pattern))
+                    .bind(after)
+                    .bind(after_id)
+                    .bind(i64::from(page.limit) + 1)
+                    .bind(page.offset as i64)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let items = rows.into_iter().map(|r| r.into_task()).collect::<::std::result::Result<Vec<_>, _>>()?;
+                Ok($crate::sql::paginate(items, page.limit, |t: &::switchboard_domain::Task| {
+                    ::switchboard_domain::Cursor { at: t.created_at, id: t.id }
+                }))
+            }
+
+            async fn update_task(
+                &self,
+                owner: ::switchboard_domain::Id,
+                task: ::switchboard_domain::TaskRef,
+                changes: ::switchboard_domain::TaskChanges,
+            ) -> $crate::Result<Option<::switchboard_domain::Task>> {
+                let (id, number) = task.columns();
+                let now = ::switchboard_domain::now();
+                let completed = changes.status.map(|s| s == ::switchboard_domain::TaskStatus::Completed);
+                let sql = format!(
+                    "UPDATE tasks SET \
+                       title = COALESCE($4, title), \
+                       description = CASE WHEN $5 THEN $6 ELSE description END, \
+                       status = COALESCE($7, status), \
+                       priority = COALESCE($8, priority), \
+                       due_date = CASE WHEN $9 THEN $10 ELSE due_date END, \
+                       completed_at = CASE WHEN $11 IS NULL THEN completed_at WHEN $11 THEN COALESCE(completed_at, $12) ELSE NULL END, \
+                       updated_at = $12 \
+                     WHERE user_id = $1 AND ($2 IS NULL OR id = $2) AND ($3 IS NULL OR number = $3) \
+                     RETURNING {}",
+                    $crate::sql::TASK_COLUMNS
+                );
+                let row: Option<$crate::sql::TaskRow> = $crate::sql::sqlx::query_as(&sql)
+                    .bind(owner)
+                    .bind(id)
+                    .bind(number)
+                    .bind(changes.title)
+                    .bind(changes.description.is_some())
+                    .bind(changes.description.flatten())
+                    .bind(changes.status.map(|s| s.as_str()))
+                    .bind(changes.priority.map(|p| p.as_str()))
+                    .bind(changes.due_date.is_some())
+                    .bind(changes.due_date.flatten())
+                    .bind(completed)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|r| r.into_task()).transpose()?)
+            }
+
+            async fn delete_task(
+                &self,
+                owner: ::switchboard_domain::Id,
+                task: ::switchboard_domain::TaskRef,
+            ) -> $crate::Result<bool> {
+                let (id, number) = task.columns();
+                let deleted = $crate::sql::sqlx::query(
+                    "DELETE FROM tasks WHERE user_id = $1 AND ($2 IS NULL OR id = $2) AND ($3 IS NULL OR number = $3)",
+                )
+                .bind(owner)
+                .bind(id)
+                .bind(number)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(deleted > 0)
             }
 
             async fn revoke_token(&self, jti: &str, expires_at: ::chrono::DateTime<::chrono::Utc>) -> $crate::Result<()> {

@@ -17,6 +17,7 @@ use switchboard_llm::OfflineProvider;
 use switchboard_store::Store;
 use switchboard_store_postgres::PostgresStore;
 use switchboard_store_sqlite::SqliteStore;
+use switchboard_tasks::TaskService;
 use tokio::net::TcpListener;
 
 use crate::config::{check_secret, Settings};
@@ -78,6 +79,7 @@ impl Application {
                 .map(|n| Arc::new(InMemoryRateLimiter::per_minute(n)) as Arc<dyn RateLimiter>)
         });
         let state = AppState {
+            tasks: TaskService::new(store.clone()),
             store,
             auth: Arc::new(auth),
             limiter,

@@ -6,6 +6,7 @@ pub mod conversations;
 pub mod google;
 pub mod health;
 pub mod me;
+pub mod tasks;
 
 use serde::Deserialize;
 use switchboard_domain::{Cursor, PageRequest};

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use crate::helpers::{spawn_app, Backend, TestApp};
 
 struct Seeded {
+    tasks: Vec<String>,
     conversations: Vec<String>,
     messages: Vec<String>,
     titles: Vec<String>,
@@ -21,6 +22,7 @@ async fn seed(app: &TestApp, token: &str, prefix: &str) -> Seeded {
         conversations: vec![],
         messages: vec![],
         titles: vec![],
+        tasks: vec![],
     };
     for i in 0..5 {
         let title = format!("{prefix}-secret-title-{i}");
@@ -31,9 +33,41 @@ async fn seed(app: &TestApp, token: &str, prefix: &str) -> Seeded {
         seeded
             .messages
             .push(reply["message"]["id"].as_str().unwrap().to_owned());
+        let task: Value = app
+            .post_json(
+                "/api/v1/tasks",
+                token,
+                &json!({"title": format!("{title}-task")}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        seeded.tasks.push(task["id"].as_str().unwrap().to_owned());
         seeded.titles.push(title);
     }
     seeded
+}
+
+/// Row counts plus everything the owner can read: any change shows up here.
+async fn snapshot(app: &TestApp, owner: &str) -> (Vec<i64>, Value, Value) {
+    let mut counts = Vec::new();
+    for table in ["conversations", "messages", "tasks"] {
+        counts.push(app.count_rows(table).await);
+    }
+    let conversations = app
+        .get("/api/v1/conversations?limit=100", owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let tasks = app
+        .get("/api/v1/tasks?limit=100", owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    (counts, conversations, tasks)
 }
 
 /// B2.10: every operation with a path id, called by B with A's ids, with GET, PATCH, DELETE and
@@ -44,10 +78,7 @@ async fn another_users_ids_answer_404_on_every_operation(backend: Backend) {
     let (alice, bob) = (app.token_for("alice"), app.token_for("bob"));
     let a = seed(&app, &alice, "alice").await;
     seed(&app, &bob, "bob").await;
-    let rows_before = (
-        app.count_rows("conversations").await,
-        app.count_rows("messages").await,
-    );
+    let before = snapshot(&app, &alice).await;
 
     let spec: Value = app.openapi().await;
     let templates: Vec<(String, HashSet<String>)> = spec["paths"]
@@ -65,7 +96,12 @@ async fn another_users_ids_answer_404_on_every_operation(backend: Backend) {
     assert!(!templates.is_empty());
 
     let mut attempts = 0;
-    let ids: Vec<&String> = a.conversations.iter().chain(a.messages.iter()).collect();
+    let ids: Vec<&String> = a
+        .conversations
+        .iter()
+        .chain(&a.messages)
+        .chain(&a.tasks)
+        .collect();
     for (template, methods) in &templates {
         for id in &ids {
             let path = template.replace("{id}", id);
@@ -74,7 +110,7 @@ async fn another_users_ids_answer_404_on_every_operation(backend: Backend) {
                     .client
                     .request(method.clone(), app.url(&path))
                     .bearer_auth(&bob)
-                    .json(&json!({}))
+                    .json(&json!({"title": "hijacked"}))
                     .send()
                     .await
                     .unwrap();
@@ -112,12 +148,9 @@ async fn another_users_ids_answer_404_on_every_operation(backend: Backend) {
     eprintln!("{attempts} cross-tenant attempts, all refused");
     assert!(attempts >= 80);
     assert_eq!(
-        (
-            app.count_rows("conversations").await,
-            app.count_rows("messages").await
-        ),
-        rows_before,
-        "no row changed"
+        snapshot(&app, &alice).await,
+        before,
+        "nothing of Alice's changed"
     );
     // A still sees all of hers.
     let list: Value = app

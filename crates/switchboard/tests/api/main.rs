@@ -12,3 +12,4 @@ mod process;
 mod rate_limits;
 mod sign_in;
 mod sign_in_oidc;
+mod tasks;

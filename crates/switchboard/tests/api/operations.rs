@@ -78,6 +78,12 @@ async fn the_openapi_document_lists_every_route_and_its_schemas(backend: Backend
         "/api/v1/conversations/{id}/messages",
         "/api/v1/admin/users",
         "/api/auth/google",
+        "/api/v1/tasks",
+        "/api/v1/tasks/{id}",
+        "/api/v1/tasks/{id}/complete",
+        "/api/v1/tasks",
+        "/api/v1/tasks/{id}",
+        "/api/v1/tasks/{id}/complete",
     ] {
         assert!(
             paths.contains_key(path),
@@ -86,7 +92,7 @@ async fn the_openapi_document_lists_every_route_and_its_schemas(backend: Backend
     }
     assert_eq!(
         paths.len(),
-        11,
+        14,
         "a route was added without being listed here: {:?}",
         paths.keys().collect::<Vec<_>>()
     );
@@ -98,6 +104,9 @@ async fn the_openapi_document_lists_every_route_and_its_schemas(backend: Backend
         "Message",
         "ErrorBody",
         "ConversationList",
+        "Task",
+        "AddTask",
+        "UpdateTask",
     ] {
         assert!(schemas.contains_key(schema), "{schema}");
     }
