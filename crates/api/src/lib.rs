@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod mcp_endpoint;
 pub mod metrics;
 pub mod ratelimit;
 pub mod routes;
@@ -46,6 +47,8 @@ pub struct ApiConfig {
     pub cors_allowed_origins: Vec<String>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Hosts and origins allowed on `/mcp`.
+    pub mcp: mcp_endpoint::McpConfig,
 }
 
 impl Default for ApiConfig {
@@ -56,6 +59,10 @@ impl Default for ApiConfig {
             history_limit: 20,
             cors_allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
+            mcp: mcp_endpoint::McpConfig {
+                allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+                allowed_origins: Vec::new(),
+            },
         }
     }
 }
@@ -69,6 +76,10 @@ pub struct AppState {
     pub limiter: Option<Arc<dyn RateLimiter>>,
     pub llm: Arc<dyn Provider>,
     pub tasks: TaskService,
+    /// Who owns each `/mcp` session.
+    pub mcp_sessions: Arc<mcp_endpoint::SessionOwners>,
+    /// Cancelled when the server shuts down, ending long-lived streams.
+    pub shutdown: tokio_util::sync::CancellationToken,
     pub metrics: Arc<Metrics>,
     pub config: Arc<ApiConfig>,
 }
@@ -142,7 +153,16 @@ pub fn service(state: AppState) -> NormalizePath<Router> {
 pub fn router(state: AppState) -> Router {
     let (routes, doc) = split(Some(&state));
     let doc_json = Arc::new(doc.clone());
+    let mcp = Router::new()
+        .nest_service("/mcp", mcp_endpoint::service(&state))
+        .layer(from_fn_with_state(
+            state.clone(),
+            mcp_endpoint::bind_sessions,
+        ))
+        .layer(from_fn_with_state(state.clone(), ratelimit::limit))
+        .layer(from_fn_with_state(state.clone(), auth::require_auth));
     let mut router = routes
+        .merge(mcp)
         .route("/openapi.json", axum::routing::get(move || async move { axum::Json(doc_json.as_ref().clone()) }))
         .merge(Scalar::with_url("/docs", doc))
         .fallback(|| async { ApiError::not_found("route") })

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use switchboard_api::auth::{AuthConfig, Authenticator, NewToken, TokenSigner};
+use switchboard_api::mcp_endpoint::McpConfig;
 use switchboard_api::metrics::Metrics;
 use switchboard_api::ratelimit::{InMemoryRateLimiter, RateLimiter};
 use switchboard_api::{ApiConfig, AppState};
@@ -80,6 +81,8 @@ impl Application {
         });
         let state = AppState {
             tasks: TaskService::new(store.clone()),
+            mcp_sessions: Default::default(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
             store,
             auth: Arc::new(auth),
             limiter,
@@ -91,6 +94,10 @@ impl Application {
                 history_limit: settings.history_limit,
                 cors_allowed_origins: settings.cors_allowed_origins.clone(),
                 trusted_proxies: settings.trusted_proxies.clone(),
+                mcp: McpConfig {
+                    allowed_hosts: mcp_allowed_hosts(&settings),
+                    allowed_origins: settings.cors_allowed_origins.clone(),
+                },
             }),
         };
         let local_token = local_user_token(state.auth.signer());
@@ -124,10 +131,12 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let store = self.state.store.clone();
+        let streams = self.state.shutdown.clone();
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
         let signal = async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
+            streams.cancel();
             let _ = stopping_tx.send(true);
         };
         let service =
@@ -148,6 +157,19 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Hosts `/mcp` answers to: the configured list, or loopback names plus the listen address.
+fn mcp_allowed_hosts(settings: &Settings) -> Vec<String> {
+    if !settings.mcp_allowed_hosts.is_empty() {
+        return settings.mcp_allowed_hosts.clone();
+    }
+    let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    let ip = settings.addr.ip();
+    if !ip.is_unspecified() && !ip.is_loopback() {
+        hosts.push(ip.to_string());
+    }
+    hosts
 }
 
 async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {

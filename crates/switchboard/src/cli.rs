@@ -93,6 +93,11 @@ pub struct ServeArgs {
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub trusted_proxies: Vec<String>,
+    /// Host name `/mcp` answers to (repeatable; `*` for any); default: localhost, 127.0.0.1, ::1 and the listen address.
+    /// Set it behind a reverse proxy [env: SWITCHBOARD_MCP_ALLOWED_HOSTS]
+    #[arg(long = "mcp-allowed-host", value_name = "HOST")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mcp_allowed_hosts: Vec<String>,
     /// Google OAuth client id accepted by POST /api/auth/google (repeatable) [env: SWITCHBOARD_GOOGLE_CLIENT_IDS]
     #[arg(long = "google-client-id", value_name = "ID")]
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -38,6 +38,8 @@ pub struct Settings {
     pub cors_allowed_origins: Vec<String>,
     #[serde(deserialize_with = "list")]
     pub trusted_proxies: Vec<IpNet>,
+    #[serde(deserialize_with = "list")]
+    pub mcp_allowed_hosts: Vec<String>,
     pub log_format: LogFormat,
     pub log_level: String,
     pub shutdown_grace_secs: u64,
@@ -63,6 +65,7 @@ pub(crate) const KEYS: &[&str] = &[
     "history_limit",
     "cors_allowed_origins",
     "trusted_proxies",
+    "mcp_allowed_hosts",
     "log_format",
     "log_level",
     "shutdown_grace_secs",
@@ -89,6 +92,7 @@ impl Default for Settings {
             history_limit: 20,
             cors_allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
+            mcp_allowed_hosts: Vec::new(),
             log_format: LogFormat::Text,
             log_level: "info".into(),
             shutdown_grace_secs: 30,

@@ -7,6 +7,7 @@ mod bad_input;
 mod chat;
 mod conversations;
 mod isolation;
+mod mcp_http;
 mod operations;
 mod process;
 mod rate_limits;
