@@ -172,7 +172,7 @@ fn mcp_allowed_hosts(settings: &Settings) -> Vec<String> {
     hosts
 }
 
-async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+pub(crate) async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     let timeout = Duration::from_secs(settings.db_connect_timeout_secs);
     let store: Arc<dyn Store> = match &settings.database_url {
         None => Arc::new(

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
-use switchboard_api::auth::{NewToken, TokenSigner};
+use switchboard_api::auth::{NewToken, TokenSigner, LOCAL_ISSUER};
 
 use crate::app::{self, Application};
 use crate::config::{parse_duration, LogFormat, Settings};
@@ -28,6 +28,35 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print a bearer token signed with the server's secret (and nothing else).
     Token(TokenArgs),
+    /// Serve a built-in MCP server over stdio (for MCP clients that launch local servers).
+    #[command(subcommand)]
+    Mcp(McpCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum McpCommand {
+    /// The tasks server, acting for one user, against the configured database.
+    Tasks(McpTasksArgs),
+}
+
+#[derive(Debug, Args, Serialize)]
+pub struct McpTasksArgs {
+    /// The user whose tasks to serve (the `sub` of their Switchboard tokens)
+    #[arg(long)]
+    #[serde(skip)]
+    pub user: String,
+    /// TOML settings file [env: SWITCHBOARD_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// The server's data directory [env: SWITCHBOARD_DATA_DIR]
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// The database, when not SQLite in the data directory [env: SWITCHBOARD_DATABASE_URL]
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
 }
 
 const SERVE_AFTER_HELP: &str = "\
@@ -156,6 +185,7 @@ pub async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Token(args) => token(args),
+        Command::Mcp(McpCommand::Tasks(args)) => mcp_tasks(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -176,6 +206,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("Local user token (valid 30 days): {}", app.local_token());
     println!("Try: curl -H \"Authorization: Bearer $TOKEN\" {url}/api/v1/me");
     app.run_until(app::shutdown_signal()).await
+}
+
+async fn mcp_tasks(args: McpTasksArgs) -> anyhow::Result<()> {
+    let file = config_file(args.config.clone());
+    let mut settings = Settings::load(file.as_deref(), &args)?;
+    // stdout carries the protocol: logs go to stderr, and only warnings by default.
+    if settings.log_level == "info" {
+        settings.log_level = "warn".into();
+    }
+    crate::telemetry::init(&settings);
+    let store = app::open_store(&settings).await?;
+    let identity = switchboard_store::Identity {
+        issuer: LOCAL_ISSUER,
+        subject: &args.user,
+        email: None,
+        name: None,
+    };
+    let user = store.upsert_user(identity).await?;
+    let server = switchboard_mcp::TasksServer::for_user(
+        switchboard_tasks::TaskService::new(store.clone()),
+        user.id,
+    );
+    let served = switchboard_mcp::serve_stdio(server).await;
+    store.close().await;
+    Ok(served?)
 }
 
 fn token(args: TokenArgs) -> anyhow::Result<()> {

@@ -304,3 +304,46 @@ async fn logs_carry_neither_tokens_nor_message_contents() {
             .expect("--log-format json writes one JSON object per line");
     }
 }
+
+/// `switchboard mcp tasks --user NAME`: an MCP client launches it as a child process and manages
+/// that user's tasks over stdio, against the same database the server uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tasks_server_over_stdio_manages_the_same_tasks_as_the_api() {
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::TokioChildProcess;
+    use rmcp::ServiceExt;
+
+    let app = crate::helpers::spawn_app(&crate::helpers::Backend::Sqlite).await;
+    let mut command = tokio::process::Command::new(BIN);
+    command
+        .args(["mcp", "tasks", "--user", "alice", "--data-dir"])
+        .arg(&app.settings.data_dir);
+    let client =
+        ().serve(TokioChildProcess::new(command).unwrap())
+            .await
+            .expect("stdio MCP server starts");
+    let tools = client.list_all_tools().await.unwrap();
+    assert_eq!(tools.len(), 5);
+    let args = json!({"title": "from stdio"}).as_object().cloned().unwrap();
+    let added = client
+        .call_tool(CallToolRequestParams::new("add_task").with_arguments(args))
+        .await
+        .unwrap();
+    assert_eq!(added.is_error, Some(false));
+    client.cancel().await.unwrap();
+
+    let listed: Value = app
+        .get("/api/v1/tasks", &app.token_for("alice"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"][0]["title"], "from stdio");
+    let other: Value = app
+        .get("/api/v1/tasks", &app.token_for("bob"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(other["items"].as_array().unwrap().is_empty());
+}
