@@ -17,7 +17,8 @@ use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::Response;
 use axum::Router;
 use ipnet::IpNet;
-use switchboard_llm::Provider;
+use switchboard_agent::Agent;
+use switchboard_mcp::TasksServer;
 use switchboard_store::Store;
 use switchboard_tasks::TaskService;
 use tower::Layer;
@@ -74,8 +75,11 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// `None` when rate limiting is turned off.
     pub limiter: Option<Arc<dyn RateLimiter>>,
-    pub llm: Arc<dyn Provider>,
+    /// Runs chat turns against the configured model.
+    pub agent: Agent,
     pub tasks: TaskService,
+    /// The built-in tasks tools, called in-process by the agent.
+    pub tasks_server: TasksServer,
     /// Who owns each `/mcp` session.
     pub mcp_sessions: Arc<mcp_endpoint::SessionOwners>,
     /// Cancelled when the server shuts down, ending long-lived streams.

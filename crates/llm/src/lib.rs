@@ -1,11 +1,16 @@
-//! Model providers behind one trait. Only the offline provider exists so far: it needs no
-//! network and says plainly that no model is configured.
+//! Model providers behind one trait, with provider-neutral messages, tools and tool calls.
+//! [`offline`] needs no network: it understands plain task commands and answers honestly about
+//! everything else.
+
+pub mod offline;
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+pub use offline::OfflineProvider;
 
 /// Who wrote a message in a model conversation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChatRole {
     System,
@@ -14,17 +19,59 @@ pub enum ChatRole {
     Tool,
 }
 
+/// A tool the model may call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the arguments.
+    pub input_schema: serde_json::Value,
+}
+
+/// A call the model asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: serde_json::Value,
+}
+
 /// One message of the context sent to a model.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChatMessage {
     pub role: ChatRole,
     pub content: String,
+    /// Calls an assistant message asked for.
+    pub tool_calls: Vec<ToolCall>,
+    /// For a tool message: the call it answers.
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    pub fn text(role: ChatRole, content: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+
+    pub fn tool_result(call_id: impl Into<String>, content: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            role: ChatRole::Tool,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: Some(call_id.into()),
+        }
+    }
 }
 
 /// What a provider is asked.
 #[derive(Debug, Clone, Default)]
 pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
+    pub tools: Vec<ToolSpec>,
 }
 
 /// Tokens a call consumed.
@@ -35,12 +82,32 @@ pub struct Usage {
     pub total_tokens: u64,
 }
 
+impl Usage {
+    pub fn add(&mut self, other: Usage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.total_tokens += other.total_tokens;
+    }
+}
+
+/// Why the model stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    Stop,
+    ToolCalls,
+    Length,
+    Other(String),
+}
+
 /// What a provider answered.
 #[derive(Debug, Clone)]
 pub struct ChatResponse {
     pub content: String,
+    pub tool_calls: Vec<ToolCall>,
     pub model: String,
     pub usage: Usage,
+    pub finish_reason: FinishReason,
 }
 
 /// Why a provider call failed.
@@ -49,6 +116,29 @@ pub struct ChatResponse {
 pub enum ProviderError {
     #[error("the model service is unavailable: {0}")]
     Unavailable(String),
+    #[error("the model service is rate limiting requests")]
+    RateLimited {
+        retry_after: Option<std::time::Duration>,
+    },
+    #[error("the model service refused the credentials")]
+    Authentication,
+    #[error("the conversation is longer than the model's context window")]
+    ContextLengthExceeded,
+    #[error("the model service answered something unreadable: {0}")]
+    Malformed(String),
+}
+
+impl ProviderError {
+    /// Stable label for metrics and error codes.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ProviderError::Unavailable(_) => "unavailable",
+            ProviderError::RateLimited { .. } => "rate_limited",
+            ProviderError::Authentication => "authentication",
+            ProviderError::ContextLengthExceeded => "context_length_exceeded",
+            ProviderError::Malformed(_) => "malformed",
+        }
+    }
 }
 
 /// A language model service.
@@ -59,66 +149,4 @@ pub trait Provider: Send + Sync + 'static {
 
     /// One non-streaming completion.
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError>;
-}
-
-/// The provider used when no model is configured. Deterministic and network-free.
-#[derive(Debug, Default, Clone)]
-pub struct OfflineProvider;
-
-#[async_trait]
-impl Provider for OfflineProvider {
-    fn name(&self) -> &'static str {
-        "offline"
-    }
-
-    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
-        let last = request
-            .messages
-            .iter()
-            .rev()
-            .find(|m| m.role == ChatRole::User)
-            .map(|m| m.content.as_str())
-            .unwrap_or("");
-        let content = format!(
-            "Switchboard is running in offline mode: no language model is configured, so I can \
-             keep this conversation but not answer it. Your message was stored: \"{}\"",
-            last.trim()
-        );
-        Ok(ChatResponse {
-            content,
-            model: "offline".into(),
-            usage: Usage::default(),
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn offline_provider_says_no_model_is_configured_and_quotes_the_last_user_message() {
-        let reply = OfflineProvider
-            .complete(ChatRequest {
-                messages: vec![
-                    ChatMessage {
-                        role: ChatRole::User,
-                        content: "first".into(),
-                    },
-                    ChatMessage {
-                        role: ChatRole::Assistant,
-                        content: "reply".into(),
-                    },
-                    ChatMessage {
-                        role: ChatRole::User,
-                        content: " second ".into(),
-                    },
-                ],
-            })
-            .await
-            .unwrap();
-        assert!(reply.content.contains("no language model is configured"));
-        assert!(reply.content.contains("\"second\""));
-        assert!(!reply.content.contains("first"));
-    }
 }

@@ -129,6 +129,12 @@ impl From<TaskError> for ToolFailure {
 
 type ToolOutcome = Result<CallToolResult, ToolFailure>;
 
+fn finish_in_process(outcome: ToolOutcome) -> CallToolResult {
+    outcome.unwrap_or_else(|ToolFailure(message)| {
+        CallToolResult::error(vec![ContentBlock::text(message)])
+    })
+}
+
 fn finish(outcome: ToolOutcome) -> Result<CallToolResult, ErrorData> {
     Ok(outcome.unwrap_or_else(|ToolFailure(message)| {
         CallToolResult::error(vec![ContentBlock::text(message)])
@@ -210,6 +216,36 @@ impl TasksServer {
         }
     }
 
+    /// The tools this server offers, as MCP describes them.
+    pub fn tools(&self) -> Vec<rmcp::model::Tool> {
+        self.tool_router.list_all()
+    }
+
+    /// Calls a tool for `user` in-process: the same code as over MCP, without the JSON-RPC hop.
+    pub async fn call_for(
+        &self,
+        user: Id,
+        name: &str,
+        arguments: serde_json::Value,
+    ) -> CallToolResult {
+        fn args<T: serde::de::DeserializeOwned>(
+            value: serde_json::Value,
+        ) -> Result<T, ToolFailure> {
+            let value = if value.is_null() { json!({}) } else { value };
+            serde_json::from_value(value)
+                .map_err(|e| ToolFailure(format!("invalid arguments: {e}")))
+        }
+        let outcome = match name {
+            "add_task" => async { self.run_add(user, args(arguments)?).await }.await,
+            "list_tasks" => async { self.run_list(user, args(arguments)?).await }.await,
+            "complete_task" => async { self.run_complete(user, args(arguments)?).await }.await,
+            "update_task" => async { self.run_update(user, args(arguments)?).await }.await,
+            "delete_task" => async { self.run_delete(user, args(arguments)?).await }.await,
+            other => Err(ToolFailure(format!("unknown tool {other}"))),
+        };
+        finish_in_process(outcome)
+    }
+
     fn caller(&self, context: &RequestContext<RoleServer>) -> Result<Id, ToolFailure> {
         if let Some(user) = self.user {
             return Ok(user);
@@ -228,24 +264,7 @@ impl TasksServer {
         Parameters(args): Parameters<AddTaskArgs>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        finish(
-            async {
-                let user = self.caller(&context)?;
-                let input = AddTask {
-                    title: required(args.title, "title")?,
-                    description: args.description,
-                    due_date: args.due_date.as_deref().map(parse_date).transpose()?,
-                    priority: args.priority.as_deref().map(parse_priority).transpose()?,
-                    parent: args.parent.map(|p| p.text()),
-                };
-                let task = self.tasks.add(user, input).await?;
-                Ok(result(
-                    format!("Added task {}", describe(&task)),
-                    json!({ "task": task }),
-                ))
-            }
-            .await,
-        )
+        finish(async { self.run_add(self.caller(&context)?, args).await }.await)
     }
 
     #[tool(
@@ -256,40 +275,7 @@ impl TasksServer {
         Parameters(args): Parameters<ListTasksArgs>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        finish(
-            async {
-                let user = self.caller(&context)?;
-                let cursor = match args.cursor.as_deref() {
-                    None | Some("") => None,
-                    Some(c) => Some(
-                        switchboard_domain::Cursor::decode(c)
-                            .ok_or_else(|| ToolFailure("the cursor is not valid".into()))?,
-                    ),
-                };
-                let filter = TaskFilter {
-                    status: args.status.as_deref().map(parse_status).transpose()?,
-                    search: args.search.filter(|s| !s.trim().is_empty()),
-                };
-                let page = self
-                    .tasks
-                    .list(user, filter, PageRequest::new(args.limit, cursor, None))
-                    .await?;
-                let summary = if page.items.is_empty() {
-                    "No tasks.".to_string()
-                } else {
-                    page.items
-                        .iter()
-                        .map(describe)
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                };
-                Ok(result(
-                    summary,
-                    json!({ "tasks": page.items, "next_cursor": page.next_cursor }),
-                ))
-            }
-            .await,
-        )
+        finish(async { self.run_list(self.caller(&context)?, args).await }.await)
     }
 
     #[tool(description = "Mark a task as completed.")]
@@ -298,20 +284,7 @@ impl TasksServer {
         Parameters(args): Parameters<TaskArgs>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        finish(
-            async {
-                let user = self.caller(&context)?;
-                let task = self
-                    .tasks
-                    .complete(user, &required(args.task, "task")?.text())
-                    .await?;
-                Ok(result(
-                    format!("Completed task {}", describe(&task)),
-                    json!({ "task": task }),
-                ))
-            }
-            .await,
-        )
+        finish(async { self.run_complete(self.caller(&context)?, args).await }.await)
     }
 
     #[tool(description = "Change a task's title, description, status, priority or due date.")]
@@ -320,25 +293,7 @@ impl TasksServer {
         Parameters(args): Parameters<UpdateTaskArgs>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        finish(
-            async {
-                let user = self.caller(&context)?;
-                let name = required(args.task, "task")?.text();
-                let input = UpdateTask {
-                    title: args.title,
-                    description: clearable(args.description, |s| Ok(s.to_owned()))?,
-                    status: args.status.as_deref().map(parse_status).transpose()?,
-                    priority: args.priority.as_deref().map(parse_priority).transpose()?,
-                    due_date: clearable(args.due_date, parse_date)?,
-                };
-                let task = self.tasks.update(user, &name, input).await?;
-                Ok(result(
-                    format!("Updated task {}", describe(&task)),
-                    json!({ "task": task }),
-                ))
-            }
-            .await,
-        )
+        finish(async { self.run_update(self.caller(&context)?, args).await }.await)
     }
 
     #[tool(
@@ -349,20 +304,94 @@ impl TasksServer {
         Parameters(args): Parameters<TaskArgs>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        finish(
-            async {
-                let user = self.caller(&context)?;
-                let task = self
-                    .tasks
-                    .delete(user, &required(args.task, "task")?.text())
-                    .await?;
-                Ok(result(
-                    format!("Deleted task {}", describe(&task)),
-                    json!({ "task": task }),
-                ))
-            }
-            .await,
-        )
+        finish(async { self.run_delete(self.caller(&context)?, args).await }.await)
+    }
+}
+
+/// The tools' work, for one user, whichever way the call arrived.
+impl TasksServer {
+    async fn run_add(&self, user: Id, args: AddTaskArgs) -> ToolOutcome {
+        let input = AddTask {
+            title: required(args.title, "title")?,
+            description: args.description,
+            due_date: args.due_date.as_deref().map(parse_date).transpose()?,
+            priority: args.priority.as_deref().map(parse_priority).transpose()?,
+            parent: args.parent.map(|p| p.text()),
+        };
+        let task = self.tasks.add(user, input).await?;
+        Ok(result(
+            format!("Added task {}", describe(&task)),
+            json!({ "task": task }),
+        ))
+    }
+
+    async fn run_list(&self, user: Id, args: ListTasksArgs) -> ToolOutcome {
+        let cursor = match args.cursor.as_deref() {
+            None | Some("") => None,
+            Some(c) => Some(
+                switchboard_domain::Cursor::decode(c)
+                    .ok_or_else(|| ToolFailure("the cursor is not valid".into()))?,
+            ),
+        };
+        let filter = TaskFilter {
+            status: args.status.as_deref().map(parse_status).transpose()?,
+            search: args.search.filter(|s| !s.trim().is_empty()),
+        };
+        let page = self
+            .tasks
+            .list(user, filter, PageRequest::new(args.limit, cursor, None))
+            .await?;
+        let summary = if page.items.is_empty() {
+            "No tasks.".to_string()
+        } else {
+            page.items
+                .iter()
+                .map(describe)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        Ok(result(
+            summary,
+            json!({ "tasks": page.items, "next_cursor": page.next_cursor }),
+        ))
+    }
+
+    async fn run_complete(&self, user: Id, args: TaskArgs) -> ToolOutcome {
+        let task = self
+            .tasks
+            .complete(user, &required(args.task, "task")?.text())
+            .await?;
+        Ok(result(
+            format!("Completed task {}", describe(&task)),
+            json!({ "task": task }),
+        ))
+    }
+
+    async fn run_update(&self, user: Id, args: UpdateTaskArgs) -> ToolOutcome {
+        let name = required(args.task, "task")?.text();
+        let input = UpdateTask {
+            title: args.title,
+            description: clearable(args.description, |s| Ok(s.to_owned()))?,
+            status: args.status.as_deref().map(parse_status).transpose()?,
+            priority: args.priority.as_deref().map(parse_priority).transpose()?,
+            due_date: clearable(args.due_date, parse_date)?,
+        };
+        let task = self.tasks.update(user, &name, input).await?;
+        Ok(result(
+            format!("Updated task {}", describe(&task)),
+            json!({ "task": task }),
+        ))
+    }
+
+    async fn run_delete(&self, user: Id, args: TaskArgs) -> ToolOutcome {
+        let task = self
+            .tasks
+            .delete(user, &required(args.task, "task")?.text())
+            .await?;
+        Ok(result(
+            format!("Deleted task {}", describe(&task)),
+            json!({ "task": task }),
+        ))
     }
 }
 

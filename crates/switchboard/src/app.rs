@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
+use switchboard_agent::Agent;
 use switchboard_api::auth::{AuthConfig, Authenticator, NewToken, TokenSigner};
 use switchboard_api::mcp_endpoint::McpConfig;
 use switchboard_api::metrics::Metrics;
 use switchboard_api::ratelimit::{InMemoryRateLimiter, RateLimiter};
 use switchboard_api::{ApiConfig, AppState};
 use switchboard_llm::OfflineProvider;
+use switchboard_mcp::TasksServer;
 use switchboard_store::Store;
 use switchboard_store_postgres::PostgresStore;
 use switchboard_store_sqlite::SqliteStore;
@@ -81,12 +83,14 @@ impl Application {
         });
         let state = AppState {
             tasks: TaskService::new(store.clone()),
+            tasks_server: TasksServer::for_signed_in_users(TaskService::new(store.clone())),
             mcp_sessions: Default::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
             store,
             auth: Arc::new(auth),
             limiter,
-            llm: Arc::new(OfflineProvider),
+            agent: Agent::new(Arc::new(OfflineProvider)),
+
             metrics: Arc::new(Metrics::new()),
             config: Arc::new(ApiConfig {
                 body_limit: settings.body_limit_bytes,

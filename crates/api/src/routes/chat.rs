@@ -5,8 +5,9 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use switchboard_agent::{BuiltinTasks, ToolRecord};
 use switchboard_domain::{NewMessage, Role};
-use switchboard_llm::{ChatMessage, ChatRole};
+use switchboard_llm::{ChatMessage, ChatRole, ProviderError, Usage};
 use switchboard_store::StartTurn;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -36,9 +37,15 @@ pub struct ChatRequest {
 pub struct ChatReply {
     pub conversation_id: Uuid,
     pub message: ReplyMessage,
-    /// How the reply was produced: provider, model, token usage, history size.
+    /// The tools called during this turn, in order.
+    #[schema(value_type = Vec<Object>)]
+    pub tool_calls: Vec<ToolRecord>,
+    /// `tasks_modified` (task numbers), `action_taken`, provider, model, steps.
     #[schema(value_type = Object)]
     pub context: serde_json::Value,
+    /// Tokens used by all model calls of the turn.
+    #[schema(value_type = Object)]
+    pub usage: Usage,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -50,15 +57,16 @@ pub struct ReplyMessage {
     pub timestamp: DateTime<Utc>,
 }
 
-/// Sends a message and returns the assistant's reply.
+/// Sends a message; the assistant may call tools (the user's tasks) before it replies.
 #[utoipa::path(post, path = "/api/v1/chat", tag = "chat", security(("bearer" = [])), request_body = ChatRequest,
     responses(
         (status = 200, body = ChatReply),
-        (status = 400, description = "Empty, over-long or malformed message", body = ErrorBody),
+        (status = 400, description = "Empty, over-long or malformed message; or a conversation too long for the model", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, description = "Unknown conversation", body = ErrorBody),
         (status = 413, body = ErrorBody),
         (status = 429, body = ErrorBody),
+        (status = 502, description = "The model service refused the credentials or answered nonsense; the message was kept", body = ErrorBody),
         (status = 503, description = "The model is unavailable; the message was kept", body = ErrorBody),
     ))]
 async fn chat(
@@ -77,6 +85,7 @@ async fn chat(
             metadata: json!({}),
         },
     };
+    // The user's message is stored before the model is called, so a model failure loses nothing.
     let (conversation, user_message) = state
         .store
         .start_turn(owner, turn)
@@ -87,33 +96,49 @@ async fn chat(
         .store
         .recent_messages(owner, conversation.id, state.config.history_limit)
         .await?;
-    let request = switchboard_llm::ChatRequest {
-        messages: history
-            .iter()
-            .map(|m| ChatMessage {
-                role: match m.role {
-                    Role::User => ChatRole::User,
-                    Role::Assistant => ChatRole::Assistant,
-                    Role::Tool => ChatRole::Tool,
-                },
-                content: m.content.clone(),
-            })
-            .collect(),
-    };
-    let reply = state.llm.complete(request).await.map_err(|e| {
-        tracing::warn!(error = %e, provider = state.llm.name(), "model call failed");
-        ApiError::unavailable(
-            "llm_unavailable",
-            "the model is unavailable; your message was kept, try again shortly",
-        )
-    })?;
+    let messages = history
+        .iter()
+        .filter(|m| m.role != Role::Tool)
+        .map(|m| {
+            let role = if m.role == Role::User {
+                ChatRole::User
+            } else {
+                ChatRole::Assistant
+            };
+            ChatMessage::text(role, m.content.clone())
+        })
+        .collect();
+    let tools = BuiltinTasks::new(state.tasks_server.clone(), owner);
+    let outcome = state
+        .agent
+        .run(messages, &tools)
+        .await
+        .map_err(model_error)?;
+
+    let tasks_modified: Vec<i64> = outcome
+        .tool_calls
+        .iter()
+        .filter(|c| !c.is_error && c.tool != "list_tasks")
+        .filter_map(|c| c.result["task"]["number"].as_i64())
+        .collect();
+    let actions: Vec<&str> = outcome
+        .tool_calls
+        .iter()
+        .filter(|c| !c.is_error)
+        .map(|c| c.tool.as_str())
+        .collect();
     let context = json!({
-        "provider": state.llm.name(),
-        "model": reply.model,
-        "usage": reply.usage,
+        "provider": state.agent.provider_name(),
+        "model": outcome.model,
         "history_messages": history.len(),
         "user_message_id": user_message.id,
+        "tasks_modified": tasks_modified,
+        "action_taken": if actions.is_empty() { "none".to_string() } else { actions.join(", ") },
+        "steps": outcome.steps,
+        "stop": outcome.stop,
     });
+    let metadata =
+        json!({ "context": context, "tool_calls": outcome.tool_calls, "usage": outcome.usage });
     let stored = state
         .store
         .append_message(
@@ -121,8 +146,8 @@ async fn chat(
             conversation.id,
             NewMessage {
                 role: Role::Assistant,
-                content: reply.content,
-                metadata: context.clone(),
+                content: outcome.reply,
+                metadata,
             },
         )
         .await?
@@ -135,8 +160,51 @@ async fn chat(
             sender: "assistant",
             timestamp: stored.created_at,
         },
+        tool_calls: outcome.tool_calls,
         context,
+        usage: outcome.usage,
     }))
+}
+
+/// How a model failure reaches the client. The user's message is already stored.
+fn model_error(e: ProviderError) -> ApiError {
+    tracing::warn!(error = %e, kind = e.label(), "model call failed");
+    let kept = "your message was kept";
+    match e {
+        ProviderError::ContextLengthExceeded => ApiError::bad_request(
+            "context_length_exceeded",
+            format!("the conversation is too long for the model; start a new one ({kept})"),
+        ),
+        ProviderError::Authentication => ApiError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "llm_auth_failed",
+            format!("the model service refused the configured credentials ({kept})"),
+        ),
+        ProviderError::Malformed(_) => ApiError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "llm_bad_response",
+            format!("the model service answered something unreadable; try again ({kept})"),
+        ),
+        ProviderError::RateLimited { retry_after } => {
+            let error = ApiError::unavailable(
+                "llm_rate_limited",
+                format!("the model service is busy; try again shortly ({kept})"),
+            );
+            match retry_after {
+                Some(wait) => error.with_header(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(
+                        wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+                    ),
+                ),
+                None => error,
+            }
+        }
+        _ => ApiError::unavailable(
+            "llm_unavailable",
+            format!("the model is unavailable; try again shortly ({kept})"),
+        ),
+    }
 }
 
 /// The message without surrounding blanks, if it is acceptable.

@@ -15,7 +15,7 @@ async fn the_first_message_creates_a_conversation_titled_after_it(backend: Backe
     assert!(reply["message"]["content"]
         .as_str()
         .unwrap()
-        .contains("no language model is configured"));
+        .contains("without a language model"));
     assert!(reply["message"]["timestamp"]
         .as_str()
         .unwrap()

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod agent;
 mod bad_input;
 mod chat;
 mod conversations;

@@ -1,0 +1,66 @@
+//! What the agent can call: a set of tools behind one trait. The built-in tasks tools are called
+//! in-process on the tasks MCP server, for one user.
+
+use async_trait::async_trait;
+use switchboard_domain::Id;
+use switchboard_llm::ToolSpec;
+use switchboard_mcp::TasksServer;
+
+/// The result of one tool call.
+#[derive(Debug, Clone)]
+pub struct ToolOutcome {
+    /// Text for the model.
+    pub content: String,
+    /// Structured data, when the tool gives it.
+    pub structured: Option<serde_json::Value>,
+    pub is_error: bool,
+}
+
+/// Tools available to a turn.
+#[async_trait]
+pub trait Tools: Send + Sync {
+    fn specs(&self) -> Vec<ToolSpec>;
+    async fn call(&self, name: &str, arguments: serde_json::Value) -> ToolOutcome;
+}
+
+/// The built-in tasks tools, acting for one user.
+pub struct BuiltinTasks {
+    server: TasksServer,
+    user: Id,
+}
+
+impl BuiltinTasks {
+    pub fn new(server: TasksServer, user: Id) -> BuiltinTasks {
+        BuiltinTasks { server, user }
+    }
+}
+
+#[async_trait]
+impl Tools for BuiltinTasks {
+    fn specs(&self) -> Vec<ToolSpec> {
+        self.server
+            .tools()
+            .into_iter()
+            .map(|tool| ToolSpec {
+                name: tool.name.to_string(),
+                description: tool.description.map(|d| d.to_string()).unwrap_or_default(),
+                input_schema: serde_json::Value::Object((*tool.input_schema).clone()),
+            })
+            .collect()
+    }
+
+    async fn call(&self, name: &str, arguments: serde_json::Value) -> ToolOutcome {
+        let result = self.server.call_for(self.user, name, arguments).await;
+        let content = result
+            .content
+            .iter()
+            .filter_map(|block| block.as_text().map(|t| t.text.clone()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        ToolOutcome {
+            content,
+            structured: result.structured_content,
+            is_error: result.is_error.unwrap_or(false),
+        }
+    }
+}
