@@ -2,12 +2,16 @@
 //! [`offline`] needs no network: it understands plain task commands and answers honestly about
 //! everything else.
 
+pub mod http;
 pub mod offline;
+pub mod openai;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use http::HttpConfig;
 pub use offline::OfflineProvider;
+pub use openai::OpenAiProvider;
 
 /// Who wrote a message in a model conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +130,8 @@ pub enum ProviderError {
     ContextLengthExceeded,
     #[error("the model service answered something unreadable: {0}")]
     Malformed(String),
+    #[error("the model service rejected the request: {0}")]
+    Rejected(String),
 }
 
 impl ProviderError {
@@ -137,6 +143,7 @@ impl ProviderError {
             ProviderError::Authentication => "authentication",
             ProviderError::ContextLengthExceeded => "context_length_exceeded",
             ProviderError::Malformed(_) => "malformed",
+            ProviderError::Rejected(_) => "rejected",
         }
     }
 }

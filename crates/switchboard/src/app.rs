@@ -15,7 +15,7 @@ use switchboard_api::mcp_endpoint::McpConfig;
 use switchboard_api::metrics::Metrics;
 use switchboard_api::ratelimit::{InMemoryRateLimiter, RateLimiter};
 use switchboard_api::{ApiConfig, AppState};
-use switchboard_llm::OfflineProvider;
+use switchboard_llm::{HttpConfig, OfflineProvider, OpenAiProvider, Provider};
 use switchboard_mcp::TasksServer;
 use switchboard_store::Store;
 use switchboard_store_postgres::PostgresStore;
@@ -23,7 +23,7 @@ use switchboard_store_sqlite::SqliteStore;
 use switchboard_tasks::TaskService;
 use tokio::net::TcpListener;
 
-use crate::config::{check_secret, Settings};
+use crate::config::{check_secret, LlmProvider, Settings};
 
 /// Subject of the user that `serve` prints a token for.
 pub const LOCAL_SUBJECT: &str = "local";
@@ -89,7 +89,7 @@ impl Application {
             store,
             auth: Arc::new(auth),
             limiter,
-            agent: Agent::new(Arc::new(OfflineProvider)),
+            agent: agent(&settings),
 
             metrics: Arc::new(Metrics::new()),
             config: Arc::new(ApiConfig {
@@ -161,6 +161,35 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The agent with the configured model provider.
+fn agent(settings: &Settings) -> Agent {
+    let provider: Arc<dyn Provider> = match settings.llm_provider {
+        LlmProvider::Offline => Arc::new(OfflineProvider),
+        LlmProvider::Openai | LlmProvider::Anthropic => {
+            let mut config = HttpConfig::new(
+                settings
+                    .llm_base_url
+                    .clone()
+                    .unwrap_or_else(|| "https://api.openai.com/v1".into()),
+                settings
+                    .llm_model
+                    .clone()
+                    .unwrap_or_else(|| "gpt-4o-mini".into()),
+            );
+            config.api_key = settings.llm_api_key.clone();
+            config.temperature = settings.llm_temperature;
+            config.max_tokens = settings.llm_max_tokens;
+            config.timeout = Duration::from_secs(settings.llm_timeout_secs);
+            config.max_retries = settings.llm_max_retries;
+            Arc::new(OpenAiProvider::new(config))
+        }
+    };
+    tracing::info!(provider = provider.name(), "model provider ready");
+    let mut agent = Agent::new(provider);
+    agent.max_steps = settings.max_agent_steps;
+    agent
 }
 
 /// Hosts `/mcp` answers to: the configured list, or loopback names plus the listen address.

@@ -72,7 +72,8 @@ Lists in the environment are comma-separated. Settings without a flag:
   google_jwks_url      SWITCHBOARD_GOOGLE_JWKS_URL Google's signing keys (default: Google's public JWKS)
   jwks_refresh_secs    SWITCHBOARD_JWKS_REFRESH_SECS  minimum seconds between key refreshes [10]
   session_ttl_secs     SWITCHBOARD_SESSION_TTL_SECS   lifetime of tokens issued for a Google sign-in [86400]
-  history_limit        SWITCHBOARD_HISTORY_LIMIT   earlier messages sent to the model per turn [20]";
+  history_limit        SWITCHBOARD_HISTORY_LIMIT   earlier messages sent to the model per turn [20]
+  llm_api_key          SWITCHBOARD_LLM_API_KEY     the model service's key (or OPENAI_API_KEY); never logged";
 
 /// Flags of `serve`; each overrides the setting of the same name.
 #[derive(Debug, Default, Args, Serialize)]
@@ -135,6 +136,38 @@ pub struct ServeArgs {
     #[arg(long = "admin-email", value_name = "EMAIL")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub admin_emails: Vec<String>,
+    /// Model service: offline (no model), openai (any OpenAI-compatible endpoint) [env: SWITCHBOARD_LLM_PROVIDER] [default: offline]
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_provider: Option<crate::config::LlmProvider>,
+    /// Model endpoint, e.g. http://localhost:11434/v1 for Ollama [env: SWITCHBOARD_LLM_BASE_URL, or OPENAI_BASE_URL] [default: https://api.openai.com/v1]
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_base_url: Option<String>,
+    /// Model name [env: SWITCHBOARD_LLM_MODEL] [default: gpt-4o-mini]
+    #[arg(long, value_name = "NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_model: Option<String>,
+    /// Sampling temperature [env: SWITCHBOARD_LLM_TEMPERATURE]
+    #[arg(long, value_name = "T")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_temperature: Option<f32>,
+    /// Most tokens a model answer may have [env: SWITCHBOARD_LLM_MAX_TOKENS]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_max_tokens: Option<u32>,
+    /// Seconds one model call may take [env: SWITCHBOARD_LLM_TIMEOUT_SECS] [default: 60]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_timeout_secs: Option<u64>,
+    /// Further attempts after a 429, 5xx or refused connection [env: SWITCHBOARD_LLM_MAX_RETRIES] [default: 2]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_max_retries: Option<u32>,
+    /// Model calls one chat turn may make before it stops [env: SWITCHBOARD_MAX_AGENT_STEPS] [default: 8]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_agent_steps: Option<usize>,
     /// Log format [env: SWITCHBOARD_LOG_FORMAT] [default: text]
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]

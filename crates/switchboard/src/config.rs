@@ -40,6 +40,15 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpNet>,
     #[serde(deserialize_with = "list")]
     pub mcp_allowed_hosts: Vec<String>,
+    pub llm_provider: LlmProvider,
+    pub llm_base_url: Option<String>,
+    pub llm_model: Option<String>,
+    pub llm_api_key: Option<SecretString>,
+    pub llm_temperature: Option<f32>,
+    pub llm_max_tokens: Option<u32>,
+    pub llm_timeout_secs: u64,
+    pub llm_max_retries: u32,
+    pub max_agent_steps: usize,
     pub log_format: LogFormat,
     pub log_level: String,
     pub shutdown_grace_secs: u64,
@@ -66,6 +75,15 @@ pub(crate) const KEYS: &[&str] = &[
     "cors_allowed_origins",
     "trusted_proxies",
     "mcp_allowed_hosts",
+    "llm_provider",
+    "llm_base_url",
+    "llm_model",
+    "llm_api_key",
+    "llm_temperature",
+    "llm_max_tokens",
+    "llm_timeout_secs",
+    "llm_max_retries",
+    "max_agent_steps",
     "log_format",
     "log_level",
     "shutdown_grace_secs",
@@ -93,11 +111,32 @@ impl Default for Settings {
             cors_allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             mcp_allowed_hosts: Vec::new(),
+            llm_provider: LlmProvider::Offline,
+            llm_base_url: None,
+            llm_model: None,
+            llm_api_key: None,
+            llm_temperature: None,
+            llm_max_tokens: None,
+            llm_timeout_secs: 60,
+            llm_max_retries: 2,
+            max_agent_steps: 8,
             log_format: LogFormat::Text,
             log_level: "info".into(),
             shutdown_grace_secs: 30,
         }
     }
+}
+
+/// Which model service answers chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmProvider {
+    /// No model: plain task commands only.
+    Offline,
+    /// Any OpenAI-compatible Chat Completions endpoint.
+    Openai,
+    /// Anthropic's Messages API.
+    Anthropic,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
@@ -214,6 +253,16 @@ impl Settings {
                     issuer.issuer
                 )));
             }
+        }
+        if self.llm_provider == LlmProvider::Anthropic {
+            return Err(SettingsError::Invalid(
+                "llm_provider = anthropic is not available in this version; use openai (any compatible endpoint) or offline".into(),
+            ));
+        }
+        if self.max_agent_steps == 0 {
+            return Err(SettingsError::Invalid(
+                "max_agent_steps must be at least 1".into(),
+            ));
         }
         if self.body_limit_bytes == 0 || self.max_message_chars == 0 {
             return Err(SettingsError::Invalid(

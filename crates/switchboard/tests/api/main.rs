@@ -2,12 +2,14 @@
 //! and on PostgreSQL.
 
 mod helpers;
+mod model_server;
 
 mod agent;
 mod bad_input;
 mod chat;
 mod conversations;
 mod isolation;
+mod llm_openai;
 mod mcp_http;
 mod operations;
 mod process;

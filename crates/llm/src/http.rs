@@ -1,0 +1,141 @@
+//! What the HTTP providers share: settings, and one request with timeouts and retries.
+
+use std::time::Duration;
+
+use reqwest::{Response, StatusCode};
+use secrecy::SecretString;
+
+use crate::ProviderError;
+
+/// Settings of an HTTP model provider.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// e.g. `https://api.openai.com/v1`, `http://localhost:11434/v1`.
+    pub base_url: String,
+    pub api_key: Option<SecretString>,
+    pub model: String,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+    /// Per attempt.
+    pub timeout: Duration,
+    /// Further attempts after a 429, a 5xx or a refused connection.
+    pub max_retries: u32,
+    /// A `Retry-After` longer than this is not waited for: the caller is told to come back.
+    pub max_retry_wait: Duration,
+}
+
+impl HttpConfig {
+    pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> HttpConfig {
+        HttpConfig {
+            base_url: base_url.into(),
+            api_key: None,
+            model: model.into(),
+            temperature: None,
+            max_tokens: None,
+            timeout: Duration::from_secs(60),
+            max_retries: 2,
+            max_retry_wait: Duration::from_secs(5),
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!(
+            "{}/{}",
+            self.base_url.trim_end_matches('/'),
+            path.trim_start_matches('/')
+        )
+    }
+}
+
+pub(crate) fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .build()
+        .expect("an HTTP client with default settings")
+}
+
+/// Sends the request built by `build`, retrying transient failures with exponential backoff
+/// (honouring `Retry-After`), and returns the first successful response.
+pub(crate) async fn send_with_retries(
+    config: &HttpConfig,
+    build: impl Fn() -> reqwest::RequestBuilder,
+    classify_error: impl Fn(StatusCode, &str) -> Option<ProviderError>,
+) -> Result<Response, ProviderError> {
+    let mut attempt = 0;
+    loop {
+        let outcome = build().timeout(config.timeout).send().await;
+        let (retryable, wait) = match outcome {
+            Ok(response) if response.status().is_success() => return Ok(response),
+            Ok(response) => {
+                let status = response.status();
+                let retry_after = retry_after(&response);
+                let body = response.text().await.unwrap_or_default();
+                if let Some(error) = classify_error(status, &body) {
+                    return Err(error);
+                }
+                match status {
+                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                        return Err(ProviderError::Authentication)
+                    }
+                    StatusCode::TOO_MANY_REQUESTS => {
+                        if retry_after.is_some_and(|w| w > config.max_retry_wait)
+                            || attempt >= config.max_retries
+                        {
+                            return Err(ProviderError::RateLimited { retry_after });
+                        }
+                        (ProviderError::RateLimited { retry_after }, retry_after)
+                    }
+                    s if s.is_server_error() => (
+                        ProviderError::Unavailable(format!("status {s}")),
+                        retry_after,
+                    ),
+                    s => return Err(ProviderError::Rejected(format!("status {s}"))),
+                }
+            }
+            Err(e) if e.is_timeout() => {
+                return Err(ProviderError::Unavailable(format!(
+                    "no answer within {} s",
+                    config.timeout.as_secs()
+                )))
+            }
+            Err(e) => (ProviderError::Unavailable(connection_error(&e)), None),
+        };
+        if attempt >= config.max_retries {
+            return Err(retryable);
+        }
+        attempt += 1;
+        let wait = wait
+            .unwrap_or_else(|| backoff(attempt))
+            .min(config.max_retry_wait);
+        tracing::info!(attempt, wait_ms = wait.as_millis() as u64, error = %retryable, "retrying the model call");
+        tokio::time::sleep(wait).await;
+    }
+}
+
+fn connection_error(e: &reqwest::Error) -> String {
+    if e.is_connect() {
+        "the connection was refused".into()
+    } else {
+        "the connection failed".into()
+    }
+}
+
+/// 250 ms, 500 ms, 1 s … with up to 20 % jitter.
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(250) * 2u32.saturating_pow(attempt.saturating_sub(1));
+    let jitter = rand::random::<f64>() * 0.2;
+    base.mul_f64(1.0 + jitter)
+}
+
+fn retry_after(response: &Response) -> Option<Duration> {
+    let value = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}

@@ -1,0 +1,282 @@
+//! The Chat Completions API, as spoken by OpenAI, Ollama, vLLM, llama.cpp's server, LM Studio,
+//! Groq and others: messages, `tools`/`tool_calls`, usage.
+
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::http::{client, send_with_retries, HttpConfig};
+use crate::{
+    ChatMessage, ChatRequest, ChatResponse, ChatRole, FinishReason, Provider, ProviderError,
+    ToolCall, Usage,
+};
+
+pub struct OpenAiProvider {
+    config: HttpConfig,
+    http: reqwest::Client,
+}
+
+impl OpenAiProvider {
+    pub fn new(config: HttpConfig) -> OpenAiProvider {
+        OpenAiProvider {
+            config,
+            http: client(),
+        }
+    }
+}
+
+fn message_json(m: &ChatMessage) -> Value {
+    match m.role {
+        ChatRole::Tool => {
+            json!({ "role": "tool", "tool_call_id": m.tool_call_id, "content": m.content })
+        }
+        ChatRole::Assistant if !m.tool_calls.is_empty() => json!({
+            "role": "assistant",
+            "content": if m.content.is_empty() { Value::Null } else { json!(m.content) },
+            "tool_calls": m.tool_calls.iter().map(|c| json!({
+                "id": c.id, "type": "function",
+                "function": { "name": c.name, "arguments": c.arguments.to_string() },
+            })).collect::<Vec<_>>(),
+        }),
+        role => json!({ "role": role, "content": m.content }),
+    }
+}
+
+/// The request body for `request`.
+pub fn request_body(config: &HttpConfig, request: &ChatRequest) -> Value {
+    let mut body = json!({
+        "model": config.model,
+        "messages": request.messages.iter().map(message_json).collect::<Vec<_>>(),
+    });
+    if !request.tools.is_empty() {
+        body["tools"] = request
+            .tools
+            .iter()
+            .map(|t| json!({ "type": "function", "function": { "name": t.name, "description": t.description, "parameters": t.input_schema } }))
+            .collect();
+    }
+    if let Some(t) = config.temperature {
+        body["temperature"] = json!(t);
+    }
+    if let Some(n) = config.max_tokens {
+        body["max_tokens"] = json!(n);
+    }
+    body
+}
+
+#[derive(Deserialize)]
+struct Completion {
+    #[serde(default)]
+    model: String,
+    choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: WireMessage,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireMessage {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<WireToolCall>,
+}
+
+#[derive(Deserialize)]
+struct WireToolCall {
+    id: String,
+    function: WireFunction,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    name: String,
+    #[serde(default)]
+    arguments: String,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    total_tokens: u64,
+}
+
+/// Reads a Chat Completions response body.
+pub fn parse_response(body: &str) -> Result<ChatResponse, ProviderError> {
+    let completion: Completion =
+        serde_json::from_str(body).map_err(|e| ProviderError::Malformed(e.to_string()))?;
+    let choice = completion
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| ProviderError::Malformed("no choices".into()))?;
+    let tool_calls = choice
+        .message
+        .tool_calls
+        .into_iter()
+        .map(|c| {
+            let arguments = if c.function.arguments.trim().is_empty() {
+                json!({})
+            } else {
+                serde_json::from_str(&c.function.arguments).map_err(|_| {
+                    ProviderError::Malformed(format!(
+                        "tool call {} has arguments that are not JSON",
+                        c.function.name
+                    ))
+                })?
+            };
+            Ok(ToolCall {
+                id: c.id,
+                name: c.function.name,
+                arguments,
+            })
+        })
+        .collect::<Result<Vec<_>, ProviderError>>()?;
+    let finish_reason = match choice.finish_reason.as_deref() {
+        Some("stop") | None => FinishReason::Stop,
+        Some("tool_calls") | Some("function_call") => FinishReason::ToolCalls,
+        Some("length") => FinishReason::Length,
+        Some(other) => FinishReason::Other(other.to_owned()),
+    };
+    let usage = completion
+        .usage
+        .map(|u| Usage {
+            input_tokens: u.prompt_tokens,
+            output_tokens: u.completion_tokens,
+            total_tokens: if u.total_tokens > 0 {
+                u.total_tokens
+            } else {
+                u.prompt_tokens + u.completion_tokens
+            },
+        })
+        .unwrap_or_default();
+    Ok(ChatResponse {
+        content: choice.message.content.unwrap_or_default(),
+        tool_calls,
+        model: completion.model,
+        usage,
+        finish_reason,
+    })
+}
+
+fn classify(status: StatusCode, body: &str) -> Option<ProviderError> {
+    let lower = body.to_lowercase();
+    (status == StatusCode::BAD_REQUEST
+        && (lower.contains("context_length_exceeded")
+            || lower.contains("maximum context length")
+            || lower.contains("too many tokens")))
+    .then_some(ProviderError::ContextLengthExceeded)
+}
+
+#[async_trait]
+impl Provider for OpenAiProvider {
+    fn name(&self) -> &'static str {
+        "openai"
+    }
+
+    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
+        let body = request_body(&self.config, &request);
+        let url = self.config.url("chat/completions");
+        let build = || {
+            let builder = self.http.post(&url).json(&body);
+            match &self.config.api_key {
+                Some(key) => builder.bearer_auth(key.expose_secret()),
+                None => builder,
+            }
+        };
+        let response = send_with_retries(&self.config, build, classify).await?;
+        let text = response
+            .text()
+            .await
+            .map_err(|e| ProviderError::Malformed(format!("the body could not be read: {e}")))?;
+        let mut parsed = parse_response(&text)?;
+        if parsed.model.is_empty() {
+            parsed.model = self.config.model.clone();
+        }
+        Ok(parsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ToolSpec;
+
+    #[test]
+    fn requests_carry_tools_and_the_tool_round_trip() {
+        let config = HttpConfig::new("http://x/v1", "gpt-test");
+        let call = ToolCall {
+            id: "c1".into(),
+            name: "add_task".into(),
+            arguments: json!({"title": "t"}),
+        };
+        let request = ChatRequest {
+            messages: vec![
+                ChatMessage::text(ChatRole::User, "hi"),
+                ChatMessage {
+                    role: ChatRole::Assistant,
+                    content: String::new(),
+                    tool_calls: vec![call],
+                    tool_call_id: None,
+                },
+                ChatMessage::tool_result("c1", "done"),
+            ],
+            tools: vec![ToolSpec {
+                name: "add_task".into(),
+                description: "d".into(),
+                input_schema: json!({"type": "object"}),
+            }],
+        };
+        let body = request_body(&config, &request);
+        assert_eq!(body["model"], "gpt-test");
+        assert_eq!(body["tools"][0]["function"]["name"], "add_task");
+        assert_eq!(body["messages"][1]["content"], Value::Null);
+        assert_eq!(
+            body["messages"][1]["tool_calls"][0]["function"]["arguments"],
+            "{\"title\":\"t\"}"
+        );
+        assert_eq!(
+            body["messages"][2],
+            json!({"role": "tool", "tool_call_id": "c1", "content": "done"})
+        );
+    }
+
+    #[test]
+    fn responses_give_text_tool_calls_and_usage() {
+        let body = r#"{"model":"m","choices":[{"message":{"content":null,"tool_calls":[{"id":"a","type":"function","function":{"name":"list_tasks","arguments":"{}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
+        let r = parse_response(body).unwrap();
+        assert_eq!(
+            (
+                r.tool_calls[0].name.as_str(),
+                r.finish_reason.clone(),
+                r.usage.total_tokens
+            ),
+            ("list_tasks", FinishReason::ToolCalls, 7)
+        );
+        assert!(matches!(
+            parse_response("{"),
+            Err(ProviderError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_response(r#"{"choices":[]}"#),
+            Err(ProviderError::Malformed(_))
+        ));
+        let bad_args = r#"{"choices":[{"message":{"tool_calls":[{"id":"a","function":{"name":"x","arguments":"{oops"}}]}}]}"#;
+        assert!(matches!(
+            parse_response(bad_args),
+            Err(ProviderError::Malformed(_))
+        ));
+    }
+}

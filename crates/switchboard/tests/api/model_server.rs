@@ -1,0 +1,144 @@
+//! A local stand-in for an OpenAI-compatible model service: it speaks the real Chat Completions
+//! wire format over HTTP, answers from a script, and records what it was sent.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde_json::{json, Value};
+
+/// One scripted answer.
+#[derive(Clone)]
+pub enum Reply {
+    /// A status, a body and extra headers.
+    Raw(u16, String, Vec<(&'static str, String)>),
+    /// Wait, then answer.
+    After(Duration, Box<Reply>),
+}
+
+impl Reply {
+    pub fn text(content: &str) -> Reply {
+        Reply::Raw(
+            200,
+            completion(json!({"role": "assistant", "content": content}), "stop").to_string(),
+            vec![],
+        )
+    }
+
+    /// A reply asking for tool calls: `(name, arguments)` each.
+    pub fn tools(calls: &[(&str, Value)]) -> Reply {
+        let calls: Vec<Value> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, (name, args))| json!({"id": format!("call_{i}"), "type": "function", "function": {"name": name, "arguments": args.to_string()}}))
+            .collect();
+        Reply::Raw(
+            200,
+            completion(
+                json!({"role": "assistant", "content": null, "tool_calls": calls}),
+                "tool_calls",
+            )
+            .to_string(),
+            vec![],
+        )
+    }
+
+    pub fn status(code: u16, body: &str) -> Reply {
+        Reply::Raw(code, body.to_string(), vec![])
+    }
+}
+
+fn completion(message: Value, finish: &str) -> Value {
+    json!({
+        "id": "chatcmpl-test", "object": "chat.completion", "model": "scripted-model",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+    })
+}
+
+/// What the server received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub body: Value,
+    pub authorization: Option<String>,
+}
+
+#[derive(Clone)]
+struct Script {
+    replies: Arc<Mutex<VecDeque<Reply>>>,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+pub struct ModelServer {
+    pub base_url: String,
+    script: Script,
+}
+
+impl ModelServer {
+    /// Starts a server answering with `replies` in order; the last one repeats.
+    pub async fn start(replies: Vec<Reply>) -> ModelServer {
+        let script = Script {
+            replies: Arc::new(Mutex::new(replies.into())),
+            received: Arc::default(),
+        };
+        let app = Router::new()
+            .route("/v1/chat/completions", post(answer))
+            .with_state(script.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        ModelServer { base_url, script }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.script.received.lock().unwrap().clone()
+    }
+}
+
+async fn answer(State(script): State<Script>, headers: HeaderMap, body: String) -> Response {
+    script.received.lock().unwrap().push(Received {
+        body: serde_json::from_str(&body).unwrap_or(Value::Null),
+        authorization: headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    });
+    let reply = {
+        let mut replies = script.replies.lock().unwrap();
+        if replies.len() > 1 {
+            replies.pop_front()
+        } else {
+            replies.front().cloned()
+        }
+    };
+    respond(reply.expect("a scripted reply")).await
+}
+
+async fn respond(reply: Reply) -> Response {
+    let mut reply = reply;
+    loop {
+        match reply {
+            Reply::After(wait, next) => {
+                tokio::time::sleep(wait).await;
+                reply = *next;
+            }
+            Reply::Raw(code, body, headers) => {
+                let mut response = (
+                    StatusCode::from_u16(code).unwrap(),
+                    [("content-type", "application/json")],
+                    body,
+                )
+                    .into_response();
+                for (name, value) in headers {
+                    response.headers_mut().insert(name, value.parse().unwrap());
+                }
+                return response;
+            }
+        }
+    }
+}
