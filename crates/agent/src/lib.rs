@@ -7,10 +7,13 @@ mod tools;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::StreamExt;
 use serde::Serialize;
 use switchboard_llm::{
-    ChatMessage, ChatRequest, ChatRole, Provider, ProviderError, ToolCall, Usage,
+    ChatMessage, ChatRequest, ChatResponse, ChatRole, FinishReason, Provider, ProviderError, StreamEvent, ToolCall,
+    Usage,
 };
+use tokio::sync::mpsc::UnboundedSender;
 
 pub use tools::{BuiltinTasks, ToolOutcome, Tools};
 
@@ -56,6 +59,26 @@ pub struct Turn {
     pub stop: Stop,
 }
 
+/// Progress of a streamed turn.
+#[derive(Debug, Clone)]
+pub enum AgentEvent {
+    /// More of the reply's text.
+    Delta(String),
+    /// The model asked for a tool.
+    ToolCall { tool: String, args: serde_json::Value },
+    /// A tool finished.
+    ToolResult(ToolRecord),
+}
+
+/// A turn that failed, with what it had produced until then.
+#[derive(Debug)]
+pub struct TurnFailure {
+    pub error: ProviderError,
+    /// Text already streamed to the client.
+    pub partial_reply: String,
+    pub tool_calls: Vec<ToolRecord>,
+}
+
 /// Runs turns against one provider.
 #[derive(Clone)]
 pub struct Agent {
@@ -66,11 +89,7 @@ pub struct Agent {
 
 impl Agent {
     pub fn new(provider: Arc<dyn Provider>) -> Agent {
-        Agent {
-            provider,
-            max_steps: DEFAULT_MAX_STEPS,
-            max_tool_result_chars: DEFAULT_MAX_TOOL_RESULT_CHARS,
-        }
+        Agent { provider, max_steps: DEFAULT_MAX_STEPS, max_tool_result_chars: DEFAULT_MAX_TOOL_RESULT_CHARS }
     }
 
     pub fn provider_name(&self) -> &'static str {
@@ -82,7 +101,8 @@ impl Agent {
         &self,
         history: Vec<ChatMessage>,
         tools: &dyn Tools,
-    ) -> Result<Turn, ProviderError> {
+        events: Option<&UnboundedSender<AgentEvent>>,
+    ) -> Result<Turn, TurnFailure> {
         let mut messages = Vec::with_capacity(history.len() + 1);
         messages.push(ChatMessage::text(ChatRole::System, SYSTEM_PROMPT));
         messages.extend(history);
@@ -97,13 +117,13 @@ impl Agent {
         };
         while turn.steps < self.max_steps {
             turn.steps += 1;
-            let response = self
-                .provider
-                .complete(ChatRequest {
-                    messages: messages.clone(),
-                    tools: specs.clone(),
-                })
-                .await?;
+            let request = ChatRequest { messages: messages.clone(), tools: specs.clone() };
+            let response = match self.ask(request, events).await {
+                Ok(response) => response,
+                Err((error, partial_reply)) => {
+                    return Err(TurnFailure { error, partial_reply, tool_calls: turn.tool_calls });
+                }
+            };
             turn.usage.add(response.usage);
             turn.model = response.model;
             if response.tool_calls.is_empty() {
@@ -117,15 +137,18 @@ impl Agent {
                 tool_calls: response.tool_calls.clone(),
                 tool_call_id: None,
             });
-            let results = futures::future::join_all(
-                response
-                    .tool_calls
-                    .iter()
-                    .map(|call| self.execute(tools, call)),
-            )
-            .await;
+            if let Some(events) = events {
+                for call in &response.tool_calls {
+                    let _ = events.send(AgentEvent::ToolCall { tool: call.name.clone(), args: call.arguments.clone() });
+                }
+            }
+            let results =
+                futures::future::join_all(response.tool_calls.iter().map(|call| self.execute(tools, call))).await;
             for (call, (record, for_model)) in response.tool_calls.iter().zip(results) {
                 messages.push(ChatMessage::tool_result(call.id.clone(), for_model));
+                if let Some(events) = events {
+                    let _ = events.send(AgentEvent::ToolResult(record.clone()));
+                }
                 turn.tool_calls.push(record);
             }
         }
@@ -137,16 +160,48 @@ impl Agent {
         Ok(turn)
     }
 
+    /// One model call: plain, or streamed with its text forwarded as it arrives.
+    async fn ask(
+        &self,
+        request: ChatRequest,
+        events: Option<&UnboundedSender<AgentEvent>>,
+    ) -> Result<ChatResponse, (ProviderError, String)> {
+        let Some(events) = events else {
+            return self.provider.complete(request).await.map_err(|e| (e, String::new()));
+        };
+        let mut stream = self.provider.stream(request).await.map_err(|e| (e, String::new()))?;
+        let mut response = ChatResponse {
+            content: String::new(),
+            tool_calls: Vec::new(),
+            model: String::new(),
+            usage: Usage::default(),
+            finish_reason: FinishReason::Stop,
+        };
+        while let Some(event) = stream.next().await {
+            match event.map_err(|e| (e, response.content.clone()))? {
+                StreamEvent::TextDelta(text) => {
+                    let _ = events.send(AgentEvent::Delta(text.clone()));
+                    response.content.push_str(&text);
+                }
+                StreamEvent::ToolCall(call) => response.tool_calls.push(call),
+                StreamEvent::Usage(usage) => response.usage.add(usage),
+                StreamEvent::Finish { model, reason } => {
+                    response.model = model;
+                    response.finish_reason = reason;
+                    return Ok(response);
+                }
+            }
+        }
+        Err((ProviderError::Malformed("the answer stopped before it was complete".into()), response.content))
+    }
+
     async fn execute(&self, tools: &dyn Tools, call: &ToolCall) -> (ToolRecord, String) {
         let started = Instant::now();
         let outcome = tools.call(&call.name, call.arguments.clone()).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         tracing::info!(tool = %call.name, duration_ms, is_error = outcome.is_error, "tool call");
         let for_model = truncate(&outcome.content, self.max_tool_result_chars);
-        let result = outcome
-            .structured
-            .clone()
-            .unwrap_or_else(|| serde_json::Value::String(outcome.content.clone()));
+        let result = outcome.structured.clone().unwrap_or_else(|| serde_json::Value::String(outcome.content.clone()));
         (
             ToolRecord {
                 tool: call.name.clone(),
@@ -187,23 +242,11 @@ mod tests {
             Ok(ChatResponse {
                 content: String::new(),
                 tool_calls: vec![
-                    ToolCall {
-                        id: "a".into(),
-                        name: "echo".into(),
-                        arguments: serde_json::json!({"n": 1}),
-                    },
-                    ToolCall {
-                        id: "b".into(),
-                        name: "echo".into(),
-                        arguments: serde_json::json!({"n": 2}),
-                    },
+                    ToolCall { id: "a".into(), name: "echo".into(), arguments: serde_json::json!({"n": 1}) },
+                    ToolCall { id: "b".into(), name: "echo".into(), arguments: serde_json::json!({"n": 2}) },
                 ],
                 model: "m".into(),
-                usage: Usage {
-                    input_tokens: 1,
-                    output_tokens: 1,
-                    total_tokens: 2,
-                },
+                usage: Usage { input_tokens: 1, output_tokens: 1, total_tokens: 2 },
                 finish_reason: FinishReason::ToolCalls,
             })
         }
@@ -214,18 +257,10 @@ mod tests {
     #[async_trait]
     impl Tools for Echo {
         fn specs(&self) -> Vec<ToolSpec> {
-            vec![ToolSpec {
-                name: "echo".into(),
-                description: "echo".into(),
-                input_schema: serde_json::json!({}),
-            }]
+            vec![ToolSpec { name: "echo".into(), description: "echo".into(), input_schema: serde_json::json!({}) }]
         }
         async fn call(&self, _: &str, args: serde_json::Value) -> ToolOutcome {
-            ToolOutcome {
-                content: "x".repeat(100) + &args.to_string(),
-                structured: None,
-                is_error: false,
-            }
+            ToolOutcome { content: "x".repeat(100) + &args.to_string(), structured: None, is_error: false }
         }
     }
 
@@ -234,22 +269,11 @@ mod tests {
         let provider = Arc::new(AlwaysCallsATool(Default::default()));
         let mut agent = Agent::new(provider.clone());
         agent.max_tool_result_chars = 10;
-        let turn = agent
-            .run(vec![ChatMessage::text(ChatRole::User, "go")], &Echo)
-            .await
-            .unwrap();
+        let turn = agent.run(vec![ChatMessage::text(ChatRole::User, "go")], &Echo, None).await.unwrap();
         assert_eq!(turn.stop, Stop::MaxSteps);
         assert_eq!(turn.steps, DEFAULT_MAX_STEPS);
-        assert_eq!(
-            provider.0.load(std::sync::atomic::Ordering::SeqCst),
-            DEFAULT_MAX_STEPS,
-            "0 extra model calls"
-        );
-        assert_eq!(
-            turn.tool_calls.len(),
-            2 * DEFAULT_MAX_STEPS,
-            "both parallel calls ran at every step"
-        );
+        assert_eq!(provider.0.load(std::sync::atomic::Ordering::SeqCst), DEFAULT_MAX_STEPS, "0 extra model calls");
+        assert_eq!(turn.tool_calls.len(), 2 * DEFAULT_MAX_STEPS, "both parallel calls ran at every step");
         assert_eq!(turn.usage.total_tokens, 2 * DEFAULT_MAX_STEPS as u64);
     }
 

@@ -57,10 +57,6 @@ impl Tools for BuiltinTasks {
             .filter_map(|block| block.as_text().map(|t| t.text.clone()))
             .collect::<Vec<_>>()
             .join("\n");
-        ToolOutcome {
-            content,
-            structured: result.structured_content,
-            is_error: result.is_error.unwrap_or(false),
-        }
+        ToolOutcome { content, structured: result.structured_content, is_error: result.is_error.unwrap_or(false) }
     }
 }

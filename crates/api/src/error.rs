@@ -39,12 +39,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            headers: Vec::new(),
-        }
+        ApiError { status, code, message: message.into(), headers: Vec::new() }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -52,18 +47,12 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> ApiError {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }
 
     pub fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, code, message).with_header(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"switchboard\""),
-        )
+        ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+            .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"switchboard\""))
     }
 
     pub fn forbidden(message: impl Into<String>) -> ApiError {
@@ -73,11 +62,7 @@ impl ApiError {
     /// A server-side fault. The cause is logged here; the client sees only the request id.
     pub fn internal(cause: &(dyn std::error::Error + 'static)) -> ApiError {
         tracing::error!(error = %error_chain(cause), "request failed");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal server error",
-        )
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error")
     }
 
     pub fn unavailable(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -114,10 +99,7 @@ impl From<switchboard_store::StoreError> for ApiError {
         match e {
             switchboard_store::StoreError::Unavailable(_) => {
                 tracing::error!(error = %error_chain(&e), "database unavailable");
-                ApiError::unavailable(
-                    "database_unavailable",
-                    "the database is unavailable; try again shortly",
-                )
+                ApiError::unavailable("database_unavailable", "the database is unavailable; try again shortly")
             }
             other => ApiError::internal(&other),
         }
@@ -126,18 +108,8 @@ impl From<switchboard_store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let request_id = if self.status.is_server_error() {
-            REQUEST_ID.try_with(Clone::clone).ok()
-        } else {
-            None
-        };
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.to_string(),
-                message: self.message,
-                request_id,
-            },
-        };
+        let request_id = if self.status.is_server_error() { REQUEST_ID.try_with(Clone::clone).ok() } else { None };
+        let body = ErrorBody { error: ErrorDetail { code: self.code.to_string(), message: self.message, request_id } };
         let mut response = (self.status, axum::Json(body)).into_response();
         for (name, value) in self.headers {
             response.headers_mut().append(name, value);

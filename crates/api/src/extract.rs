@@ -30,14 +30,12 @@ where
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     let status = rejection.status();
     let (code, message) = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => (
-            "payload_too_large",
-            "the request body is larger than the server accepts".to_string(),
-        ),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-            "unsupported_media_type",
-            "send the body as JSON with Content-Type: application/json".to_string(),
-        ),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ("payload_too_large", "the request body is larger than the server accepts".to_string())
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("unsupported_media_type", "send the body as JSON with Content-Type: application/json".to_string())
+        }
         StatusCode::UNPROCESSABLE_ENTITY => ("invalid_body", rejection.body_text()),
         _ => ("invalid_json", rejection.body_text()),
     };
@@ -57,10 +55,9 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Path(v)),
-            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(ApiError::bad_request(
-                "invalid_id",
-                format!("invalid path parameter: {}", e.body_text()),
-            )),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => {
+                Err(ApiError::bad_request("invalid_id", format!("invalid path parameter: {}", e.body_text())))
+            }
             Err(other) => Err(ApiError::internal(&other)),
         }
     }

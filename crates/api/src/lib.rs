@@ -111,12 +111,7 @@ impl Modify for BearerScheme {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
     }
 }
@@ -159,10 +154,7 @@ pub fn router(state: AppState) -> Router {
     let doc_json = Arc::new(doc.clone());
     let mcp = Router::new()
         .nest_service("/mcp", mcp_endpoint::service(&state))
-        .layer(from_fn_with_state(
-            state.clone(),
-            mcp_endpoint::bind_sessions,
-        ))
+        .layer(from_fn_with_state(state.clone(), mcp_endpoint::bind_sessions))
         .layer(from_fn_with_state(state.clone(), ratelimit::limit))
         .layer(from_fn_with_state(state.clone(), auth::require_auth));
     let mut router = routes
@@ -183,7 +175,11 @@ pub fn router(state: AppState) -> Router {
                 })
                 .on_request(())
                 .on_response(|res: &Response, latency: std::time::Duration, _: &tracing::Span| {
-                    tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "answered");
+                    tracing::info!(
+                        status = res.status().as_u16(),
+                        latency_ms = latency.as_secs_f64() * 1000.0,
+                        "answered"
+                    );
                 }),
         )
         .layer(from_fn(request_id));
@@ -203,19 +199,14 @@ async fn request_id(mut req: Request, next: Next) -> Response {
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let value = HeaderValue::from_str(&id).expect("request ids are ASCII");
     req.headers_mut().insert(REQUEST_ID_HEADER, value.clone());
     let mut response = REQUEST_ID.scope(id, next.run(req)).await;
-    response
-        .headers_mut()
-        .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+    response.headers_mut().insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
     response
 }
 
@@ -231,20 +222,8 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(allow)
-            .allow_methods([
-                Method::GET,
-                Method::POST,
-                Method::PUT,
-                Method::PATCH,
-                Method::DELETE,
-            ])
-            .allow_headers([
-                axum::http::header::AUTHORIZATION,
-                axum::http::header::CONTENT_TYPE,
-            ])
-            .expose_headers([
-                HeaderName::from_static(REQUEST_ID_HEADER),
-                axum::http::header::RETRY_AFTER,
-            ]),
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+            .allow_headers([axum::http::header::AUTHORIZATION, axum::http::header::CONTENT_TYPE])
+            .expose_headers([HeaderName::from_static(REQUEST_ID_HEADER), axum::http::header::RETRY_AFTER]),
     )
 }

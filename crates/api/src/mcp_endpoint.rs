@@ -48,8 +48,7 @@ pub fn service(state: &AppState) -> StreamableHttpService<TasksServer, LocalSess
     http = if config.allowed_origins.iter().any(|o| o == "*") {
         http.disable_allowed_origins()
     } else {
-        http.with_allowed_origins(config.allowed_origins.clone())
-            .enforce_origin_validation()
+        http.with_allowed_origins(config.allowed_origins.clone()).enforce_origin_validation()
     };
     let tasks = state.tasks.clone();
     StreamableHttpService::new(
@@ -64,36 +63,17 @@ pub async fn bind_sessions(State(state): State<AppState>, req: Request, next: Ne
     let Some(user) = req.extensions().get::<Principal>().map(Principal::user_id) else {
         return next.run(req).await;
     };
-    let asked = req
-        .headers()
-        .get(&SESSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let asked = req.headers().get(&SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
     if let Some(session) = &asked {
-        let owner = state
-            .mcp_sessions
-            .0
-            .lock()
-            .expect("session owners lock")
-            .get(session)
-            .copied();
+        let owner = state.mcp_sessions.0.lock().expect("session owners lock").get(session).copied();
         if owner.is_some_and(|owner| owner != user) {
-            return ApiError::new(
-                StatusCode::NOT_FOUND,
-                "session_not_found",
-                "no such MCP session",
-            )
-            .into_response();
+            return ApiError::new(StatusCode::NOT_FOUND, "session_not_found", "no such MCP session").into_response();
         }
     }
     let is_delete = req.method() == axum::http::Method::DELETE;
     let response = next.run(req).await;
     let mut owners = state.mcp_sessions.0.lock().expect("session owners lock");
-    if let Some(created) = response
-        .headers()
-        .get(&SESSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(created) = response.headers().get(&SESSION_HEADER).and_then(|v| v.to_str().ok()) {
         owners.entry(created.to_owned()).or_insert(user);
     }
     if let (true, Some(session)) = (is_delete && response.status().is_success(), asked) {

@@ -26,41 +26,22 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let labels = &["method", "route", "status"];
-        let requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests answered"),
-            labels,
-        )
-        .expect("static metric definition");
+        let requests = IntCounterVec::new(Opts::new("http_requests_total", "HTTP requests answered"), labels)
+            .expect("static metric definition");
         let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "http_request_duration_seconds",
-                "Time to answer HTTP requests",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
-            ]),
+            HistogramOpts::new("http_request_duration_seconds", "Time to answer HTTP requests")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
             labels,
         )
         .expect("static metric definition");
-        registry
-            .register(Box::new(requests.clone()))
-            .expect("unique metric");
-        registry
-            .register(Box::new(latency.clone()))
-            .expect("unique metric");
-        Metrics {
-            registry,
-            requests,
-            latency,
-        }
+        registry.register(Box::new(requests.clone())).expect("unique metric");
+        registry.register(Box::new(latency.clone())).expect("unique metric");
+        Metrics { registry, requests, latency }
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_default()
+        TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_default()
     }
 
     fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
@@ -76,17 +57,9 @@ impl Metrics {
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let response = next.run(req).await;
-    state.metrics.observe(
-        &method,
-        &route,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+    state.metrics.observe(&method, &route, response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }

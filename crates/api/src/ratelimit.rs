@@ -42,8 +42,7 @@ pub trait RateLimiter: Send + Sync + 'static {
     async fn check(&self, key: &str) -> RateDecision;
 }
 
-type Keyed<C> =
-    governor::RateLimiter<String, DefaultKeyedStateStore<String>, C, StateInformationMiddleware>;
+type Keyed<C> = governor::RateLimiter<String, DefaultKeyedStateStore<String>, C, StateInformationMiddleware>;
 
 /// Buckets in this process's memory: `per_minute` requests per key, refilled evenly over a minute.
 pub struct InMemoryRateLimiter<C: Clock = DefaultClock> {
@@ -61,17 +60,9 @@ impl InMemoryRateLimiter<DefaultClock> {
 
 impl<C: Clock + Clone> InMemoryRateLimiter<C> {
     pub fn with_clock(per_minute: NonZeroU32, clock: C) -> InMemoryRateLimiter<C> {
-        let limiter: Keyed<C> = governor::RateLimiter::new(
-            Quota::per_minute(per_minute),
-            DefaultKeyedStateStore::default(),
-            clock.clone(),
-        );
-        InMemoryRateLimiter {
-            limiter,
-            clock,
-            per_minute: per_minute.get(),
-            checks: AtomicU64::new(0),
-        }
+        let limiter: Keyed<C> =
+            governor::RateLimiter::new(Quota::per_minute(per_minute), DefaultKeyedStateStore::default(), clock.clone());
+        InMemoryRateLimiter { limiter, clock, per_minute: per_minute.get(), checks: AtomicU64::new(0) }
     }
 
     fn decide(&self, key: &str) -> RateDecision {
@@ -142,18 +133,9 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
 }
 
 fn budget_headers(headers: &mut HeaderMap, d: &RateDecision) {
-    headers.insert(
-        HeaderName::from_static("ratelimit-limit"),
-        HeaderValue::from(d.limit),
-    );
-    headers.insert(
-        HeaderName::from_static("ratelimit-remaining"),
-        HeaderValue::from(d.remaining),
-    );
-    headers.insert(
-        HeaderName::from_static("ratelimit-reset"),
-        HeaderValue::from(ceil_secs(d.reset_after)),
-    );
+    headers.insert(HeaderName::from_static("ratelimit-limit"), HeaderValue::from(d.limit));
+    headers.insert(HeaderName::from_static("ratelimit-remaining"), HeaderValue::from(d.remaining));
+    headers.insert(HeaderName::from_static("ratelimit-reset"), HeaderValue::from(ceil_secs(d.reset_after)));
 }
 
 fn ceil_secs(d: Duration) -> u64 {
@@ -163,11 +145,8 @@ fn ceil_secs(d: Duration) -> u64 {
 /// The client's address: the peer, unless the peer is a trusted proxy, in which case the
 /// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
 pub fn client_ip(req: &Request, trusted: &[IpNet]) -> IpAddr {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let peer =
+        req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     if !trusted.iter().any(|net| net.contains(&peer)) {
         return peer;
     }
@@ -179,11 +158,7 @@ pub fn client_ip(req: &Request, trusted: &[IpNet]) -> IpAddr {
         .flat_map(|v| v.split(','))
         .filter_map(|s| s.trim().parse::<IpAddr>().ok())
         .collect::<Vec<_>>();
-    forwarded
-        .into_iter()
-        .rev()
-        .find(|ip| !trusted.iter().any(|net| net.contains(ip)))
-        .unwrap_or(peer)
+    forwarded.into_iter().rev().find(|ip| !trusted.iter().any(|net| net.contains(ip))).unwrap_or(peer)
 }
 
 #[cfg(test)]
@@ -208,10 +183,7 @@ mod tests {
         assert!(!refused.allowed, "request 61 must be refused");
         assert_eq!(ceil_secs(refused.retry_after), 1);
         clock.advance(Duration::from_secs(60));
-        assert!(
-            l.decide("user:a").allowed,
-            "a minute later the next request passes"
-        );
+        assert!(l.decide("user:a").allowed, "a minute later the next request passes");
     }
 
     #[test]
@@ -230,12 +202,8 @@ mod tests {
     #[test]
     fn forwarded_for_is_ignored_from_untrusted_peers_and_honoured_from_trusted_ones() {
         let mut req = Request::new(axum::body::Body::empty());
-        req.extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 5], 4000))));
-        req.headers_mut().insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("203.0.113.9, 10.0.0.7"),
-        );
+        req.extensions_mut().insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 5], 4000))));
+        req.headers_mut().insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9, 10.0.0.7"));
         assert_eq!(client_ip(&req, &[]), IpAddr::from([10, 0, 0, 5]));
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         assert_eq!(client_ip(&req, &trusted), IpAddr::from([203, 0, 113, 9]));

@@ -41,15 +41,7 @@ impl PageRequest {
     /// Builds a request, clamping `limit` to 1..=[`MAX_PAGE_SIZE`].
     pub fn new(limit: Option<u32>, cursor: Option<Cursor>, offset: Option<u64>) -> PageRequest {
         let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE);
-        PageRequest {
-            limit,
-            cursor,
-            offset: if cursor.is_some() {
-                0
-            } else {
-                offset.unwrap_or(0)
-            },
-        }
+        PageRequest { limit, cursor, offset: if cursor.is_some() { 0 } else { offset.unwrap_or(0) } }
     }
 }
 
@@ -73,32 +65,20 @@ mod tests {
 
     #[test]
     fn cursor_round_trips_through_its_text_form() {
-        let c = Cursor {
-            at: crate::now(),
-            id: crate::new_id(),
-        };
+        let c = Cursor { at: crate::now(), id: crate::new_id() };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
     }
 
     #[test]
     fn malformed_cursors_are_refused() {
-        for bad in [
-            "",
-            "_",
-            "abc_def",
-            "12_not-a-uuid",
-            "999999999999999999999_0",
-        ] {
+        for bad in ["", "_", "abc_def", "12_not-a-uuid", "999999999999999999999_0"] {
             assert_eq!(Cursor::decode(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn limits_are_clamped_to_the_maximum_page_size() {
-        assert_eq!(
-            PageRequest::new(Some(10_000), None, None).limit,
-            MAX_PAGE_SIZE
-        );
+        assert_eq!(PageRequest::new(Some(10_000), None, None).limit, MAX_PAGE_SIZE);
         assert_eq!(PageRequest::new(Some(0), None, None).limit, 1);
         assert_eq!(PageRequest::new(None, None, None).limit, 20);
     }

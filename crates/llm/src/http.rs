@@ -39,18 +39,12 @@ impl HttpConfig {
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
-        format!(
-            "{}/{}",
-            self.base_url.trim_end_matches('/'),
-            path.trim_start_matches('/')
-        )
+        format!("{}/{}", self.base_url.trim_end_matches('/'), path.trim_start_matches('/'))
     }
 }
 
 pub(crate) fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .build()
-        .expect("an HTTP client with default settings")
+    reqwest::Client::builder().build().expect("an HTTP client with default settings")
 }
 
 /// Sends the request built by `build`, retrying transient failures with exponential backoff
@@ -73,29 +67,19 @@ pub(crate) async fn send_with_retries(
                     return Err(error);
                 }
                 match status {
-                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                        return Err(ProviderError::Authentication)
-                    }
+                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(ProviderError::Authentication),
                     StatusCode::TOO_MANY_REQUESTS => {
-                        if retry_after.is_some_and(|w| w > config.max_retry_wait)
-                            || attempt >= config.max_retries
-                        {
+                        if retry_after.is_some_and(|w| w > config.max_retry_wait) || attempt >= config.max_retries {
                             return Err(ProviderError::RateLimited { retry_after });
                         }
                         (ProviderError::RateLimited { retry_after }, retry_after)
                     }
-                    s if s.is_server_error() => (
-                        ProviderError::Unavailable(format!("status {s}")),
-                        retry_after,
-                    ),
+                    s if s.is_server_error() => (ProviderError::Unavailable(format!("status {s}")), retry_after),
                     s => return Err(ProviderError::Rejected(format!("status {s}"))),
                 }
             }
             Err(e) if e.is_timeout() => {
-                return Err(ProviderError::Unavailable(format!(
-                    "no answer within {} s",
-                    config.timeout.as_secs()
-                )))
+                return Err(ProviderError::Unavailable(format!("no answer within {} s", config.timeout.as_secs())))
             }
             Err(e) => (ProviderError::Unavailable(connection_error(&e)), None),
         };
@@ -103,9 +87,7 @@ pub(crate) async fn send_with_retries(
             return Err(retryable);
         }
         attempt += 1;
-        let wait = wait
-            .unwrap_or_else(|| backoff(attempt))
-            .min(config.max_retry_wait);
+        let wait = wait.unwrap_or_else(|| backoff(attempt)).min(config.max_retry_wait);
         tracing::info!(attempt, wait_ms = wait.as_millis() as u64, error = %retryable, "retrying the model call");
         tokio::time::sleep(wait).await;
     }
@@ -127,15 +109,6 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 fn retry_after(response: &Response) -> Option<Duration> {
-    let value = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?;
-    value
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+    let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
 }

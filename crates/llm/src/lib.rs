@@ -53,12 +53,7 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn text(role: ChatRole, content: impl Into<String>) -> ChatMessage {
-        ChatMessage {
-            role,
-            content: content.into(),
-            tool_calls: Vec::new(),
-            tool_call_id: None,
-        }
+        ChatMessage { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None }
     }
 
     pub fn tool_result(call_id: impl Into<String>, content: impl Into<String>) -> ChatMessage {
@@ -121,9 +116,7 @@ pub enum ProviderError {
     #[error("the model service is unavailable: {0}")]
     Unavailable(String),
     #[error("the model service is rate limiting requests")]
-    RateLimited {
-        retry_after: Option<std::time::Duration>,
-    },
+    RateLimited { retry_after: Option<std::time::Duration> },
     #[error("the model service refused the credentials")]
     Authentication,
     #[error("the conversation is longer than the model's context window")]
@@ -148,6 +141,24 @@ impl ProviderError {
     }
 }
 
+/// One piece of a streamed answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    /// More of the answer's text.
+    TextDelta(String),
+    /// A tool call, once all its pieces have arrived.
+    ToolCall(ToolCall),
+    Usage(Usage),
+    /// The answer is complete; the model name and why it stopped.
+    Finish {
+        model: String,
+        reason: FinishReason,
+    },
+}
+
+/// A streamed answer.
+pub type EventStream = futures::stream::BoxStream<'static, Result<StreamEvent, ProviderError>>;
+
 /// A language model service.
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
@@ -156,4 +167,23 @@ pub trait Provider: Send + Sync + 'static {
 
     /// One non-streaming completion.
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError>;
+
+    /// One streamed completion. A stream that ends without [`StreamEvent::Finish`] was cut off.
+    /// By default the whole answer is fetched and replayed as events.
+    async fn stream(&self, request: ChatRequest) -> Result<EventStream, ProviderError> {
+        let response = self.complete(request).await?;
+        Ok(Box::pin(futures::stream::iter(replay(response).into_iter().map(Ok))))
+    }
+}
+
+/// A complete answer as the events a stream would have carried.
+pub fn replay(response: ChatResponse) -> Vec<StreamEvent> {
+    let mut events = Vec::new();
+    if !response.content.is_empty() {
+        events.push(StreamEvent::TextDelta(response.content));
+    }
+    events.extend(response.tool_calls.into_iter().map(StreamEvent::ToolCall));
+    events.push(StreamEvent::Usage(response.usage));
+    events.push(StreamEvent::Finish { model: response.model, reason: response.finish_reason });
+    events
 }

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 
 use crate::http::{client, send_with_retries, HttpConfig};
 use crate::{
-    ChatMessage, ChatRequest, ChatResponse, ChatRole, FinishReason, Provider, ProviderError,
-    ToolCall, Usage,
+    ChatMessage, ChatRequest, ChatResponse, ChatRole, FinishReason, Provider, ProviderError, StreamEvent, ToolCall,
+    Usage,
 };
 
 pub struct OpenAiProvider {
@@ -20,10 +20,7 @@ pub struct OpenAiProvider {
 
 impl OpenAiProvider {
     pub fn new(config: HttpConfig) -> OpenAiProvider {
-        OpenAiProvider {
-            config,
-            http: client(),
-        }
+        OpenAiProvider { config, http: client() }
     }
 }
 
@@ -115,13 +112,8 @@ struct WireUsage {
 
 /// Reads a Chat Completions response body.
 pub fn parse_response(body: &str) -> Result<ChatResponse, ProviderError> {
-    let completion: Completion =
-        serde_json::from_str(body).map_err(|e| ProviderError::Malformed(e.to_string()))?;
-    let choice = completion
-        .choices
-        .into_iter()
-        .next()
-        .ok_or_else(|| ProviderError::Malformed("no choices".into()))?;
+    let completion: Completion = serde_json::from_str(body).map_err(|e| ProviderError::Malformed(e.to_string()))?;
+    let choice = completion.choices.into_iter().next().ok_or_else(|| ProviderError::Malformed("no choices".into()))?;
     let tool_calls = choice
         .message
         .tool_calls
@@ -131,17 +123,10 @@ pub fn parse_response(body: &str) -> Result<ChatResponse, ProviderError> {
                 json!({})
             } else {
                 serde_json::from_str(&c.function.arguments).map_err(|_| {
-                    ProviderError::Malformed(format!(
-                        "tool call {} has arguments that are not JSON",
-                        c.function.name
-                    ))
+                    ProviderError::Malformed(format!("tool call {} has arguments that are not JSON", c.function.name))
                 })?
             };
-            Ok(ToolCall {
-                id: c.id,
-                name: c.function.name,
-                arguments,
-            })
+            Ok(ToolCall { id: c.id, name: c.function.name, arguments })
         })
         .collect::<Result<Vec<_>, ProviderError>>()?;
     let finish_reason = match choice.finish_reason.as_deref() {
@@ -155,11 +140,7 @@ pub fn parse_response(body: &str) -> Result<ChatResponse, ProviderError> {
         .map(|u| Usage {
             input_tokens: u.prompt_tokens,
             output_tokens: u.completion_tokens,
-            total_tokens: if u.total_tokens > 0 {
-                u.total_tokens
-            } else {
-                u.prompt_tokens + u.completion_tokens
-            },
+            total_tokens: if u.total_tokens > 0 { u.total_tokens } else { u.prompt_tokens + u.completion_tokens },
         })
         .unwrap_or_default();
     Ok(ChatResponse {
@@ -197,15 +178,29 @@ impl Provider for OpenAiProvider {
             }
         };
         let response = send_with_retries(&self.config, build, classify).await?;
-        let text = response
-            .text()
-            .await
-            .map_err(|e| ProviderError::Malformed(format!("the body could not be read: {e}")))?;
+        let text =
+            response.text().await.map_err(|e| ProviderError::Malformed(format!("the body could not be read: {e}")))?;
         let mut parsed = parse_response(&text)?;
         if parsed.model.is_empty() {
             parsed.model = self.config.model.clone();
         }
         Ok(parsed)
+    }
+
+    async fn stream(&self, request: ChatRequest) -> Result<crate::EventStream, ProviderError> {
+        let mut body = request_body(&self.config, &request);
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({ "include_usage": true });
+        let url = self.config.url("chat/completions");
+        let build = || {
+            let builder = self.http.post(&url).json(&body);
+            match &self.config.api_key {
+                Some(key) => builder.bearer_auth(key.expose_secret()),
+                None => builder,
+            }
+        };
+        let response = send_with_retries(&self.config, build, classify).await?;
+        Ok(parse_stream(response.bytes_stream(), self.config.model.clone()))
     }
 }
 
@@ -217,11 +212,7 @@ mod tests {
     #[test]
     fn requests_carry_tools_and_the_tool_round_trip() {
         let config = HttpConfig::new("http://x/v1", "gpt-test");
-        let call = ToolCall {
-            id: "c1".into(),
-            name: "add_task".into(),
-            arguments: json!({"title": "t"}),
-        };
+        let call = ToolCall { id: "c1".into(), name: "add_task".into(), arguments: json!({"title": "t"}) };
         let request = ChatRequest {
             messages: vec![
                 ChatMessage::text(ChatRole::User, "hi"),
@@ -243,14 +234,8 @@ mod tests {
         assert_eq!(body["model"], "gpt-test");
         assert_eq!(body["tools"][0]["function"]["name"], "add_task");
         assert_eq!(body["messages"][1]["content"], Value::Null);
-        assert_eq!(
-            body["messages"][1]["tool_calls"][0]["function"]["arguments"],
-            "{\"title\":\"t\"}"
-        );
-        assert_eq!(
-            body["messages"][2],
-            json!({"role": "tool", "tool_call_id": "c1", "content": "done"})
-        );
+        assert_eq!(body["messages"][1]["tool_calls"][0]["function"]["arguments"], "{\"title\":\"t\"}");
+        assert_eq!(body["messages"][2], json!({"role": "tool", "tool_call_id": "c1", "content": "done"}));
     }
 
     #[test]
@@ -258,25 +243,153 @@ mod tests {
         let body = r#"{"model":"m","choices":[{"message":{"content":null,"tool_calls":[{"id":"a","type":"function","function":{"name":"list_tasks","arguments":"{}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
         let r = parse_response(body).unwrap();
         assert_eq!(
-            (
-                r.tool_calls[0].name.as_str(),
-                r.finish_reason.clone(),
-                r.usage.total_tokens
-            ),
+            (r.tool_calls[0].name.as_str(), r.finish_reason.clone(), r.usage.total_tokens),
             ("list_tasks", FinishReason::ToolCalls, 7)
         );
-        assert!(matches!(
-            parse_response("{"),
-            Err(ProviderError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse_response(r#"{"choices":[]}"#),
-            Err(ProviderError::Malformed(_))
-        ));
-        let bad_args = r#"{"choices":[{"message":{"tool_calls":[{"id":"a","function":{"name":"x","arguments":"{oops"}}]}}]}"#;
-        assert!(matches!(
-            parse_response(bad_args),
-            Err(ProviderError::Malformed(_))
-        ));
+        assert!(matches!(parse_response("{"), Err(ProviderError::Malformed(_))));
+        assert!(matches!(parse_response(r#"{"choices":[]}"#), Err(ProviderError::Malformed(_))));
+        let bad_args =
+            r#"{"choices":[{"message":{"tool_calls":[{"id":"a","function":{"name":"x","arguments":"{oops"}}]}}]}"#;
+        assert!(matches!(parse_response(bad_args), Err(ProviderError::Malformed(_))));
     }
+}
+
+/// Tool call pieces gathered from stream chunks, by index.
+#[derive(Default)]
+struct PartialCall {
+    id: String,
+    name: String,
+    arguments: String,
+}
+
+/// Turns the Chat Completions SSE stream into [`StreamEvent`]s.
+pub fn parse_stream(
+    bytes: impl futures::Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send + 'static,
+    fallback_model: String,
+) -> crate::EventStream {
+    use eventsource_stream::Eventsource;
+    use futures::StreamExt;
+
+    struct State {
+        events: futures::stream::BoxStream<'static, Result<eventsource_stream::Event, String>>,
+        calls: Vec<PartialCall>,
+        model: String,
+        reason: Option<FinishReason>,
+        pending: std::collections::VecDeque<StreamEvent>,
+        done: bool,
+    }
+    let events = bytes.eventsource().map(|e| e.map_err(|e| e.to_string())).boxed();
+    let state = State {
+        events,
+        calls: Vec::new(),
+        model: fallback_model,
+        reason: None,
+        pending: Default::default(),
+        done: false,
+    };
+    futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(event) = st.pending.pop_front() {
+                return Some((Ok(event), st));
+            }
+            if st.done {
+                return None;
+            }
+            match st.events.next().await {
+                None => {
+                    st.done = true;
+                    return Some((
+                        Err(ProviderError::Malformed("the stream ended before the answer was complete".into())),
+                        st,
+                    ));
+                }
+                Some(Err(e)) => {
+                    st.done = true;
+                    return Some((Err(ProviderError::Malformed(format!("the stream broke: {e}"))), st));
+                }
+                Some(Ok(event)) if event.data.trim() == "[DONE]" => {
+                    for call in std::mem::take(&mut st.calls) {
+                        let arguments = if call.arguments.trim().is_empty() {
+                            json!({})
+                        } else {
+                            match serde_json::from_str(&call.arguments) {
+                                Ok(v) => v,
+                                Err(_) => {
+                                    st.done = true;
+                                    return Some((
+                                        Err(ProviderError::Malformed(format!(
+                                            "tool call {} has arguments that are not JSON",
+                                            call.name
+                                        ))),
+                                        st,
+                                    ));
+                                }
+                            }
+                        };
+                        st.pending.push_back(StreamEvent::ToolCall(ToolCall {
+                            id: call.id,
+                            name: call.name,
+                            arguments,
+                        }));
+                    }
+                    let reason = st.reason.take().unwrap_or(FinishReason::Stop);
+                    st.pending.push_back(StreamEvent::Finish { model: st.model.clone(), reason });
+                    st.done = true;
+                }
+                Some(Ok(event)) => {
+                    let chunk: Value = match serde_json::from_str(&event.data) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            st.done = true;
+                            return Some((
+                                Err(ProviderError::Malformed(format!("a stream chunk is not JSON: {e}"))),
+                                st,
+                            ));
+                        }
+                    };
+                    if let Some(model) = chunk["model"].as_str().filter(|m| !m.is_empty()) {
+                        st.model = model.to_owned();
+                    }
+                    if let Some(u) = chunk.get("usage").filter(|u| u.is_object()) {
+                        let input = u["prompt_tokens"].as_u64().unwrap_or(0);
+                        let output = u["completion_tokens"].as_u64().unwrap_or(0);
+                        let total = u["total_tokens"].as_u64().unwrap_or(input + output);
+                        st.pending.push_back(StreamEvent::Usage(Usage {
+                            input_tokens: input,
+                            output_tokens: output,
+                            total_tokens: total,
+                        }));
+                    }
+                    let choice = &chunk["choices"][0];
+                    if let Some(text) = choice["delta"]["content"].as_str().filter(|t| !t.is_empty()) {
+                        st.pending.push_back(StreamEvent::TextDelta(text.to_owned()));
+                    }
+                    for piece in choice["delta"]["tool_calls"].as_array().into_iter().flatten() {
+                        let index = piece["index"].as_u64().unwrap_or(0) as usize;
+                        while st.calls.len() <= index {
+                            st.calls.push(PartialCall::default());
+                        }
+                        let call = &mut st.calls[index];
+                        if let Some(id) = piece["id"].as_str() {
+                            call.id = id.to_owned();
+                        }
+                        if let Some(name) = piece["function"]["name"].as_str() {
+                            call.name.push_str(name);
+                        }
+                        if let Some(args) = piece["function"]["arguments"].as_str() {
+                            call.arguments.push_str(args);
+                        }
+                    }
+                    st.reason = match choice["finish_reason"].as_str() {
+                        Some("tool_calls") => Some(FinishReason::ToolCalls),
+                        Some("length") => Some(FinishReason::Length),
+                        Some("stop") => Some(FinishReason::Stop),
+                        Some(other) => Some(FinishReason::Other(other.to_owned())),
+                        None => st.reason.take(),
+                    };
+                }
+            }
+        }
+    })
+    .boxed()
 }

@@ -8,10 +8,7 @@ pub use tasks_server::TasksServer;
 /// Serves the tasks server over this process's stdin and stdout until the client goes away.
 pub async fn serve_stdio(server: TasksServer) -> std::io::Result<()> {
     use rmcp::ServiceExt;
-    let running = server
-        .serve(rmcp::transport::stdio())
-        .await
-        .map_err(std::io::Error::other)?;
+    let running = server.serve(rmcp::transport::stdio()).await.map_err(std::io::Error::other)?;
     running.waiting().await.map_err(std::io::Error::other)?;
     Ok(())
 }

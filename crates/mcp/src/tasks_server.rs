@@ -9,9 +9,7 @@
 use chrono::NaiveDate;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{
-    CallToolResult, ContentBlock, Implementation, InitializeResult, ServerCapabilities,
-};
+use rmcp::model::{CallToolResult, ContentBlock, Implementation, InitializeResult, ServerCapabilities};
 use rmcp::service::RequestContext;
 use rmcp::{schemars, tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler};
 use serde::Deserialize;
@@ -130,15 +128,11 @@ impl From<TaskError> for ToolFailure {
 type ToolOutcome = Result<CallToolResult, ToolFailure>;
 
 fn finish_in_process(outcome: ToolOutcome) -> CallToolResult {
-    outcome.unwrap_or_else(|ToolFailure(message)| {
-        CallToolResult::error(vec![ContentBlock::text(message)])
-    })
+    outcome.unwrap_or_else(|ToolFailure(message)| CallToolResult::error(vec![ContentBlock::text(message)]))
 }
 
 fn finish(outcome: ToolOutcome) -> Result<CallToolResult, ErrorData> {
-    Ok(outcome.unwrap_or_else(|ToolFailure(message)| {
-        CallToolResult::error(vec![ContentBlock::text(message)])
-    }))
+    Ok(outcome.unwrap_or_else(|ToolFailure(message)| CallToolResult::error(vec![ContentBlock::text(message)])))
 }
 
 /// A result with a sentence for people and the data for programs.
@@ -164,19 +158,13 @@ fn required<T>(value: Option<T>, name: &str) -> Result<T, ToolFailure> {
 }
 
 fn parse_priority(text: &str) -> Result<Priority, ToolFailure> {
-    Priority::parse(text.trim()).ok_or_else(|| {
-        ToolFailure(format!(
-            "priority must be low, medium or high, not {text:?}"
-        ))
-    })
+    Priority::parse(text.trim())
+        .ok_or_else(|| ToolFailure(format!("priority must be low, medium or high, not {text:?}")))
 }
 
 fn parse_status(text: &str) -> Result<TaskStatus, ToolFailure> {
-    TaskStatus::parse(text.trim()).ok_or_else(|| {
-        ToolFailure(format!(
-            "status must be pending, in_progress or completed, not {text:?}"
-        ))
-    })
+    TaskStatus::parse(text.trim())
+        .ok_or_else(|| ToolFailure(format!("status must be pending, in_progress or completed, not {text:?}")))
 }
 
 fn parse_date(text: &str) -> Result<NaiveDate, ToolFailure> {
@@ -200,20 +188,12 @@ fn clearable<T>(
 impl TasksServer {
     /// A server whose user comes from each request's signed-in principal (for `/mcp`).
     pub fn for_signed_in_users(tasks: TaskService) -> TasksServer {
-        TasksServer {
-            tasks,
-            user: None,
-            tool_router: Self::tool_router(),
-        }
+        TasksServer { tasks, user: None, tool_router: Self::tool_router() }
     }
 
     /// A server acting for one user (stdio, in-process).
     pub fn for_user(tasks: TaskService, user: Id) -> TasksServer {
-        TasksServer {
-            tasks,
-            user: Some(user),
-            tool_router: Self::tool_router(),
-        }
+        TasksServer { tasks, user: Some(user), tool_router: Self::tool_router() }
     }
 
     /// The tools this server offers, as MCP describes them.
@@ -222,18 +202,10 @@ impl TasksServer {
     }
 
     /// Calls a tool for `user` in-process: the same code as over MCP, without the JSON-RPC hop.
-    pub async fn call_for(
-        &self,
-        user: Id,
-        name: &str,
-        arguments: serde_json::Value,
-    ) -> CallToolResult {
-        fn args<T: serde::de::DeserializeOwned>(
-            value: serde_json::Value,
-        ) -> Result<T, ToolFailure> {
+    pub async fn call_for(&self, user: Id, name: &str, arguments: serde_json::Value) -> CallToolResult {
+        fn args<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ToolFailure> {
             let value = if value.is_null() { json!({}) } else { value };
-            serde_json::from_value(value)
-                .map_err(|e| ToolFailure(format!("invalid arguments: {e}")))
+            serde_json::from_value(value).map_err(|e| ToolFailure(format!("invalid arguments: {e}")))
         }
         let outcome = match name {
             "add_task" => async { self.run_add(user, args(arguments)?).await }.await,
@@ -296,9 +268,7 @@ impl TasksServer {
         finish(async { self.run_update(self.caller(&context)?, args).await }.await)
     }
 
-    #[tool(
-        description = "Delete a task. Confirm with the user first when the request is ambiguous."
-    )]
+    #[tool(description = "Delete a task. Confirm with the user first when the request is ambiguous.")]
     async fn delete_task(
         &self,
         Parameters(args): Parameters<TaskArgs>,
@@ -319,52 +289,32 @@ impl TasksServer {
             parent: args.parent.map(|p| p.text()),
         };
         let task = self.tasks.add(user, input).await?;
-        Ok(result(
-            format!("Added task {}", describe(&task)),
-            json!({ "task": task }),
-        ))
+        Ok(result(format!("Added task {}", describe(&task)), json!({ "task": task })))
     }
 
     async fn run_list(&self, user: Id, args: ListTasksArgs) -> ToolOutcome {
         let cursor = match args.cursor.as_deref() {
             None | Some("") => None,
             Some(c) => Some(
-                switchboard_domain::Cursor::decode(c)
-                    .ok_or_else(|| ToolFailure("the cursor is not valid".into()))?,
+                switchboard_domain::Cursor::decode(c).ok_or_else(|| ToolFailure("the cursor is not valid".into()))?,
             ),
         };
         let filter = TaskFilter {
             status: args.status.as_deref().map(parse_status).transpose()?,
             search: args.search.filter(|s| !s.trim().is_empty()),
         };
-        let page = self
-            .tasks
-            .list(user, filter, PageRequest::new(args.limit, cursor, None))
-            .await?;
+        let page = self.tasks.list(user, filter, PageRequest::new(args.limit, cursor, None)).await?;
         let summary = if page.items.is_empty() {
             "No tasks.".to_string()
         } else {
-            page.items
-                .iter()
-                .map(describe)
-                .collect::<Vec<_>>()
-                .join("\n")
+            page.items.iter().map(describe).collect::<Vec<_>>().join("\n")
         };
-        Ok(result(
-            summary,
-            json!({ "tasks": page.items, "next_cursor": page.next_cursor }),
-        ))
+        Ok(result(summary, json!({ "tasks": page.items, "next_cursor": page.next_cursor })))
     }
 
     async fn run_complete(&self, user: Id, args: TaskArgs) -> ToolOutcome {
-        let task = self
-            .tasks
-            .complete(user, &required(args.task, "task")?.text())
-            .await?;
-        Ok(result(
-            format!("Completed task {}", describe(&task)),
-            json!({ "task": task }),
-        ))
+        let task = self.tasks.complete(user, &required(args.task, "task")?.text()).await?;
+        Ok(result(format!("Completed task {}", describe(&task)), json!({ "task": task })))
     }
 
     async fn run_update(&self, user: Id, args: UpdateTaskArgs) -> ToolOutcome {
@@ -377,21 +327,12 @@ impl TasksServer {
             due_date: clearable(args.due_date, parse_date)?,
         };
         let task = self.tasks.update(user, &name, input).await?;
-        Ok(result(
-            format!("Updated task {}", describe(&task)),
-            json!({ "task": task }),
-        ))
+        Ok(result(format!("Updated task {}", describe(&task)), json!({ "task": task })))
     }
 
     async fn run_delete(&self, user: Id, args: TaskArgs) -> ToolOutcome {
-        let task = self
-            .tasks
-            .delete(user, &required(args.task, "task")?.text())
-            .await?;
-        Ok(result(
-            format!("Deleted task {}", describe(&task)),
-            json!({ "task": task }),
-        ))
+        let task = self.tasks.delete(user, &required(args.task, "task")?.text()).await?;
+        Ok(result(format!("Deleted task {}", describe(&task)), json!({ "task": task })))
     }
 }
 
@@ -400,6 +341,8 @@ impl ServerHandler for TasksServer {
     fn get_info(&self) -> InitializeResult {
         InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("switchboard-tasks", env!("CARGO_PKG_VERSION")))
-            .with_instructions("Manage the user's tasks. Tasks have short numbers (1, 2, 3…) that the user uses to name them.")
+            .with_instructions(
+                "Manage the user's tasks. Tasks have short numbers (1, 2, 3…) that the user uses to name them.",
+            )
     }
 }

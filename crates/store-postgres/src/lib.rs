@@ -35,10 +35,7 @@ impl PostgresStore {
                 Err(e) => return Err(e.into()),
             }
         };
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(StoreError::Migration)?;
+        sqlx::migrate!("./migrations").run(&pool).await.map_err(StoreError::Migration)?;
         tracing::debug!("postgres store ready");
         Ok(PostgresStore { pool })
     }

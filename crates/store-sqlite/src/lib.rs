@@ -16,17 +16,13 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and applies pending migrations.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true);
+        let options = SqliteConnectOptions::new().filename(path).create_if_missing(true);
         Self::connect(options).await
     }
 
     /// Opens a database from an `sqlite:` URL and applies pending migrations.
     pub async fn open_url(url: &str) -> Result<SqliteStore> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(StoreError::from)?
-            .create_if_missing(true);
+        let options = SqliteConnectOptions::from_str(url).map_err(StoreError::from)?.create_if_missing(true);
         Self::connect(options).await
     }
 
@@ -41,10 +37,7 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(StoreError::Migration)?;
+        sqlx::migrate!("./migrations").run(&pool).await.map_err(StoreError::Migration)?;
         tracing::debug!("sqlite store ready");
         Ok(SqliteStore { pool })
     }

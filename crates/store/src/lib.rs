@@ -7,8 +7,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use switchboard_domain::{
-    Conversation, Id, Message, NewMessage, NewTask, Page, PageRequest, Task, TaskChanges,
-    TaskFilter, TaskRef, User,
+    Conversation, Id, Message, NewMessage, NewTask, Page, PageRequest, Task, TaskChanges, TaskFilter, TaskRef, User,
 };
 
 #[doc(hidden)]
@@ -32,10 +31,9 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_) => StoreError::Unavailable(e),
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                StoreError::Unavailable(e)
+            }
             other => StoreError::Database(other),
         }
     }
@@ -89,31 +87,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Messages of one conversation in the order they were written; `None` when the
     /// conversation is not the owner's.
-    async fn list_messages(
-        &self,
-        owner: Id,
-        conversation: Id,
-        page: PageRequest,
-    ) -> Result<Option<Page<Message>>>;
+    async fn list_messages(&self, owner: Id, conversation: Id, page: PageRequest) -> Result<Option<Page<Message>>>;
 
     /// The last `n` messages of a conversation, oldest first (the model's context window).
     async fn recent_messages(&self, owner: Id, conversation: Id, n: u32) -> Result<Vec<Message>>;
 
     /// In one transaction: creates the conversation if asked, and stores the message.
     /// `None` when `conversation_id` names a conversation that is not the owner's.
-    async fn start_turn(
-        &self,
-        owner: Id,
-        turn: StartTurn,
-    ) -> Result<Option<(Conversation, Message)>>;
+    async fn start_turn(&self, owner: Id, turn: StartTurn) -> Result<Option<(Conversation, Message)>>;
 
     /// Appends a message and bumps the conversation's `updated_at`, in one transaction.
-    async fn append_message(
-        &self,
-        owner: Id,
-        conversation: Id,
-        message: NewMessage,
-    ) -> Result<Option<Message>>;
+    async fn append_message(&self, owner: Id, conversation: Id, message: NewMessage) -> Result<Option<Message>>;
 
     /// Creates a task with the owner's next number. `None` when `parent_id` is not the owner's.
     async fn create_task(&self, owner: Id, task: NewTask) -> Result<Option<Task>>;
@@ -121,20 +105,10 @@ pub trait Store: Send + Sync + 'static {
     async fn get_task(&self, owner: Id, task: TaskRef) -> Result<Option<Task>>;
 
     /// The owner's tasks in creation order.
-    async fn list_tasks(
-        &self,
-        owner: Id,
-        filter: &TaskFilter,
-        page: PageRequest,
-    ) -> Result<Page<Task>>;
+    async fn list_tasks(&self, owner: Id, filter: &TaskFilter, page: PageRequest) -> Result<Page<Task>>;
 
     /// Applies the changes; completing sets `completed_at`, reopening clears it.
-    async fn update_task(
-        &self,
-        owner: Id,
-        task: TaskRef,
-        changes: TaskChanges,
-    ) -> Result<Option<Task>>;
+    async fn update_task(&self, owner: Id, task: TaskRef, changes: TaskChanges) -> Result<Option<Task>>;
 
     /// Deletes the task (its subtasks stay, without a parent); `false` when there was none.
     async fn delete_task(&self, owner: Id, task: TaskRef) -> Result<bool>;

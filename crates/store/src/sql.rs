@@ -27,14 +27,7 @@ pub struct UserRow {
 
 impl From<UserRow> for User {
     fn from(r: UserRow) -> User {
-        User {
-            id: r.id,
-            issuer: r.issuer,
-            subject: r.subject,
-            email: r.email,
-            name: r.name,
-            created_at: r.created_at,
-        }
+        User { id: r.id, issuer: r.issuer, subject: r.subject, email: r.email, name: r.name, created_at: r.created_at }
     }
 }
 
@@ -75,9 +68,8 @@ pub struct MessageRow {
 
 impl MessageRow {
     pub fn into_message(self) -> Result<Message, sqlx::Error> {
-        let role = Role::parse(&self.role).ok_or_else(|| {
-            sqlx::Error::Decode(format!("unknown message role {:?}", self.role).into())
-        })?;
+        let role = Role::parse(&self.role)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown message role {:?}", self.role).into()))?;
         Ok(Message {
             id: self.id,
             conversation_id: self.conversation_id,
@@ -106,13 +98,11 @@ pub struct TaskRow {
 
 impl TaskRow {
     pub fn into_task(self) -> Result<switchboard_domain::Task, sqlx::Error> {
-        let bad =
-            |what: &str, v: &str| sqlx::Error::Decode(format!("unknown task {what} {v:?}").into());
+        let bad = |what: &str, v: &str| sqlx::Error::Decode(format!("unknown task {what} {v:?}").into());
         Ok(switchboard_domain::Task {
             id: self.id,
             number: self.number,
-            status: switchboard_domain::TaskStatus::parse(&self.status)
-                .ok_or_else(|| bad("status", &self.status))?,
+            status: switchboard_domain::TaskStatus::parse(&self.status).ok_or_else(|| bad("status", &self.status))?,
             priority: switchboard_domain::Priority::parse(&self.priority)
                 .ok_or_else(|| bad("priority", &self.priority))?,
             title: self.title,
@@ -143,8 +133,7 @@ pub fn contains_pattern(text: &str) -> String {
 }
 
 pub const USER_COLUMNS: &str = "id, issuer, subject, email, name, created_at";
-pub const CONVERSATION_COLUMNS: &str =
-    "id, title, status, context, message_count, created_at, updated_at";
+pub const CONVERSATION_COLUMNS: &str = "id, title, status, context, message_count, created_at, updated_at";
 pub const MESSAGE_COLUMNS: &str = "id, conversation_id, role, content, metadata, created_at";
 
 /// The cursor's sort key and id as two nullable query parameters.
@@ -163,15 +152,8 @@ pub fn paginate<T>(
 ) -> switchboard_domain::Page<T> {
     let has_more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
-    let next_cursor = if has_more {
-        rows.last().map(|r| key(r).encode())
-    } else {
-        None
-    };
-    switchboard_domain::Page {
-        items: rows,
-        next_cursor,
-    }
+    let next_cursor = if has_more { rows.last().map(|r| key(r).encode()) } else { None };
+    switchboard_domain::Page { items: rows, next_cursor }
 }
 
 /// Implements [`Store`](crate::Store) for `$store`, a struct with a `pool: sqlx::Pool<$db>` field.

@@ -55,12 +55,8 @@ impl Application {
     /// [`Application::build`] with some parts supplied by the caller.
     pub async fn build_with(settings: Settings, parts: Parts) -> anyhow::Result<Application> {
         settings.validate()?;
-        create_private_dir(&settings.data_dir).with_context(|| {
-            format!(
-                "cannot create the data directory {}",
-                settings.data_dir.display()
-            )
-        })?;
+        create_private_dir(&settings.data_dir)
+            .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
         let store = open_store(&settings).await?;
         let secret = signing_secret(&settings)?;
 
@@ -105,22 +101,14 @@ impl Application {
             }),
         };
         let local_token = local_user_token(state.auth.signer());
-        let listener = TcpListener::bind(settings.addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.addr))?;
-        Ok(Application {
-            listener,
-            state,
-            grace: settings.shutdown_grace(),
-            local_token,
-        })
+        let listener =
+            TcpListener::bind(settings.addr).await.with_context(|| format!("cannot listen on {}", settings.addr))?;
+        Ok(Application { listener, state, grace: settings.shutdown_grace(), local_token })
     }
 
     /// Where the server listens (the real port when 0 was asked).
     pub fn address(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     /// A bearer token for the local administrator, valid 30 days.
@@ -130,10 +118,7 @@ impl Application {
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish (for at most the
     /// grace period) and closes the database.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let store = self.state.store.clone();
         let streams = self.state.shutdown.clone();
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
@@ -143,10 +128,9 @@ impl Application {
             streams.cancel();
             let _ = stopping_tx.send(true);
         };
-        let service =
-            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-                SocketAddr,
-            >(switchboard_api::service(self.state));
+        let service = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(
+            switchboard_api::service(self.state),
+        );
         let server = axum::serve(self.listener, service).with_graceful_shutdown(signal);
         let grace = self.grace;
         let deadline = async move {
@@ -169,14 +153,8 @@ fn agent(settings: &Settings) -> Agent {
         LlmProvider::Offline => Arc::new(OfflineProvider),
         LlmProvider::Openai | LlmProvider::Anthropic => {
             let mut config = HttpConfig::new(
-                settings
-                    .llm_base_url
-                    .clone()
-                    .unwrap_or_else(|| "https://api.openai.com/v1".into()),
-                settings
-                    .llm_model
-                    .clone()
-                    .unwrap_or_else(|| "gpt-4o-mini".into()),
+                settings.llm_base_url.clone().unwrap_or_else(|| "https://api.openai.com/v1".into()),
+                settings.llm_model.clone().unwrap_or_else(|| "gpt-4o-mini".into()),
             );
             config.api_key = settings.llm_api_key.clone();
             config.temperature = settings.llm_temperature;
@@ -213,10 +191,7 @@ pub(crate) async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn St
                 .await
                 .context("cannot open the SQLite database")?,
         ),
-        Some(url)
-            if url.expose().starts_with("postgres://")
-                || url.expose().starts_with("postgresql://") =>
-        {
+        Some(url) if url.expose().starts_with("postgres://") || url.expose().starts_with("postgresql://") => {
             let connect = PostgresStore::connect(url.expose(), timeout);
             let store = tokio::time::timeout(timeout + Duration::from_secs(5), connect)
                 .await
@@ -225,14 +200,9 @@ pub(crate) async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn St
             Arc::new(store)
         }
         Some(url) if url.expose().starts_with("sqlite:") => Arc::new(
-            SqliteStore::open_url(url.expose())
-                .await
-                .with_context(|| format!("cannot open {}", url.redacted()))?,
+            SqliteStore::open_url(url.expose()).await.with_context(|| format!("cannot open {}", url.redacted()))?,
         ),
-        Some(url) => anyhow::bail!(
-            "unsupported database URL {}; use postgres://… or sqlite:…",
-            url.redacted()
-        ),
+        Some(url) => anyhow::bail!("unsupported database URL {}; use postgres://… or sqlite:…", url.redacted()),
     };
     tracing::info!(backend = store.backend(), "database ready");
     Ok(store)
@@ -260,14 +230,11 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<SecretString> {
             let mut bytes = [0u8; 32];
             rand::Rng::fill(&mut rand::rng(), &mut bytes);
             let secret = SecretString::from(hex::encode(bytes));
-            write_private(path, secret.expose_secret().as_bytes()).with_context(|| {
-                format!("cannot write the signing secret to {}", path.display())
-            })?;
+            write_private(path, secret.expose_secret().as_bytes())
+                .with_context(|| format!("cannot write the signing secret to {}", path.display()))?;
             Ok(secret)
         }
-        Err(e) => {
-            Err(e).with_context(|| format!("cannot read the signing secret {}", path.display()))
-        }
+        Err(e) => Err(e).with_context(|| format!("cannot read the signing secret {}", path.display())),
     }
 }
 
@@ -289,11 +256,7 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
 }

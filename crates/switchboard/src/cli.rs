@@ -12,11 +12,7 @@ use crate::app::{self, Application};
 use crate::config::{parse_duration, LogFormat, Settings};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "switchboard",
-    version,
-    about = "Self-hosted multi-user MCP agent server"
-)]
+#[command(name = "switchboard", version, about = "Self-hosted multi-user MCP agent server")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -250,17 +246,9 @@ async fn mcp_tasks(args: McpTasksArgs) -> anyhow::Result<()> {
     }
     crate::telemetry::init(&settings);
     let store = app::open_store(&settings).await?;
-    let identity = switchboard_store::Identity {
-        issuer: LOCAL_ISSUER,
-        subject: &args.user,
-        email: None,
-        name: None,
-    };
+    let identity = switchboard_store::Identity { issuer: LOCAL_ISSUER, subject: &args.user, email: None, name: None };
     let user = store.upsert_user(identity).await?;
-    let server = switchboard_mcp::TasksServer::for_user(
-        switchboard_tasks::TaskService::new(store.clone()),
-        user.id,
-    );
+    let server = switchboard_mcp::TasksServer::for_user(switchboard_tasks::TaskService::new(store.clone()), user.id);
     let served = switchboard_mcp::serve_stdio(server).await;
     store.close().await;
     Ok(served?)
@@ -268,12 +256,7 @@ async fn mcp_tasks(args: McpTasksArgs) -> anyhow::Result<()> {
 
 fn token(args: TokenArgs) -> anyhow::Result<()> {
     let file = config_file(args.config);
-    let settings = Settings::load(
-        file.as_deref(),
-        TokenFlags {
-            data_dir: args.data_dir,
-        },
-    )?;
+    let settings = Settings::load(file.as_deref(), TokenFlags { data_dir: args.data_dir })?;
     settings.validate()?;
     let secret = app::signing_secret(&settings)?;
     let mut new = NewToken::for_subject(args.user, args.ttl);
@@ -291,11 +274,7 @@ mod tests {
     #[test]
     fn serve_help_documents_every_setting() {
         let mut cli = Cli::command();
-        let help = cli
-            .find_subcommand_mut("serve")
-            .unwrap()
-            .render_long_help()
-            .to_string();
+        let help = cli.find_subcommand_mut("serve").unwrap().render_long_help().to_string();
         for key in crate::config::KEYS {
             let flag = format!("--{}", key.replace('_', "-"));
             let singular_flag = match flag.strip_suffix("ies") {
@@ -304,9 +283,7 @@ mod tests {
             };
             let env = format!("SWITCHBOARD_{}", key.to_uppercase());
             assert!(
-                help.contains(&flag)
-                    || help.contains(&singular_flag)
-                    || help.contains(&format!("  {key} ")),
+                help.contains(&flag) || help.contains(&singular_flag) || help.contains(&format!("  {key} ")),
                 "`serve --help` does not document {key}"
             );
             assert!(help.contains(&env), "`serve --help` does not name {env}");
@@ -315,11 +292,8 @@ mod tests {
 
     #[test]
     fn flags_override_only_what_they_set() {
-        let cli =
-            Cli::try_parse_from(["switchboard", "serve", "--rate-limit-per-minute", "0"]).unwrap();
-        let Command::Serve(args) = cli.command else {
-            panic!("serve")
-        };
+        let cli = Cli::try_parse_from(["switchboard", "serve", "--rate-limit-per-minute", "0"]).unwrap();
+        let Command::Serve(args) = cli.command else { panic!("serve") };
         let settings = Settings::load(None, &*args).unwrap();
         assert_eq!(settings.rate_limit_per_minute, 0);
         assert_eq!(settings.addr.port(), 8080);

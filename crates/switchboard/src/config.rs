@@ -214,13 +214,8 @@ pub enum SettingsError {
 
 impl Settings {
     /// Loads settings from the layers: defaults < `file` < environment < `flags`.
-    pub fn load(
-        file: Option<&std::path::Path>,
-        flags: impl Serialize,
-    ) -> Result<Settings, SettingsError> {
-        Self::figment(file, flags)
-            .extract()
-            .map_err(|e| SettingsError::Load(Box::new(e)))
+    pub fn load(file: Option<&std::path::Path>, flags: impl Serialize) -> Result<Settings, SettingsError> {
+        Self::figment(file, flags).extract().map_err(|e| SettingsError::Load(Box::new(e)))
     }
 
     fn figment(file: Option<&std::path::Path>, flags: impl Serialize) -> Figment {
@@ -230,12 +225,7 @@ impl Settings {
         }
         figment
             .merge(Env::prefixed("SWITCHBOARD_").split("__").filter(|key| {
-                let top = key
-                    .as_str()
-                    .split('.')
-                    .next()
-                    .unwrap_or("")
-                    .to_ascii_lowercase();
+                let top = key.as_str().split('.').next().unwrap_or("").to_ascii_lowercase();
                 KEYS.contains(&top.as_str())
             }))
             .merge(Serialized::defaults(flags))
@@ -260,14 +250,10 @@ impl Settings {
             ));
         }
         if self.max_agent_steps == 0 {
-            return Err(SettingsError::Invalid(
-                "max_agent_steps must be at least 1".into(),
-            ));
+            return Err(SettingsError::Invalid("max_agent_steps must be at least 1".into()));
         }
         if self.body_limit_bytes == 0 || self.max_message_chars == 0 {
-            return Err(SettingsError::Invalid(
-                "body_limit_bytes and max_message_chars must be above 0".into(),
-            ));
+            return Err(SettingsError::Invalid("body_limit_bytes and max_message_chars must be above 0".into()));
         }
         Ok(())
     }
@@ -303,10 +289,7 @@ pub const MIN_SECRET_BYTES: usize = 32;
 pub fn check_secret(secret: &SecretString) -> Result<(), String> {
     let s = secret.expose_secret();
     let lower = s.to_ascii_lowercase();
-    if PUBLISHED_SECRETS.contains(&lower.as_str())
-        || lower.contains("changeme")
-        || lower.contains("change-me")
-    {
+    if PUBLISHED_SECRETS.contains(&lower.as_str()) || lower.contains("changeme") || lower.contains("change-me") {
         return Err("the JWT secret is a published sample value; generate your own, e.g. `openssl rand -hex 32`".into());
     }
     if s.len() < MIN_SECRET_BYTES {
@@ -319,10 +302,7 @@ pub fn check_secret(secret: &SecretString) -> Result<(), String> {
     distinct.sort_unstable();
     distinct.dedup();
     if distinct.len() < 8 {
-        return Err(
-            "the JWT secret repeats too few characters to be random; use `openssl rand -hex 32`"
-                .into(),
-        );
+        return Err("the JWT secret repeats too few characters to be random; use `openssl rand -hex 32`".into());
     }
     Ok(())
 }
@@ -330,23 +310,14 @@ pub fn check_secret(secret: &SecretString) -> Result<(), String> {
 /// Parses `90s`, `15m`, `24h`, `30d` or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}; use e.g. 90s, 15m, 24h or 30d"))?;
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}; use e.g. 90s, 15m, 24h or 30d"))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
         "d" => n * 86_400,
-        _ => {
-            return Err(format!(
-                "invalid duration unit in {text:?}; use s, m, h or d"
-            ))
-        }
+        _ => return Err(format!("invalid duration unit in {text:?}; use s, m, h or d")),
     };
     if secs == 0 {
         return Err("the duration must be above zero".into());
@@ -370,19 +341,10 @@ mod tests {
     #[test]
     fn each_layer_overrides_the_one_before() {
         Jail::expect_with(|jail| {
-            jail.create_file(
-                "sb.toml",
-                "rate_limit_per_minute = 10\nmax_message_chars = 5\nlog_level = \"debug\"",
-            )?;
+            jail.create_file("sb.toml", "rate_limit_per_minute = 10\nmax_message_chars = 5\nlog_level = \"debug\"")?;
             jail.set_env("SWITCHBOARD_RATE_LIMIT_PER_MINUTE", "20");
             jail.set_env("SWITCHBOARD_MAX_MESSAGE_CHARS", "7");
-            let s = Settings::load(
-                Some("sb.toml".as_ref()),
-                Flags {
-                    rate_limit_per_minute: Some(30),
-                },
-            )
-            .unwrap();
+            let s = Settings::load(Some("sb.toml".as_ref()), Flags { rate_limit_per_minute: Some(30) }).unwrap();
             assert_eq!(s.rate_limit_per_minute, 30, "flag beats env");
             assert_eq!(s.max_message_chars, 7, "env beats file");
             assert_eq!(s.log_level, "debug", "file beats default");
@@ -395,10 +357,7 @@ mod tests {
     fn lists_come_from_comma_separated_env_values_and_nested_keys_use_double_underscores() {
         Jail::expect_with(|jail| {
             jail.set_env("SWITCHBOARD_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.0.0/16");
-            jail.set_env(
-                "SWITCHBOARD_OIDC",
-                r#"[{issuer="https://id.example", audiences=["app"]}]"#,
-            );
+            jail.set_env("SWITCHBOARD_OIDC", r#"[{issuer="https://id.example", audiences=["app"]}]"#);
             jail.set_env("SWITCHBOARD_TEST_POSTGRES_URL", "ignored: not a setting");
             let s = Settings::load(None, Flags::default()).unwrap();
             assert_eq!(s.trusted_proxies.len(), 2);
@@ -425,15 +384,9 @@ mod tests {
             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
             "16f8c0ef4a5d391b26034086c628469d3f9f497f08163ab9b40137092f2909ef",
         ] {
-            assert!(
-                check_secret(&SecretString::from(weak)).is_err(),
-                "{weak} must be refused"
-            );
+            assert!(check_secret(&SecretString::from(weak)).is_err(), "{weak} must be refused");
         }
-        assert!(check_secret(&SecretString::from(
-            "b1946ac92492d2347c6235b4d2611184a8f6c1f0e2b2c3d4"
-        ))
-        .is_ok());
+        assert!(check_secret(&SecretString::from("b1946ac92492d2347c6235b4d2611184a8f6c1f0e2b2c3d4")).is_ok());
     }
 
     #[test]

@@ -98,18 +98,10 @@ impl TaskService {
             due_date: input.due_date,
             parent_id,
         };
-        self.store
-            .create_task(owner, new)
-            .await?
-            .ok_or_else(|| TaskError::NotFound(input.parent.unwrap_or_default()))
+        self.store.create_task(owner, new).await?.ok_or_else(|| TaskError::NotFound(input.parent.unwrap_or_default()))
     }
 
-    pub async fn list(
-        &self,
-        owner: Id,
-        filter: TaskFilter,
-        page: PageRequest,
-    ) -> Result<Page<Task>, TaskError> {
+    pub async fn list(&self, owner: Id, filter: TaskFilter, page: PageRequest) -> Result<Page<Task>, TaskError> {
         if let Some(search) = &filter.search {
             reject_nul(search)?;
         }
@@ -121,12 +113,7 @@ impl TaskService {
         self.resolve(owner, task).await
     }
 
-    pub async fn update(
-        &self,
-        owner: Id,
-        task: &str,
-        input: UpdateTask,
-    ) -> Result<Task, TaskError> {
+    pub async fn update(&self, owner: Id, task: &str, input: UpdateTask) -> Result<Task, TaskError> {
         let reference = reference(task)?;
         let changes = TaskChanges {
             title: input.title.as_deref().map(title).transpose()?,
@@ -145,17 +132,11 @@ impl TaskService {
                 "nothing to change: give a title, description, status, priority or due_date".into(),
             ));
         }
-        self.store
-            .update_task(owner, reference, changes)
-            .await?
-            .ok_or_else(|| TaskError::NotFound(task.to_owned()))
+        self.store.update_task(owner, reference, changes).await?.ok_or_else(|| TaskError::NotFound(task.to_owned()))
     }
 
     pub async fn complete(&self, owner: Id, task: &str) -> Result<Task, TaskError> {
-        let changes = TaskChanges {
-            status: Some(TaskStatus::Completed),
-            ..TaskChanges::default()
-        };
+        let changes = TaskChanges { status: Some(TaskStatus::Completed), ..TaskChanges::default() };
         self.store
             .update_task(owner, reference(task)?, changes)
             .await?
@@ -172,23 +153,17 @@ impl TaskService {
     }
 
     async fn resolve(&self, owner: Id, task: &str) -> Result<Task, TaskError> {
-        self.store
-            .get_task(owner, reference(task)?)
-            .await?
-            .ok_or_else(|| TaskError::NotFound(task.to_owned()))
+        self.store.get_task(owner, reference(task)?).await?.ok_or_else(|| TaskError::NotFound(task.to_owned()))
     }
 }
 
 fn reference(task: &str) -> Result<TaskRef, TaskError> {
-    TaskRef::parse(task)
-        .ok_or_else(|| TaskError::Invalid(format!("{task:?} is not a task number or id")))
+    TaskRef::parse(task).ok_or_else(|| TaskError::Invalid(format!("{task:?} is not a task number or id")))
 }
 
 fn reject_nul(text: &str) -> Result<(), TaskError> {
     if text.contains('\0') {
-        return Err(TaskError::Invalid(
-            "text must not contain NUL characters".into(),
-        ));
+        return Err(TaskError::Invalid("text must not contain NUL characters".into()));
     }
     Ok(())
 }
@@ -201,9 +176,7 @@ fn title(raw: &str) -> Result<String, TaskError> {
     }
     let chars = title.chars().count();
     if chars > MAX_TITLE_CHARS {
-        return Err(TaskError::Invalid(format!(
-            "the title has {chars} characters; at most {MAX_TITLE_CHARS}"
-        )));
+        return Err(TaskError::Invalid(format!("the title has {chars} characters; at most {MAX_TITLE_CHARS}")));
     }
     Ok(title.to_owned())
 }

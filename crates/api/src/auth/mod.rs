@@ -78,24 +78,16 @@ impl AuthFailure {
                 "header_too_large",
                 "the Authorization header is too large",
             ),
-            AuthFailure::Missing => {
-                ApiError::unauthorized("missing_token", "send Authorization: Bearer <token>")
+            AuthFailure::Missing => ApiError::unauthorized("missing_token", "send Authorization: Bearer <token>"),
+            AuthFailure::Malformed => {
+                ApiError::unauthorized("invalid_token", "the Authorization header is not a bearer token")
             }
-            AuthFailure::Malformed => ApiError::unauthorized(
-                "invalid_token",
-                "the Authorization header is not a bearer token",
-            ),
             AuthFailure::Invalid => ApiError::unauthorized("invalid_token", "the token is invalid"),
-            AuthFailure::Expired => {
-                ApiError::unauthorized("token_expired", "the token has expired")
+            AuthFailure::Expired => ApiError::unauthorized("token_expired", "the token has expired"),
+            AuthFailure::Revoked => ApiError::unauthorized("token_revoked", "the token has been revoked"),
+            AuthFailure::Unavailable => {
+                ApiError::unavailable("database_unavailable", "the database is unavailable; try again shortly")
             }
-            AuthFailure::Revoked => {
-                ApiError::unauthorized("token_revoked", "the token has been revoked")
-            }
-            AuthFailure::Unavailable => ApiError::unavailable(
-                "database_unavailable",
-                "the database is unavailable; try again shortly",
-            ),
         }
     }
 }
@@ -160,11 +152,7 @@ impl Authenticator {
 
     /// Revokes a token: refused by this process at once, by every process sharing the database
     /// within [`revocation::REFRESH`].
-    pub async fn revoke(
-        &self,
-        jti: &str,
-        expires_at: DateTime<Utc>,
-    ) -> Result<(), switchboard_store::StoreError> {
+    pub async fn revoke(&self, jti: &str, expires_at: DateTime<Utc>) -> Result<(), switchboard_store::StoreError> {
         self.store.revoke_token(jti, expires_at).await?;
         self.revocations.insert(jti);
         Ok(())
@@ -184,9 +172,7 @@ impl Authenticator {
 
     /// Authenticates a request from its headers.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthFailure> {
-        let value = headers
-            .get(header::AUTHORIZATION)
-            .ok_or(AuthFailure::Missing)?;
+        let value = headers.get(header::AUTHORIZATION).ok_or(AuthFailure::Missing)?;
         if value.len() > MAX_AUTHORIZATION_BYTES {
             return Err(AuthFailure::HeaderTooLarge);
         }
@@ -211,18 +197,9 @@ impl Authenticator {
                 }
                 None => validation.validate_aud = false,
             }
-            let data = jsonwebtoken::decode::<Claims>(token, &self.secret_key, &validation)
-                .map_err(classify)?;
-            let issuer = data
-                .claims
-                .iss
-                .clone()
-                .unwrap_or_else(|| LOCAL_ISSUER.to_string());
-            return Ok(VerifiedToken {
-                issuer,
-                claims: data.claims,
-                local: true,
-            });
+            let data = jsonwebtoken::decode::<Claims>(token, &self.secret_key, &validation).map_err(classify)?;
+            let issuer = data.claims.iss.clone().unwrap_or_else(|| LOCAL_ISSUER.to_string());
+            return Ok(VerifiedToken { issuer, claims: data.claims, local: true });
         }
         if !is_asymmetric(header.alg) {
             return Err(AuthFailure::Invalid);
@@ -242,9 +219,7 @@ impl Authenticator {
         if !is_asymmetric(header.alg) {
             return Err(AuthFailure::Invalid);
         }
-        self.verify_with_issuer(google, token, &header)
-            .await?
-            .ok_or(AuthFailure::Invalid)
+        self.verify_with_issuer(google, token, &header).await?.ok_or(AuthFailure::Invalid)
     }
 
     async fn verify_with_issuer(
@@ -258,10 +233,7 @@ impl Authenticator {
         validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
         validation.set_issuer(&issuer.accepted_issuers());
         let mut outcome = None;
-        for key in issuer
-            .candidate_keys(header.kid.as_deref(), header.alg)
-            .await
-        {
+        for key in issuer.candidate_keys(header.kid.as_deref(), header.alg).await {
             match jsonwebtoken::decode::<Claims>(token, &key, &validation) {
                 Ok(data) => {
                     return Ok(Some(VerifiedToken {
@@ -271,9 +243,7 @@ impl Authenticator {
                     }))
                 }
                 // Signed by this issuer but otherwise unacceptable (expired, wrong audience…).
-                Err(e)
-                    if !matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) =>
-                {
+                Err(e) if !matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) => {
                     outcome = Some(classify(e))
                 }
                 Err(_) => {}
@@ -305,17 +275,12 @@ impl Authenticator {
             }
         }
         let user = self.user(&token).await?;
-        let email_is_admin = user.email.as_ref().is_some_and(|e| {
-            self.config
-                .admin_emails
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(e))
-        });
+        let email_is_admin =
+            user.email.as_ref().is_some_and(|e| self.config.admin_emails.iter().any(|a| a.eq_ignore_ascii_case(e)));
         Ok(Principal {
             is_admin: (token.local && claims.admin) || email_is_admin,
             token_id: claims.jti.clone(),
-            token_expires_at: DateTime::<Utc>::from_timestamp(claims.exp, 0)
-                .unwrap_or_else(Utc::now),
+            token_expires_at: DateTime::<Utc>::from_timestamp(claims.exp, 0).unwrap_or_else(Utc::now),
             user,
         })
     }
@@ -381,12 +346,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .get::<Principal>()
-            .cloned()
-            .map(Auth)
-            .ok_or_else(|| AuthFailure::Missing.into_api_error())
+        parts.extensions.get::<Principal>().cloned().map(Auth).ok_or_else(|| AuthFailure::Missing.into_api_error())
     }
 }
 

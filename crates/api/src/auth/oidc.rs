@@ -48,18 +48,8 @@ pub struct Issuer {
 }
 
 impl Issuer {
-    pub fn new(
-        config: OidcIssuerConfig,
-        http: reqwest::Client,
-        refresh_interval: Duration,
-    ) -> Issuer {
-        Issuer {
-            config,
-            http,
-            refresh_interval,
-            keys: RwLock::new(Vec::new()),
-            last_refresh: Mutex::new(None),
-        }
+    pub fn new(config: OidcIssuerConfig, http: reqwest::Client, refresh_interval: Duration) -> Issuer {
+        Issuer { config, http, refresh_interval, keys: RwLock::new(Vec::new()), last_refresh: Mutex::new(None) }
     }
 
     /// The `iss` values that name this issuer (Google writes its issuer without the scheme too).
@@ -128,11 +118,7 @@ impl Issuer {
                 _ => continue,
             };
             match DecodingKey::from_jwk(jwk) {
-                Ok(key) => keys.push(CachedKey {
-                    kid: jwk.common.key_id.clone(),
-                    algorithms,
-                    key,
-                }),
+                Ok(key) => keys.push(CachedKey { kid: jwk.common.key_id.clone(), algorithms, key }),
                 Err(e) => {
                     tracing::warn!(issuer = %self.config.issuer, error = %e, "skipping unusable key")
                 }
@@ -148,27 +134,13 @@ impl Issuer {
         struct Discovery {
             jwks_uri: Option<String>,
         }
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            self.config.issuer.trim_end_matches('/')
-        );
+        let url = format!("{}/.well-known/openid-configuration", self.config.issuer.trim_end_matches('/'));
         let doc: Discovery = self.get_json(&url).await?;
         doc.jwks_uri.ok_or(JwksError::NoJwksUri)
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, JwksError> {
-        let fetch = |source| JwksError::Fetch {
-            url: url.to_string(),
-            source,
-        };
-        self.http
-            .get(url)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(fetch)?
-            .json()
-            .await
-            .map_err(fetch)
+        let fetch = |source| JwksError::Fetch { url: url.to_string(), source };
+        self.http.get(url).send().await.and_then(|r| r.error_for_status()).map_err(fetch)?.json().await.map_err(fetch)
     }
 }

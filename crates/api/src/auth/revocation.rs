@@ -34,11 +34,7 @@ impl Revocations {
         if age > REFRESH {
             // One request reloads; the others carry on with the list they have, unless it is
             // missing or too old to trust, in which case they wait for the reload.
-            let guard = if age > GIVE_UP {
-                Some(self.reloading.lock().await)
-            } else {
-                self.reloading.try_lock().ok()
-            };
+            let guard = if age > GIVE_UP { Some(self.reloading.lock().await) } else { self.reloading.try_lock().ok() };
             if let Some(_guard) = guard {
                 if self.age() > REFRESH {
                     match store.revoked_tokens().await {
@@ -55,27 +51,14 @@ impl Revocations {
         if self.age() > GIVE_UP {
             return Err(AuthFailure::Unavailable);
         }
-        Ok(self
-            .state
-            .read()
-            .expect("revocation lock")
-            .ids
-            .contains(jti))
+        Ok(self.state.read().expect("revocation lock").ids.contains(jti))
     }
 
     pub(super) fn insert(&self, jti: &str) {
-        self.state
-            .write()
-            .expect("revocation lock")
-            .ids
-            .insert(jti.to_owned());
+        self.state.write().expect("revocation lock").ids.insert(jti.to_owned());
     }
 
     fn age(&self) -> Duration {
-        self.state
-            .read()
-            .expect("revocation lock")
-            .loaded_at
-            .map_or(Duration::MAX, |at| at.elapsed())
+        self.state.read().expect("revocation lock").loaded_at.map_or(Duration::MAX, |at| at.elapsed())
     }
 }

@@ -54,22 +54,13 @@ pub struct NewToken {
 
 impl NewToken {
     pub fn for_subject(subject: impl Into<String>, ttl: std::time::Duration) -> NewToken {
-        NewToken {
-            subject: subject.into(),
-            issuer: None,
-            email: None,
-            name: None,
-            admin: false,
-            ttl,
-        }
+        NewToken { subject: subject.into(), issuer: None, email: None, name: None, admin: false, ttl }
     }
 }
 
 impl TokenSigner {
     pub fn new(secret: &SecretString) -> TokenSigner {
-        TokenSigner {
-            key: EncodingKey::from_secret(secret.expose_secret().as_bytes()),
-        }
+        TokenSigner { key: EncodingKey::from_secret(secret.expose_secret().as_bytes()) }
     }
 
     /// Returns the signed token and when it expires.

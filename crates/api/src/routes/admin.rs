@@ -33,8 +33,5 @@ async fn list_users(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<UserList>> {
     let page = state.store.list_users(q.to_request()?).await?;
-    Ok(Json(UserList {
-        items: page.items,
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(UserList { items: page.items, next_cursor: page.next_cursor }))
 }

@@ -79,41 +79,23 @@ async fn chat(
     let turn = StartTurn {
         conversation_id: req.conversation_id,
         title: title_from(text),
-        message: NewMessage {
-            role: Role::User,
-            content: req.message.clone(),
-            metadata: json!({}),
-        },
+        message: NewMessage { role: Role::User, content: req.message.clone(), metadata: json!({}) },
     };
     // The user's message is stored before the model is called, so a model failure loses nothing.
-    let (conversation, user_message) = state
-        .store
-        .start_turn(owner, turn)
-        .await?
-        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    let (conversation, user_message) =
+        state.store.start_turn(owner, turn).await?.ok_or_else(|| ApiError::not_found("conversation"))?;
 
-    let history = state
-        .store
-        .recent_messages(owner, conversation.id, state.config.history_limit)
-        .await?;
+    let history = state.store.recent_messages(owner, conversation.id, state.config.history_limit).await?;
     let messages = history
         .iter()
         .filter(|m| m.role != Role::Tool)
         .map(|m| {
-            let role = if m.role == Role::User {
-                ChatRole::User
-            } else {
-                ChatRole::Assistant
-            };
+            let role = if m.role == Role::User { ChatRole::User } else { ChatRole::Assistant };
             ChatMessage::text(role, m.content.clone())
         })
         .collect();
     let tools = BuiltinTasks::new(state.tasks_server.clone(), owner);
-    let outcome = state
-        .agent
-        .run(messages, &tools)
-        .await
-        .map_err(model_error)?;
+    let outcome = state.agent.run(messages, &tools, None).await.map_err(|f| model_error(f.error))?;
 
     let tasks_modified: Vec<i64> = outcome
         .tool_calls
@@ -121,12 +103,7 @@ async fn chat(
         .filter(|c| !c.is_error && c.tool != "list_tasks")
         .filter_map(|c| c.result["task"]["number"].as_i64())
         .collect();
-    let actions: Vec<&str> = outcome
-        .tool_calls
-        .iter()
-        .filter(|c| !c.is_error)
-        .map(|c| c.tool.as_str())
-        .collect();
+    let actions: Vec<&str> = outcome.tool_calls.iter().filter(|c| !c.is_error).map(|c| c.tool.as_str()).collect();
     let context = json!({
         "provider": state.agent.provider_name(),
         "model": outcome.model,
@@ -137,19 +114,10 @@ async fn chat(
         "steps": outcome.steps,
         "stop": outcome.stop,
     });
-    let metadata =
-        json!({ "context": context, "tool_calls": outcome.tool_calls, "usage": outcome.usage });
+    let metadata = json!({ "context": context, "tool_calls": outcome.tool_calls, "usage": outcome.usage });
     let stored = state
         .store
-        .append_message(
-            owner,
-            conversation.id,
-            NewMessage {
-                role: Role::Assistant,
-                content: outcome.reply,
-                metadata,
-            },
-        )
+        .append_message(owner, conversation.id, NewMessage { role: Role::Assistant, content: outcome.reply, metadata })
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
     Ok(Json(ChatReply {
@@ -193,17 +161,12 @@ fn model_error(e: ProviderError) -> ApiError {
             match retry_after {
                 Some(wait) => error.with_header(
                     axum::http::header::RETRY_AFTER,
-                    axum::http::HeaderValue::from(
-                        wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
-                    ),
+                    axum::http::HeaderValue::from(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)),
                 ),
                 None => error,
             }
         }
-        _ => ApiError::unavailable(
-            "llm_unavailable",
-            format!("the model is unavailable; try again shortly ({kept})"),
-        ),
+        _ => ApiError::unavailable("llm_unavailable", format!("the model is unavailable; try again shortly ({kept})")),
     }
 }
 
@@ -211,10 +174,7 @@ fn model_error(e: ProviderError) -> ApiError {
 fn validate_message(message: &str, max_chars: usize) -> ApiResult<&str> {
     let text = message.trim();
     if text.is_empty() {
-        return Err(ApiError::bad_request(
-            "empty_message",
-            "the message is empty",
-        ));
+        return Err(ApiError::bad_request("empty_message", "the message is empty"));
     }
     let chars = message.chars().count();
     if chars > max_chars {
@@ -224,10 +184,7 @@ fn validate_message(message: &str, max_chars: usize) -> ApiResult<&str> {
         ));
     }
     if message.contains('\0') {
-        return Err(ApiError::bad_request(
-            "invalid_characters",
-            "the message contains a NUL character",
-        ));
+        return Err(ApiError::bad_request("invalid_characters", "the message contains a NUL character"));
     }
     Ok(text)
 }
@@ -259,18 +216,9 @@ mod tests {
 
     #[test]
     fn blank_long_and_nul_messages_are_refused() {
-        assert_eq!(
-            validate_message(" \n\t", 10).unwrap_err().code(),
-            "empty_message"
-        );
-        assert_eq!(
-            validate_message("abcdefghijk", 10).unwrap_err().code(),
-            "message_too_long"
-        );
-        assert_eq!(
-            validate_message("a\0b", 10).unwrap_err().code(),
-            "invalid_characters"
-        );
+        assert_eq!(validate_message(" \n\t", 10).unwrap_err().code(), "empty_message");
+        assert_eq!(validate_message("abcdefghijk", 10).unwrap_err().code(), "message_too_long");
+        assert_eq!(validate_message("a\0b", 10).unwrap_err().code(), "invalid_characters");
         assert_eq!(validate_message("  ok ", 10).unwrap(), "ok");
     }
 }

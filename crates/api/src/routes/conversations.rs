@@ -52,14 +52,8 @@ async fn list_conversations(
     Auth(p): Auth,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<ConversationList>> {
-    let page = state
-        .store
-        .list_conversations(p.user_id(), q.to_request()?)
-        .await?;
-    Ok(Json(ConversationList {
-        items: page.items,
-        next_cursor: page.next_cursor,
-    }))
+    let page = state.store.list_conversations(p.user_id(), q.to_request()?).await?;
+    Ok(Json(ConversationList { items: page.items, next_cursor: page.next_cursor }))
 }
 
 /// One conversation with its messages in order.
@@ -71,25 +65,14 @@ async fn get_conversation(
     Auth(p): Auth,
     Path(id): Path<Id>,
 ) -> ApiResult<Json<ConversationDetail>> {
-    let conversation = state
-        .store
-        .get_conversation(p.user_id(), id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    let conversation =
+        state.store.get_conversation(p.user_id(), id).await?.ok_or_else(|| ApiError::not_found("conversation"))?;
     let page = state
         .store
-        .list_messages(
-            p.user_id(),
-            id,
-            PageRequest::new(Some(MAX_PAGE_SIZE), None, None),
-        )
+        .list_messages(p.user_id(), id, PageRequest::new(Some(MAX_PAGE_SIZE), None, None))
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
-    Ok(Json(ConversationDetail {
-        conversation,
-        messages: page.items,
-        messages_next_cursor: page.next_cursor,
-    }))
+    Ok(Json(ConversationDetail { conversation, messages: page.items, messages_next_cursor: page.next_cursor }))
 }
 
 /// Deletes a conversation and all its messages.
@@ -123,8 +106,5 @@ async fn list_messages(
         .list_messages(p.user_id(), id, q.to_request()?)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
-    Ok(Json(MessageList {
-        items: page.items,
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(MessageList { items: page.items, next_cursor: page.next_cursor }))
 }

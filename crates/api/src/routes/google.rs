@@ -53,17 +53,9 @@ async fn google_sign_in(
             "Google sign-in is not configured on this server",
         ));
     }
-    let verified = state
-        .auth
-        .verify_google(&req.token)
-        .await
-        .map_err(|f| f.into_api_error())?;
+    let verified = state.auth.verify_google(&req.token).await.map_err(|f| f.into_api_error())?;
     let claims = verified.claims.clone();
-    let principal = state
-        .auth
-        .principal(verified.clone())
-        .await
-        .map_err(|f| f.into_api_error())?;
+    let principal = state.auth.principal(verified.clone()).await.map_err(|f| f.into_api_error())?;
     let (access_token, expires_at) = state.auth.signer().mint(NewToken {
         subject: claims.sub,
         issuer: Some(verified.issuer),
@@ -72,10 +64,5 @@ async fn google_sign_in(
         admin: false,
         ttl: state.auth.session_ttl(),
     });
-    Ok(Json(Session {
-        access_token,
-        token_type: "bearer",
-        expires_at,
-        user: Me::from(principal),
-    }))
+    Ok(Json(Session { access_token, token_type: "bearer", expires_at, user: Me::from(principal) }))
 }

@@ -12,10 +12,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(health))
-        .routes(routes!(ready))
-        .routes(routes!(metrics))
+    OpenApiRouter::new().routes(routes!(health)).routes(routes!(ready)).routes(routes!(metrics))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -30,10 +27,7 @@ pub struct Health {
 /// Liveness: answers as long as the process serves HTTP.
 #[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, body = Health)))]
 async fn health() -> Json<Health> {
-    Json(Health {
-        status: "ok",
-        database: None,
-    })
+    Json(Health { status: "ok", database: None })
 }
 
 /// Readiness: 200 when the database answers, 503 otherwise.
@@ -41,22 +35,10 @@ async fn health() -> Json<Health> {
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let database = Some(state.store.backend());
     match state.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(Health {
-                status: "ready",
-                database,
-            }),
-        ),
+        Ok(()) => (StatusCode::OK, Json(Health { status: "ready", database })),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(Health {
-                    status: "unavailable",
-                    database,
-                }),
-            )
+            (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "unavailable", database }))
         }
     }
 }
@@ -64,8 +46,5 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }

@@ -16,9 +16,7 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(me))
-        .routes(routes!(logout))
+    OpenApiRouter::new().routes(routes!(me)).routes(routes!(logout))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

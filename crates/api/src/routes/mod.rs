@@ -30,9 +30,10 @@ impl PageQuery {
     pub fn to_request(&self) -> ApiResult<PageRequest> {
         let cursor = match self.cursor.as_deref() {
             None | Some("") => None,
-            Some(text) => Some(Cursor::decode(text).ok_or_else(|| {
-                ApiError::bad_request("invalid_cursor", "the cursor is not valid")
-            })?),
+            Some(text) => Some(
+                Cursor::decode(text)
+                    .ok_or_else(|| ApiError::bad_request("invalid_cursor", "the cursor is not valid"))?,
+            ),
         };
         Ok(PageRequest::new(self.limit, cursor, self.offset))
     }

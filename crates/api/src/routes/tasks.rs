@@ -63,21 +63,10 @@ async fn list_tasks(
     Auth(p): Auth,
     Query(q): Query<TaskQuery>,
 ) -> ApiResult<Json<TaskList>> {
-    let page = super::PageQuery {
-        limit: q.limit,
-        cursor: q.cursor,
-        offset: q.offset,
-    }
-    .to_request()?;
-    let filter = TaskFilter {
-        status: q.status,
-        search: q.q.filter(|s| !s.trim().is_empty()),
-    };
+    let page = super::PageQuery { limit: q.limit, cursor: q.cursor, offset: q.offset }.to_request()?;
+    let filter = TaskFilter { status: q.status, search: q.q.filter(|s| !s.trim().is_empty()) };
     let page = state.tasks.list(p.user_id(), filter, page).await?;
-    Ok(Json(TaskList {
-        items: page.items,
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(TaskList { items: page.items, next_cursor: page.next_cursor }))
 }
 
 /// Adds a task; it gets the caller's next task number.
@@ -88,21 +77,14 @@ async fn add_task(
     Auth(p): Auth,
     JsonBody(input): JsonBody<AddTask>,
 ) -> ApiResult<(StatusCode, Json<Task>)> {
-    Ok((
-        StatusCode::CREATED,
-        Json(state.tasks.add(p.user_id(), input).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(state.tasks.add(p.user_id(), input).await?)))
 }
 
 /// One task, by number or id.
 #[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks", security(("bearer" = [])),
     params(("id" = String, Path, description = "Task number (e.g. 3) or id")),
     responses((status = 200, body = Task), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_task(
-    State(state): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Task>> {
+async fn get_task(State(state): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Task>> {
     Ok(Json(state.tasks.get(p.user_id(), &id).await?))
 }
 
@@ -123,11 +105,7 @@ async fn update_task(
 #[utoipa::path(delete, path = "/api/v1/tasks/{id}", tag = "tasks", security(("bearer" = [])),
     params(("id" = String, Path, description = "Task number (e.g. 3) or id")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_task(
-    State(state): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
+async fn delete_task(State(state): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
     state.tasks.delete(p.user_id(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -136,10 +114,6 @@ async fn delete_task(
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/complete", tag = "tasks", security(("bearer" = [])),
     params(("id" = String, Path, description = "Task number (e.g. 3) or id")),
     responses((status = 200, body = Task), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn complete_task(
-    State(state): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Task>> {
+async fn complete_task(State(state): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Task>> {
     Ok(Json(state.tasks.complete(p.user_id(), &id).await?))
 }

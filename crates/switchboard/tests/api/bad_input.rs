@@ -18,42 +18,12 @@ async fn malformed_json_wrong_types_and_unknown_fields_get_json_4xx(backend: Bac
             .send()
     };
     let cases = [
-        (
-            "{\"message\": ",
-            "application/json",
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-        ),
-        (
-            "not json at all",
-            "application/json",
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-        ),
-        (
-            "{\"message\": \"\\ud800\"}",
-            "application/json",
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-        ),
-        (
-            "{\"message\": 42}",
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-        ),
-        (
-            "{\"message\": [\"a\"]}",
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-        ),
-        (
-            "{}",
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-        ),
+        ("{\"message\": ", "application/json", StatusCode::BAD_REQUEST, "invalid_json"),
+        ("not json at all", "application/json", StatusCode::BAD_REQUEST, "invalid_json"),
+        ("{\"message\": \"\\ud800\"}", "application/json", StatusCode::BAD_REQUEST, "invalid_json"),
+        ("{\"message\": 42}", "application/json", StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        ("{\"message\": [\"a\"]}", "application/json", StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        ("{}", "application/json", StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
         (
             "{\"message\": \"hi\", \"conversation_id\": \"nope\"}",
             "application/json",
@@ -66,20 +36,11 @@ async fn malformed_json_wrong_types_and_unknown_fields_get_json_4xx(backend: Bac
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",
         ),
-        (
-            "{\"message\": \"hi\"}",
-            "text/plain",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-        ),
+        ("{\"message\": \"hi\"}", "text/plain", StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
     ];
     for (body, content_type, status, code) in cases {
         let response = raw(body, content_type).await.unwrap();
-        assert_eq!(
-            error_code(response).await,
-            (status, code.to_string()),
-            "{body}"
-        );
+        assert_eq!(error_code(response).await, (status, code.to_string()), "{body}");
     }
     assert_eq!(app.count_rows("conversations").await, 0);
     assert_eq!(app.count_rows("messages").await, 0);
@@ -89,22 +50,10 @@ async fn unknown_routes_and_methods_answer_json_errors(backend: Backend) {
     let app = spawn_app(&backend).await;
     let token = app.token_for("alice");
     let (status, code) = error_code(app.get("/api/v1/nothing-here", &token).await).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::NOT_FOUND, "not_found")
-    );
-    let response = app
-        .client
-        .put(app.url("/api/v1/chat"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!((status, code.as_str()), (StatusCode::NOT_FOUND, "not_found"));
+    let response = app.client.put(app.url("/api/v1/chat")).bearer_auth(&token).send().await.unwrap();
     let (status, code) = error_code(response).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
-    );
+    assert_eq!((status, code.as_str()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
 }
 
 fn body_of_size(size: usize) -> String {
@@ -117,25 +66,14 @@ fn body_of_size(size: usize) -> String {
 /// and with chunked transfer encoding; never a 500.
 async fn bodies_at_the_limit_pass_and_one_byte_more_gets_413(backend: Backend) {
     let limit = 1024 * 1024;
-    let app = spawn_app_with(
-        &backend,
-        |s| s.max_message_chars = 2 * limit,
-        Default::default(),
-    )
-    .await;
+    let app = spawn_app_with(&backend, |s| s.max_message_chars = 2 * limit, Default::default()).await;
     let token = app.token_for("alice");
     let send = |body: String, chunked: bool| {
-        let request = app
-            .client
-            .post(app.url("/api/v1/chat"))
-            .bearer_auth(&token)
-            .header("content-type", "application/json");
+        let request =
+            app.client.post(app.url("/api/v1/chat")).bearer_auth(&token).header("content-type", "application/json");
         let request = if chunked {
-            let chunks: Vec<Result<Vec<u8>, std::io::Error>> = body
-                .into_bytes()
-                .chunks(64 * 1024)
-                .map(|c| Ok(c.to_vec()))
-                .collect();
+            let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+                body.into_bytes().chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
             request.body(Body::wrap_stream(stream::iter(chunks)))
         } else {
             request.body(body)
@@ -144,24 +82,12 @@ async fn bodies_at_the_limit_pass_and_one_byte_more_gets_413(backend: Backend) {
     };
     for chunked in [false, true] {
         let at_limit = send(body_of_size(limit), chunked).await.unwrap();
-        assert_eq!(
-            at_limit.status(),
-            StatusCode::OK,
-            "exactly the limit (chunked: {chunked})"
-        );
+        assert_eq!(at_limit.status(), StatusCode::OK, "exactly the limit (chunked: {chunked})");
         let over = send(body_of_size(limit + 1), chunked).await.unwrap();
         let (status, code) = error_code(over).await;
-        assert_eq!(
-            (status, code.as_str()),
-            (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            "chunked: {chunked}"
-        );
+        assert_eq!((status, code.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"), "chunked: {chunked}");
     }
-    assert_eq!(
-        app.count_rows("conversations").await,
-        2,
-        "only the two accepted requests wrote"
-    );
+    assert_eq!(app.count_rows("conversations").await, 2, "only the two accepted requests wrote");
 }
 
 crate::on_both_backends!(

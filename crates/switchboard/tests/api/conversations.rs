@@ -13,12 +13,7 @@ async fn conversations_are_listed_newest_first_with_counts(backend: Backend) {
     let a = app.chat(&token, "first", None).await["conversation_id"].clone();
     let b = app.chat(&token, "second", None).await["conversation_id"].clone();
     app.chat(&token, "again", a.as_str()).await;
-    let list: Value = app
-        .get("/api/v1/conversations", &token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get("/api/v1/conversations", &token).await.json().await.unwrap();
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
     assert_eq!(items[0]["id"], a, "the one written to last comes first");
@@ -45,13 +40,7 @@ async fn pages_by_cursor_and_by_offset_cover_every_conversation_once(backend: Ba
             None => "/api/v1/conversations?limit=3".to_string(),
         };
         let page: Value = app.get(&path, &token).await.json().await.unwrap();
-        seen.extend(
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c["id"].as_str().unwrap().to_owned()),
-        );
+        seen.extend(page["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()));
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
@@ -60,32 +49,12 @@ async fn pages_by_cursor_and_by_offset_cover_every_conversation_once(backend: Ba
     assert_eq!(seen.len(), 7);
     assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 7);
 
-    let by_offset: Value = app
-        .get("/api/v1/conversations?limit=3&offset=3", &token)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<&str> = by_offset["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        ids,
-        seen[3..6].iter().map(String::as_str).collect::<Vec<_>>()
-    );
+    let by_offset: Value = app.get("/api/v1/conversations?limit=3&offset=3", &token).await.json().await.unwrap();
+    let ids: Vec<&str> = by_offset["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, seen[3..6].iter().map(String::as_str).collect::<Vec<_>>());
 
-    let (status, code) = error_code(
-        app.get("/api/v1/conversations?cursor=garbage", &token)
-            .await,
-    )
-    .await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "invalid_cursor")
-    );
+    let (status, code) = error_code(app.get("/api/v1/conversations?cursor=garbage", &token).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_cursor"));
     let (status, _) = error_code(app.get("/api/v1/conversations?limit=-1", &token).await).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
@@ -97,12 +66,7 @@ async fn a_huge_page_size_is_clamped_to_100(backend: Backend) {
     for i in 0..101 {
         app.chat(&token, &format!("c{i}"), None).await;
     }
-    let page: Value = app
-        .get("/api/v1/conversations?limit=10000", &token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app.get("/api/v1/conversations?limit=10000", &token).await.json().await.unwrap();
     assert_eq!(page["items"].as_array().unwrap().len(), 100);
     assert!(page["next_cursor"].is_string());
 }
@@ -110,119 +74,53 @@ async fn a_huge_page_size_is_clamped_to_100(backend: Backend) {
 async fn messages_page_in_order(backend: Backend) {
     let app = spawn_app(&backend).await;
     let token = app.token_for("alice");
-    let id = app.chat(&token, "m0", None).await["conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.chat(&token, "m0", None).await["conversation_id"].as_str().unwrap().to_owned();
     for i in 1..4 {
         app.chat(&token, &format!("m{i}"), Some(&id)).await;
     }
-    let first: Value = app
-        .get(
-            &format!("/api/v1/conversations/{id}/messages?limit=5"),
-            &token,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let cursor = first["next_cursor"]
-        .as_str()
-        .expect("8 messages make two pages of 5");
+    let first: Value =
+        app.get(&format!("/api/v1/conversations/{id}/messages?limit=5"), &token).await.json().await.unwrap();
+    let cursor = first["next_cursor"].as_str().expect("8 messages make two pages of 5");
     let second: Value = app
-        .get(
-            &format!("/api/v1/conversations/{id}/messages?limit=5&cursor={cursor}"),
-            &token,
-        )
+        .get(&format!("/api/v1/conversations/{id}/messages?limit=5&cursor={cursor}"), &token)
         .await
         .json()
         .await
         .unwrap();
-    let all: Vec<Value> = first["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .chain(second["items"].as_array().unwrap())
-        .cloned()
-        .collect();
+    let all: Vec<Value> =
+        first["items"].as_array().unwrap().iter().chain(second["items"].as_array().unwrap()).cloned().collect();
     assert_eq!(all.len(), 8);
-    let users: Vec<&str> = all
-        .iter()
-        .filter(|m| m["role"] == "user")
-        .map(|m| m["content"].as_str().unwrap())
-        .collect();
+    let users: Vec<&str> = all.iter().filter(|m| m["role"] == "user").map(|m| m["content"].as_str().unwrap()).collect();
     assert_eq!(users, ["m0", "m1", "m2", "m3"]);
-    let times: Vec<&str> = all
-        .iter()
-        .map(|m| m["created_at"].as_str().unwrap())
-        .collect();
+    let times: Vec<&str> = all.iter().map(|m| m["created_at"].as_str().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first");
 }
 
 async fn deleting_a_conversation_removes_its_messages(backend: Backend) {
     let app = spawn_app(&backend).await;
     let token = app.token_for("alice");
-    let keep = app.chat(&token, "keep me", None).await["conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let gone = app.chat(&token, "delete me", None).await["conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let keep = app.chat(&token, "keep me", None).await["conversation_id"].as_str().unwrap().to_owned();
+    let gone = app.chat(&token, "delete me", None).await["conversation_id"].as_str().unwrap().to_owned();
     app.chat(&token, "more", Some(&gone)).await;
     assert_eq!(app.count_rows("messages").await, 6);
 
+    assert_eq!(app.delete(&format!("/api/v1/conversations/{gone}"), &token).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&format!("/api/v1/conversations/{gone}"), &token).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(
-        app.delete(&format!("/api/v1/conversations/{gone}"), &token)
-            .await
-            .status(),
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(
-        app.get(&format!("/api/v1/conversations/{gone}"), &token)
-            .await
-            .status(),
+        app.get(&format!("/api/v1/conversations/{gone}/messages"), &token).await.status(),
         StatusCode::NOT_FOUND
     );
-    assert_eq!(
-        app.get(&format!("/api/v1/conversations/{gone}/messages"), &token)
-            .await
-            .status(),
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        app.delete(&format!("/api/v1/conversations/{gone}"), &token)
-            .await
-            .status(),
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        app.count_rows("messages").await,
-        2,
-        "only the kept conversation's messages remain"
-    );
-    assert_eq!(
-        app.get(&format!("/api/v1/conversations/{keep}"), &token)
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.delete(&format!("/api/v1/conversations/{gone}"), &token).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.count_rows("messages").await, 2, "only the kept conversation's messages remain");
+    assert_eq!(app.get(&format!("/api/v1/conversations/{keep}"), &token).await.status(), StatusCode::OK);
 }
 
 async fn an_invalid_id_in_the_path_gets_400(backend: Backend) {
     let app = spawn_app(&backend).await;
     let token = app.token_for("alice");
-    for path in [
-        "/api/v1/conversations/not-a-uuid",
-        "/api/v1/conversations/1%27%20OR%201=1/messages",
-    ] {
+    for path in ["/api/v1/conversations/not-a-uuid", "/api/v1/conversations/1%27%20OR%201=1/messages"] {
         let (status, code) = error_code(app.get(path, &token).await).await;
-        assert_eq!(
-            (status, code.as_str()),
-            (StatusCode::BAD_REQUEST, "invalid_id"),
-            "{path}"
-        );
+        assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_id"), "{path}");
     }
 }
 

@@ -81,11 +81,7 @@ pub async fn spawn_app(backend: &Backend) -> TestApp {
     spawn_app_with(backend, |_| {}, Parts::default()).await
 }
 
-pub async fn spawn_app_with(
-    backend: &Backend,
-    configure: impl FnOnce(&mut Settings),
-    parts: Parts,
-) -> TestApp {
+pub async fn spawn_app_with(backend: &Backend, configure: impl FnOnce(&mut Settings), parts: Parts) -> TestApp {
     let data_dir = Arc::new(tempfile::tempdir().expect("temp dir"));
     let mut settings = Settings {
         addr: "127.0.0.1:0".parse().unwrap(),
@@ -104,9 +100,7 @@ pub async fn spawn_app_with(
 }
 
 async fn start(settings: Settings, data_dir: Arc<tempfile::TempDir>, parts: Parts) -> TestApp {
-    let app = Application::build_with(settings.clone(), parts)
-        .await
-        .expect("the server starts");
+    let app = Application::build_with(settings.clone(), parts).await.expect("the server starts");
     let address = format!("http://{}", app.address());
     let local_token = app.local_token().to_owned();
     let (tx, rx) = oneshot::channel();
@@ -115,10 +109,7 @@ async fn start(settings: Settings, data_dir: Arc<tempfile::TempDir>, parts: Part
     }));
     TestApp {
         address,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
+        client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
         local_token,
         settings,
         _data_dir: data_dir,
@@ -141,42 +132,19 @@ impl TestApp {
 
     /// The served OpenAPI document.
     pub async fn openapi(&self) -> Value {
-        self.client
-            .get(self.url("/openapi.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.client.get(self.url("/openapi.json")).send().await.unwrap().json().await.unwrap()
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request sent")
+        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request sent")
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> Response {
-        self.client
-            .delete(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request sent")
+        self.client.delete(self.url(path)).bearer_auth(token).send().await.expect("request sent")
     }
 
     pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> Response {
-        self.client
-            .post(self.url(path))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .expect("request sent")
+        self.client.post(self.url(path)).bearer_auth(token).json(body).send().await.expect("request sent")
     }
 
     /// Sends a chat message and returns the reply, asserting it succeeded.
@@ -186,12 +154,7 @@ impl TestApp {
             body["conversation_id"] = json!(id);
         }
         let response = self.post_json("/api/v1/chat", token, &body).await;
-        assert_eq!(
-            response.status(),
-            StatusCode::OK,
-            "chat failed: {}",
-            response.text().await.unwrap_or_default()
-        );
+        assert_eq!(response.status(), StatusCode::OK, "chat failed: {}", response.text().await.unwrap_or_default());
         response.json().await.unwrap()
     }
 
@@ -206,10 +169,7 @@ impl TestApp {
             let _ = tx.send(());
         }
         if let Some(handle) = self.handle.take() {
-            handle
-                .await
-                .expect("server task")
-                .expect("server stopped cleanly");
+            handle.await.expect("server task").expect("server stopped cleanly");
         }
     }
 
@@ -229,12 +189,8 @@ impl TestApp {
                 sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap()
             }
             None => {
-                let mut conn = sqlx::SqliteConnection::connect(&format!(
-                    "sqlite://{}",
-                    self.db_path().display()
-                ))
-                .await
-                .unwrap();
+                let mut conn =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", self.db_path().display())).await.unwrap();
                 sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap()
             }
         }
@@ -248,32 +204,21 @@ impl TestApp {
 /// Creates an empty database on the PostgreSQL server at `server_url` and returns its URL.
 /// Databases left by earlier runs (over two hours old) are dropped on the way.
 pub async fn fresh_postgres_database(server_url: &str) -> String {
-    let mut admin = sqlx::PgConnection::connect(server_url)
-        .await
-        .expect("PostgreSQL reachable at SWITCHBOARD_TEST_POSTGRES_URL");
+    let mut admin =
+        sqlx::PgConnection::connect(server_url).await.expect("PostgreSQL reachable at SWITCHBOARD_TEST_POSTGRES_URL");
     let now = chrono::Utc::now().timestamp();
-    let old: Vec<String> =
-        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'sbt\\_%'")
-            .fetch_all(&mut admin)
-            .await
-            .unwrap();
+    let old: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'sbt\\_%'")
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
     for name in old {
-        let stamp = name
-            .split('_')
-            .nth(1)
-            .and_then(|s| s.parse::<i64>().ok())
-            .unwrap_or(now);
+        let stamp = name.split('_').nth(1).and_then(|s| s.parse::<i64>().ok()).unwrap_or(now);
         if now - stamp > 7200 {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                .execute(&mut admin)
-                .await;
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut admin).await;
         }
     }
     let name = format!("sbt_{}_{}", now, uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-        .execute(&mut admin)
-        .await
-        .expect("create test database");
+    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut admin).await.expect("create test database");
     with_database(server_url, &name)
 }
 
@@ -284,10 +229,7 @@ pub fn with_database(url: &str, name: &str) -> String {
         None => (url, None),
     };
     let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map(|i| i + scheme_end)
-        .unwrap_or(base.len());
+    let host_end = base[scheme_end..].find('/').map(|i| i + scheme_end).unwrap_or(base.len());
     let mut out = format!("{}/{}", &base[..host_end], name);
     if let Some(q) = query {
         out.push('?');
@@ -300,18 +242,10 @@ pub fn with_database(url: &str, name: &str) -> String {
 pub async fn error_code(response: Response) -> (StatusCode, String) {
     let status = response.status();
     let body: Value = response.json().await.expect("error responses are JSON");
-    (
-        status,
-        body["error"]["code"]
-            .as_str()
-            .expect("error.code")
-            .to_owned(),
-    )
+    (status, body["error"]["code"].as_str().expect("error.code").to_owned())
 }
 
 /// Path of a test fixture.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }

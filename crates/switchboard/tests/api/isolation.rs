@@ -18,27 +18,14 @@ struct Seeded {
 }
 
 async fn seed(app: &TestApp, token: &str, prefix: &str) -> Seeded {
-    let mut seeded = Seeded {
-        conversations: vec![],
-        messages: vec![],
-        titles: vec![],
-        tasks: vec![],
-    };
+    let mut seeded = Seeded { conversations: vec![], messages: vec![], titles: vec![], tasks: vec![] };
     for i in 0..5 {
         let title = format!("{prefix}-secret-title-{i}");
         let reply = app.chat(token, &title, None).await;
-        seeded
-            .conversations
-            .push(reply["conversation_id"].as_str().unwrap().to_owned());
-        seeded
-            .messages
-            .push(reply["message"]["id"].as_str().unwrap().to_owned());
+        seeded.conversations.push(reply["conversation_id"].as_str().unwrap().to_owned());
+        seeded.messages.push(reply["message"]["id"].as_str().unwrap().to_owned());
         let task: Value = app
-            .post_json(
-                "/api/v1/tasks",
-                token,
-                &json!({"title": format!("{title}-task")}),
-            )
+            .post_json("/api/v1/tasks", token, &json!({"title": format!("{title}-task")}))
             .await
             .json()
             .await
@@ -55,18 +42,8 @@ async fn snapshot(app: &TestApp, owner: &str) -> (Vec<i64>, Value, Value) {
     for table in ["conversations", "messages", "tasks"] {
         counts.push(app.count_rows(table).await);
     }
-    let conversations = app
-        .get("/api/v1/conversations?limit=100", owner)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let tasks = app
-        .get("/api/v1/tasks?limit=100", owner)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let conversations = app.get("/api/v1/conversations?limit=100", owner).await.json().await.unwrap();
+    let tasks = app.get("/api/v1/tasks?limit=100", owner).await.json().await.unwrap();
     (counts, conversations, tasks)
 }
 
@@ -86,22 +63,12 @@ async fn another_users_ids_answer_404_on_every_operation(backend: Backend) {
         .unwrap()
         .iter()
         .filter(|(path, _)| path.contains('{'))
-        .map(|(path, ops)| {
-            (
-                path.clone(),
-                ops.as_object().unwrap().keys().cloned().collect(),
-            )
-        })
+        .map(|(path, ops)| (path.clone(), ops.as_object().unwrap().keys().cloned().collect()))
         .collect();
     assert!(!templates.is_empty());
 
     let mut attempts = 0;
-    let ids: Vec<&String> = a
-        .conversations
-        .iter()
-        .chain(&a.messages)
-        .chain(&a.tasks)
-        .collect();
+    let ids: Vec<&String> = a.conversations.iter().chain(&a.messages).chain(&a.tasks).collect();
     for (template, methods) in &templates {
         for id in &ids {
             let path = template.replace("{id}", id);
@@ -124,10 +91,7 @@ async fn another_users_ids_answer_404_on_every_operation(backend: Backend) {
                 };
                 assert_eq!(status, expected, "{method} {path}");
                 assert!(
-                    !a.conversations
-                        .iter()
-                        .chain(&a.titles)
-                        .any(|s| body.contains(s.as_str())),
+                    !a.conversations.iter().chain(&a.titles).any(|s| body.contains(s.as_str())),
                     "{method} {path} leaked: {body}"
                 );
             }
@@ -135,30 +99,16 @@ async fn another_users_ids_answer_404_on_every_operation(backend: Backend) {
     }
     // POST-action: chatting into A's conversation.
     for id in &a.conversations {
-        let response = app
-            .post_json(
-                "/api/v1/chat",
-                &bob,
-                &json!({"message": "mine now", "conversation_id": id}),
-            )
-            .await;
+        let response =
+            app.post_json("/api/v1/chat", &bob, &json!({"message": "mine now", "conversation_id": id})).await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
         attempts += 1;
     }
     eprintln!("{attempts} cross-tenant attempts, all refused");
     assert!(attempts >= 80);
-    assert_eq!(
-        snapshot(&app, &alice).await,
-        before,
-        "nothing of Alice's changed"
-    );
+    assert_eq!(snapshot(&app, &alice).await, before, "nothing of Alice's changed");
     // A still sees all of hers.
-    let list: Value = app
-        .get("/api/v1/conversations", &alice)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get("/api/v1/conversations", &alice).await.json().await.unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 5);
 }
 
@@ -168,21 +118,9 @@ async fn lists_never_return_another_users_objects(backend: Backend) {
     let (alice, bob) = (app.token_for("alice"), app.token_for("bob"));
     let a = seed(&app, &alice, "alice").await;
     let b = seed(&app, &bob, "bob").await;
-    let alice_id = app
-        .get("/api/v1/me", &alice)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let a_page: Value = app
-        .get("/api/v1/conversations?limit=2", &alice)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let alice_id =
+        app.get("/api/v1/me", &alice).await.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let a_page: Value = app.get("/api/v1/conversations?limit=2", &alice).await.json().await.unwrap();
     let a_cursor = a_page["next_cursor"].as_str().unwrap();
     for query in [
         format!("?tenant_id={alice_id}"),
@@ -190,26 +128,10 @@ async fn lists_never_return_another_users_objects(backend: Backend) {
         format!("?limit=100&cursor={a_cursor}"),
         "?offset=0&limit=100".to_string(),
     ] {
-        let list: Value = app
-            .get(&format!("/api/v1/conversations{query}"), &bob)
-            .await
-            .json()
-            .await
-            .unwrap();
-        let ids: HashSet<&str> = list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["id"].as_str().unwrap())
-            .collect();
-        assert!(
-            ids.iter().all(|id| b.conversations.iter().any(|x| x == id)),
-            "{query}: only Bob's"
-        );
-        assert!(
-            !a.conversations.iter().any(|x| ids.contains(x.as_str())),
-            "{query}: none of Alice's"
-        );
+        let list: Value = app.get(&format!("/api/v1/conversations{query}"), &bob).await.json().await.unwrap();
+        let ids: HashSet<&str> = list["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+        assert!(ids.iter().all(|id| b.conversations.iter().any(|x| x == id)), "{query}: only Bob's");
+        assert!(!a.conversations.iter().any(|x| ids.contains(x.as_str())), "{query}: none of Alice's");
     }
 }
 
@@ -217,23 +139,9 @@ async fn lists_never_return_another_users_objects(backend: Backend) {
 async fn mass_assignment_fields_are_refused(backend: Backend) {
     let app = spawn_app(&backend).await;
     let (alice, bob) = (app.token_for("alice"), app.token_for("bob"));
-    let alice_id = app
-        .get("/api/v1/me", &alice)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    for field in [
-        "tenant_id",
-        "owner_id",
-        "user_id",
-        "role",
-        "is_admin",
-        "created_by",
-    ] {
+    let alice_id =
+        app.get("/api/v1/me", &alice).await.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    for field in ["tenant_id", "owner_id", "user_id", "role", "is_admin", "created_by"] {
         let body = json!({"message": "hello", field: if field == "is_admin" { json!(true) } else { json!(alice_id) }});
         assert_eq!(
             app.post_json("/api/v1/chat", &bob, &body).await.status(),
@@ -254,10 +162,7 @@ async fn admin_routes_refuse_non_admins_with_403(backend: Backend) {
     let mut admin_routes = Vec::new();
     for (path, ops) in spec["paths"].as_object().unwrap() {
         for (method, op) in ops.as_object().unwrap() {
-            if op["tags"]
-                .as_array()
-                .is_some_and(|t| t.iter().any(|t| t == "admin"))
-            {
+            if op["tags"].as_array().is_some_and(|t| t.iter().any(|t| t == "admin")) {
                 admin_routes.push((method.to_uppercase(), path.clone()));
             }
         }
@@ -265,26 +170,11 @@ async fn admin_routes_refuse_non_admins_with_403(backend: Backend) {
     assert!(!admin_routes.is_empty());
     for (method, path) in &admin_routes {
         let method = Method::from_bytes(method.as_bytes()).unwrap();
-        let as_bob = app
-            .client
-            .request(method.clone(), app.url(path))
-            .bearer_auth(&bob)
-            .send()
-            .await
-            .unwrap();
+        let as_bob = app.client.request(method.clone(), app.url(path)).bearer_auth(&bob).send().await.unwrap();
         assert_eq!(as_bob.status(), StatusCode::FORBIDDEN, "{method} {path}");
-        let as_admin = app
-            .client
-            .request(method.clone(), app.url(path))
-            .bearer_auth(&app.local_token)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            as_admin.status().is_success(),
-            "{method} {path} as admin: {}",
-            as_admin.status()
-        );
+        let as_admin =
+            app.client.request(method.clone(), app.url(path)).bearer_auth(&app.local_token).send().await.unwrap();
+        assert!(as_admin.status().is_success(), "{method} {path} as admin: {}", as_admin.status());
     }
 }
 
@@ -292,49 +182,31 @@ async fn admin_routes_refuse_non_admins_with_403(backend: Backend) {
 /// conversations or messages.
 async fn random_operations_by_many_users_never_cross_owners(backend: Backend) {
     let app = spawn_app(&backend).await;
-    let users: Vec<String> = (0..4)
-        .map(|i| app.token_for(&format!("user-{i}")))
-        .collect();
+    let users: Vec<String> = (0..4).map(|i| app.token_for(&format!("user-{i}"))).collect();
     let mut owned: HashMap<usize, Vec<String>> = HashMap::new();
     let mut rng = StdRng::seed_from_u64(20261122);
     for step in 0..160 {
         let who = rng.random_range(0..users.len());
         let token = &users[who];
-        let all: Vec<(usize, String)> = owned
-            .iter()
-            .flat_map(|(u, ids)| ids.iter().map(move |id| (*u, id.clone())))
-            .collect();
+        let all: Vec<(usize, String)> =
+            owned.iter().flat_map(|(u, ids)| ids.iter().map(move |id| (*u, id.clone()))).collect();
         let target = (!all.is_empty()).then(|| all[rng.random_range(0..all.len())].clone());
         match (rng.random_range(0..5), target) {
             (0, _) | (_, None) => {
-                let reply = app
-                    .chat(token, &format!("step {step} by {who}"), None)
-                    .await;
-                owned
-                    .entry(who)
-                    .or_default()
-                    .push(reply["conversation_id"].as_str().unwrap().to_owned());
+                let reply = app.chat(token, &format!("step {step} by {who}"), None).await;
+                owned.entry(who).or_default().push(reply["conversation_id"].as_str().unwrap().to_owned());
             }
             (1, Some((owner, id))) => {
-                let response = app
-                    .post_json(
-                        "/api/v1/chat",
-                        token,
-                        &json!({"message": "hi", "conversation_id": id}),
-                    )
-                    .await;
+                let response =
+                    app.post_json("/api/v1/chat", token, &json!({"message": "hi", "conversation_id": id})).await;
                 assert_eq!(response.status(), visible_only_to_owner(owner, who));
             }
             (2, Some((owner, id))) => {
-                let response = app
-                    .get(&format!("/api/v1/conversations/{id}/messages"), token)
-                    .await;
+                let response = app.get(&format!("/api/v1/conversations/{id}/messages"), token).await;
                 assert_eq!(response.status(), visible_only_to_owner(owner, who));
             }
             (3, Some((owner, id))) => {
-                let response = app
-                    .delete(&format!("/api/v1/conversations/{id}"), token)
-                    .await;
+                let response = app.delete(&format!("/api/v1/conversations/{id}"), token).await;
                 if owner == who {
                     assert_eq!(response.status(), StatusCode::NO_CONTENT);
                     owned.get_mut(&owner).unwrap().retain(|x| *x != id);
@@ -343,28 +215,11 @@ async fn random_operations_by_many_users_never_cross_owners(backend: Backend) {
                 }
             }
             (_, Some(_)) => {
-                let list: Value = app
-                    .get("/api/v1/conversations?limit=100", token)
-                    .await
-                    .json()
-                    .await
-                    .unwrap();
-                let listed: HashSet<String> = list["items"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|c| c["id"].as_str().unwrap().to_owned())
-                    .collect();
-                let mine: HashSet<String> = owned
-                    .get(&who)
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect();
-                assert_eq!(
-                    listed, mine,
-                    "step {step}: user {who} lists exactly their own"
-                );
+                let list: Value = app.get("/api/v1/conversations?limit=100", token).await.json().await.unwrap();
+                let listed: HashSet<String> =
+                    list["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect();
+                let mine: HashSet<String> = owned.get(&who).cloned().unwrap_or_default().into_iter().collect();
+                assert_eq!(listed, mine, "step {step}: user {who} lists exactly their own");
             }
         }
     }

@@ -36,22 +36,9 @@ async fn app_with_model(
 
 /// The stored messages of the caller's only conversation.
 async fn stored_messages(app: &TestApp, token: &str) -> Vec<Value> {
-    let list: Value = app
-        .get("/api/v1/conversations", token)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = list["items"][0]["id"]
-        .as_str()
-        .expect("a conversation was created")
-        .to_owned();
-    let messages: Value = app
-        .get(&format!("/api/v1/conversations/{id}/messages"), token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get("/api/v1/conversations", token).await.json().await.unwrap();
+    let id = list["items"][0]["id"].as_str().expect("a conversation was created").to_owned();
+    let messages: Value = app.get(&format!("/api/v1/conversations/{id}/messages"), token).await.json().await.unwrap();
     messages["items"].as_array().unwrap().clone()
 }
 
@@ -63,47 +50,24 @@ async fn the_model_calls_a_task_tool_and_then_answers(backend: Backend) {
     .await;
     let app = app_with_model(&backend, &model.base_url, |_| {}).await;
     let token = app.token_for("alice");
-    let reply = app
-        .chat(&token, "please remember to water the plants", None)
-        .await;
+    let reply = app.chat(&token, "please remember to water the plants", None).await;
     assert_eq!(reply["message"]["content"], "Done: I added it.");
     assert_eq!(reply["tool_calls"][0]["tool"], "add_task");
-    assert_eq!(
-        reply["usage"]["total_tokens"], 36,
-        "both model calls counted"
-    );
+    assert_eq!(reply["usage"]["total_tokens"], 36, "both model calls counted");
     assert_eq!(reply["context"]["model"], "scripted-model");
     let tasks: Value = app.get("/api/v1/tasks", &token).await.json().await.unwrap();
     assert_eq!(tasks["items"][0]["title"], "from the model");
 
     let received = model.received();
     assert_eq!(received.len(), 2);
-    assert_eq!(
-        received[0].authorization.as_deref(),
-        Some(format!("Bearer {KEY}").as_str())
-    );
-    let tools: Vec<&str> = received[0].body["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["function"]["name"].as_str().unwrap())
-        .collect();
+    assert_eq!(received[0].authorization.as_deref(), Some(format!("Bearer {KEY}").as_str()));
+    let tools: Vec<&str> =
+        received[0].body["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
     assert!(tools.contains(&"add_task") && tools.contains(&"list_tasks"));
     assert_eq!(received[0].body["messages"][0]["role"], "system");
-    let last = received[1].body["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    assert_eq!(
-        (last["role"].as_str(), last["tool_call_id"].as_str()),
-        (Some("tool"), Some("call_0"))
-    );
-    assert!(last["content"]
-        .as_str()
-        .unwrap()
-        .contains("Added task #1 from the model"));
+    let last = received[1].body["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((last["role"].as_str(), last["tool_call_id"].as_str()), (Some("tool"), Some("call_0")));
+    assert!(last["content"].as_str().unwrap().contains("Added task #1 from the model"));
 }
 
 async fn parallel_tool_calls_all_run(backend: Backend) {
@@ -117,12 +81,8 @@ async fn parallel_tool_calls_all_run(backend: Backend) {
     let token = app.token_for("alice");
     let reply = app.chat(&token, "add one, two and three", None).await;
     assert_eq!(reply["tool_calls"].as_array().unwrap().len(), 3);
-    let mut numbers: Vec<i64> = reply["context"]["tasks_modified"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n.as_i64().unwrap())
-        .collect();
+    let mut numbers: Vec<i64> =
+        reply["context"]["tasks_modified"].as_array().unwrap().iter().map(|n| n.as_i64().unwrap()).collect();
     numbers.sort();
     assert_eq!(numbers, [1, 2, 3]);
     assert_eq!(app.count_rows("tasks").await, 3);
@@ -133,55 +93,27 @@ async fn a_failing_model_means_503_after_retries_and_the_message_is_kept(backend
     let model = ModelServer::start(vec![Reply::status(500, "{\"error\": \"boom\"}")]).await;
     let app = app_with_model(&backend, &model.base_url, |_| {}).await;
     let token = app.token_for("alice");
-    let response = app
-        .post_json("/api/v1/chat", &token, &json!({"message": "keep me"}))
-        .await;
+    let response = app.post_json("/api/v1/chat", &token, &json!({"message": "keep me"})).await;
     let (status, code) = error_code(response).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, "llm_unavailable")
-    );
+    assert_eq!((status, code.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "llm_unavailable"));
     assert_eq!(model.received().len(), 3, "one attempt and two retries");
     let messages = stored_messages(&app, &token).await;
     assert_eq!(messages.len(), 1);
-    assert_eq!(
-        (
-            messages[0]["role"].as_str(),
-            messages[0]["content"].as_str()
-        ),
-        (Some("user"), Some("keep me"))
-    );
+    assert_eq!((messages[0]["role"].as_str(), messages[0]["content"].as_str()), (Some("user"), Some("keep me")));
 }
 
 /// B10.60: 429 with Retry-After 7: no retry before 7 s; the client gets 503 with Retry-After ≥ 7.
 async fn a_rate_limited_model_passes_its_retry_after_on(backend: Backend) {
-    let model = ModelServer::start(vec![Reply::Raw(
-        429,
-        "{}".into(),
-        vec![("retry-after", "7".into())],
-    )])
-    .await;
+    let model = ModelServer::start(vec![Reply::Raw(429, "{}".into(), vec![("retry-after", "7".into())])]).await;
     let app = app_with_model(&backend, &model.base_url, |_| {}).await;
     let token = app.token_for("alice");
     let started = Instant::now();
-    let response = app
-        .post_json("/api/v1/chat", &token, &json!({"message": "hi"}))
-        .await;
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "did not sit out the 7 s"
-    );
-    let retry: u64 = response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let response = app.post_json("/api/v1/chat", &token, &json!({"message": "hi"})).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "did not sit out the 7 s");
+    let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry >= 7);
     let (status, code) = error_code(response).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, "llm_rate_limited")
-    );
+    assert_eq!((status, code.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "llm_rate_limited"));
     assert_eq!(model.received().len(), 1, "no retry before Retry-After");
     assert_eq!(stored_messages(&app, &token).await.len(), 1);
 }
@@ -200,23 +132,13 @@ async fn a_short_retry_after_is_waited_out_and_the_turn_succeeds(backend: Backen
 
 /// B10.61: a hanging model, a refused connection: 503 in time, message kept.
 async fn a_hanging_or_unreachable_model_means_503_in_time(backend: Backend) {
-    let model = ModelServer::start(vec![Reply::After(
-        Duration::from_secs(30),
-        Box::new(Reply::text("too late")),
-    )])
-    .await;
+    let model =
+        ModelServer::start(vec![Reply::After(Duration::from_secs(30), Box::new(Reply::text("too late")))]).await;
     let app = app_with_model(&backend, &model.base_url, |s| s.llm_timeout_secs = 1).await;
     let token = app.token_for("alice");
     let started = Instant::now();
-    let (status, code) = error_code(
-        app.post_json("/api/v1/chat", &token, &json!({"message": "hello?"}))
-            .await,
-    )
-    .await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, "llm_unavailable")
-    );
+    let (status, code) = error_code(app.post_json("/api/v1/chat", &token, &json!({"message": "hello?"})).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "llm_unavailable"));
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "answered within the timeout plus a margin: {:?}",
@@ -226,15 +148,8 @@ async fn a_hanging_or_unreachable_model_means_503_in_time(backend: Backend) {
 
     let app = app_with_model(&backend, "http://127.0.0.1:9/v1", |_| {}).await;
     let token = app.token_for("alice");
-    let (status, code) = error_code(
-        app.post_json("/api/v1/chat", &token, &json!({"message": "anyone?"}))
-            .await,
-    )
-    .await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, "llm_unavailable")
-    );
+    let (status, code) = error_code(app.post_json("/api/v1/chat", &token, &json!({"message": "anyone?"})).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "llm_unavailable"));
     assert_eq!(stored_messages(&app, &token).await.len(), 1);
 }
 
@@ -243,9 +158,17 @@ async fn a_hanging_or_unreachable_model_means_503_in_time(backend: Backend) {
 async fn malformed_unauthorised_and_too_long_answers_are_told_apart(backend: Backend) {
     for (reply, status, code, attempts) in [
         (Reply::status(200, "this is not json"), StatusCode::BAD_GATEWAY, "llm_bad_response", 1),
-        (Reply::status(401, "{\"error\": {\"message\": \"Incorrect API key provided: sk-canary...\"}}"), StatusCode::BAD_GATEWAY, "llm_auth_failed", 1),
         (
-            Reply::status(400, "{\"error\": {\"code\": \"context_length_exceeded\", \"message\": \"maximum context length\"}}"),
+            Reply::status(401, "{\"error\": {\"message\": \"Incorrect API key provided: sk-canary...\"}}"),
+            StatusCode::BAD_GATEWAY,
+            "llm_auth_failed",
+            1,
+        ),
+        (
+            Reply::status(
+                400,
+                "{\"error\": {\"code\": \"context_length_exceeded\", \"message\": \"maximum context length\"}}",
+            ),
             StatusCode::BAD_REQUEST,
             "context_length_exceeded",
             1,
@@ -267,18 +190,14 @@ async fn malformed_unauthorised_and_too_long_answers_are_told_apart(backend: Bac
 
 /// The status of one more chat request against the same scripted model.
 async fn status_of(app: &TestApp, token: &str) -> StatusCode {
-    app.post_json("/api/v1/chat", token, &json!({"message": "again"}))
-        .await
-        .status()
+    app.post_json("/api/v1/chat", token, &json!({"message": "again"})).await.status()
 }
 
 /// B6.41: a model that always asks for a tool stops at the step cap, with 0 extra model calls.
 async fn a_runaway_tool_loop_stops_at_the_step_cap(backend: Backend) {
     let model = ModelServer::start(vec![Reply::tools(&[("list_tasks", json!({}))])]).await;
     let app = app_with_model(&backend, &model.base_url, |s| s.max_agent_steps = 3).await;
-    let reply = app
-        .chat(&app.token_for("alice"), "loop forever", None)
-        .await;
+    let reply = app.chat(&app.token_for("alice"), "loop forever", None).await;
     assert_eq!(reply["context"]["stop"], "max_steps");
     assert_eq!(model.received().len(), 3);
     assert_eq!(reply["tool_calls"].as_array().unwrap().len(), 3);

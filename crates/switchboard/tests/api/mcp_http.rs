@@ -12,23 +12,13 @@ use serde_json::{json, Value};
 use crate::helpers::{spawn_app, Backend, TestApp};
 
 async fn connect(app: &TestApp, token: &str) -> RunningService<RoleClient, ()> {
-    let config = StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", app.address))
-        .auth_header(token);
-    ().serve(StreamableHttpClientTransport::from_config(config))
-        .await
-        .expect("MCP client connects")
+    let config = StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", app.address)).auth_header(token);
+    ().serve(StreamableHttpClientTransport::from_config(config)).await.expect("MCP client connects")
 }
 
-async fn call(
-    client: &RunningService<RoleClient, ()>,
-    tool: &'static str,
-    args: Value,
-) -> CallToolResult {
+async fn call(client: &RunningService<RoleClient, ()>, tool: &'static str, args: Value) -> CallToolResult {
     let arguments = args.as_object().cloned().unwrap_or_default();
-    client
-        .call_tool(CallToolRequestParams::new(tool).with_arguments(arguments))
-        .await
-        .expect("tool call answered")
+    client.call_tool(CallToolRequestParams::new(tool).with_arguments(arguments)).await.expect("tool call answered")
 }
 
 fn text(result: &CallToolResult) -> String {
@@ -43,78 +33,33 @@ async fn the_task_tools_work_over_streamable_http_and_share_the_rest_tasks(backe
     let tools = client.list_all_tools().await.unwrap();
     let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
     names.sort();
-    assert_eq!(
-        names,
-        [
-            "add_task",
-            "complete_task",
-            "delete_task",
-            "list_tasks",
-            "update_task"
-        ]
-    );
+    assert_eq!(names, ["add_task", "complete_task", "delete_task", "list_tasks", "update_task"]);
     let add = tools.iter().find(|t| t.name == "add_task").unwrap();
     let schema = serde_json::to_value(&add.input_schema).unwrap();
     assert_eq!(schema["required"], json!(["title"]));
-    assert!(add
-        .description
-        .as_deref()
-        .unwrap_or("")
-        .contains("Add a task"));
+    assert!(add.description.as_deref().unwrap_or("").contains("Add a task"));
 
-    let added = call(
-        &client,
-        "add_task",
-        json!({"title": "buy milk", "priority": "high", "due_date": "2026-12-01"}),
-    )
-    .await;
+    let added =
+        call(&client, "add_task", json!({"title": "buy milk", "priority": "high", "due_date": "2026-12-01"})).await;
     assert_eq!(added.is_error, Some(false));
     let task = &added.structured_content.as_ref().unwrap()["task"];
-    assert_eq!(
-        (task["number"].as_i64(), task["priority"].as_str()),
-        (Some(1), Some("high"))
-    );
+    assert_eq!((task["number"].as_i64(), task["priority"].as_str()), (Some(1), Some("high")));
     assert!(text(&added).contains("Added task #1 buy milk"));
 
     // The same task through REST.
-    let rest: Value = app
-        .get("/api/v1/tasks/1", &token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let rest: Value = app.get("/api/v1/tasks/1", &token).await.json().await.unwrap();
     assert_eq!(rest["id"], task["id"]);
 
     let listed = call(&client, "list_tasks", json!({})).await;
-    assert_eq!(
-        listed.structured_content.as_ref().unwrap()["tasks"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(listed.structured_content.as_ref().unwrap()["tasks"].as_array().unwrap().len(), 1);
     let done = call(&client, "complete_task", json!({"task": 1})).await;
-    assert_eq!(
-        done.structured_content.as_ref().unwrap()["task"]["status"],
-        "completed"
-    );
-    let renamed = call(
-        &client,
-        "update_task",
-        json!({"task": "1", "title": "buy oat milk", "due_date": ""}),
-    )
-    .await;
+    assert_eq!(done.structured_content.as_ref().unwrap()["task"]["status"], "completed");
+    let renamed = call(&client, "update_task", json!({"task": "1", "title": "buy oat milk", "due_date": ""})).await;
     let renamed = &renamed.structured_content.as_ref().unwrap()["task"];
-    assert_eq!(
-        (renamed["title"].as_str(), renamed["due_date"].is_null()),
-        (Some("buy oat milk"), true)
-    );
+    assert_eq!((renamed["title"].as_str(), renamed["due_date"].is_null()), (Some("buy oat milk"), true));
     let deleted = call(&client, "delete_task", json!({"task": "#1"})).await;
     assert_eq!(deleted.is_error, Some(false));
-    assert_eq!(
-        app.get("/api/v1/tasks/1", &token).await.status(),
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(app.get("/api/v1/tasks/1", &token).await.status(), StatusCode::NOT_FOUND);
     client.cancel().await.unwrap();
 }
 
@@ -124,16 +69,8 @@ async fn tool_failures_are_is_error_results_with_clear_messages(backend: Backend
     let cases = [
         ("complete_task", json!({"task": 99}), "task 99 not found"),
         ("add_task", json!({}), "missing argument: title"),
-        (
-            "add_task",
-            json!({"title": "x", "priority": "urgent"}),
-            "priority must be low, medium or high",
-        ),
-        (
-            "add_task",
-            json!({"title": "x", "due_date": "next week"}),
-            "due_date must be YYYY-MM-DD",
-        ),
+        ("add_task", json!({"title": "x", "priority": "urgent"}), "priority must be low, medium or high"),
+        ("add_task", json!({"title": "x", "due_date": "next week"}), "due_date must be YYYY-MM-DD"),
         ("update_task", json!({"task": 1}), "nothing to change"),
         ("list_tasks", json!({"status": "someday"}), "status must be"),
         ("delete_task", json!({}), "missing argument: task"),
@@ -141,11 +78,7 @@ async fn tool_failures_are_is_error_results_with_clear_messages(backend: Backend
     for (tool, args, message) in cases {
         let result = call(&client, tool, args.clone()).await;
         assert_eq!(result.is_error, Some(true), "{tool} {args}");
-        assert!(
-            text(&result).contains(message),
-            "{tool} {args}: {}",
-            text(&result)
-        );
+        assert!(text(&result).contains(message), "{tool} {args}: {}", text(&result));
     }
     assert_eq!(app.count_rows("tasks").await, 0);
     client.cancel().await.unwrap();
@@ -166,20 +99,9 @@ async fn each_user_sees_only_their_own_tasks_over_mcp(backend: Backend) {
         assert!(!text(&result).contains("secret"));
     }
     let listed = call(&bob, "list_tasks", json!({})).await;
-    assert!(listed.structured_content.as_ref().unwrap()["tasks"]
-        .as_array()
-        .unwrap()
-        .is_empty());
-    let still: Value = app
-        .get("/api/v1/tasks/1", &app.token_for("alice"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        (still["title"].as_str(), still["status"].as_str()),
-        (Some("alice's secret"), Some("pending"))
-    );
+    assert!(listed.structured_content.as_ref().unwrap()["tasks"].as_array().unwrap().is_empty());
+    let still: Value = app.get("/api/v1/tasks/1", &app.token_for("alice")).await.json().await.unwrap();
+    assert_eq!((still["title"].as_str(), still["status"].as_str()), (Some("alice's secret"), Some("pending")));
 }
 
 fn initialize_body() -> Value {
@@ -204,9 +126,7 @@ async fn raw_post(
         request = request.bearer_auth(t);
     }
     if let Some(s) = session {
-        request = request
-            .header("mcp-session-id", s)
-            .header("mcp-protocol-version", "2025-11-25");
+        request = request.header("mcp-session-id", s).header("mcp-protocol-version", "2025-11-25");
     }
     for (k, v) in extra {
         request = request.header(*k, *v);
@@ -220,50 +140,21 @@ async fn the_mcp_endpoint_guards_origins_hosts_and_sessions(backend: Backend) {
     let app = spawn_app(&backend).await;
     let (alice, bob) = (app.token_for("alice"), app.token_for("bob"));
 
-    let response = raw_post(
-        &app,
-        Some(&alice),
-        None,
-        &initialize_body(),
-        &[("origin", "https://evil.example")],
-    )
-    .await;
+    let response = raw_post(&app, Some(&alice), None, &initialize_body(), &[("origin", "https://evil.example")]).await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN, "foreign Origin");
-    let response = raw_post(
-        &app,
-        Some(&alice),
-        None,
-        &initialize_body(),
-        &[("host", "attacker.example")],
-    )
-    .await;
-    assert!(
-        response.status().is_client_error(),
-        "foreign Host: {}",
-        response.status()
-    );
+    let response = raw_post(&app, Some(&alice), None, &initialize_body(), &[("host", "attacker.example")]).await;
+    assert!(response.status().is_client_error(), "foreign Host: {}", response.status());
 
     let response = raw_post(&app, Some(&alice), None, &initialize_body(), &[]).await;
     assert_eq!(response.status(), StatusCode::OK);
-    let session = response.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let session = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
 
     let response = raw_post(&app, None, Some(&session), &list, &[]).await;
-    assert_eq!(
-        response.status(),
-        StatusCode::UNAUTHORIZED,
-        "a session id is not a sign-in"
-    );
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "a session id is not a sign-in");
     assert!(response.headers().contains_key("www-authenticate"));
     let response = raw_post(&app, Some(&bob), Some(&session), &list, &[]).await;
-    assert_eq!(
-        response.status(),
-        StatusCode::NOT_FOUND,
-        "another user's session"
-    );
+    assert_eq!(response.status(), StatusCode::NOT_FOUND, "another user's session");
 }
 
 crate::on_both_backends!(

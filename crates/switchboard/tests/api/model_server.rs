@@ -23,11 +23,7 @@ pub enum Reply {
 
 impl Reply {
     pub fn text(content: &str) -> Reply {
-        Reply::Raw(
-            200,
-            completion(json!({"role": "assistant", "content": content}), "stop").to_string(),
-            vec![],
-        )
+        Reply::Raw(200, completion(json!({"role": "assistant", "content": content}), "stop").to_string(), vec![])
     }
 
     /// A reply asking for tool calls: `(name, arguments)` each.
@@ -39,11 +35,7 @@ impl Reply {
             .collect();
         Reply::Raw(
             200,
-            completion(
-                json!({"role": "assistant", "content": null, "tool_calls": calls}),
-                "tool_calls",
-            )
-            .to_string(),
+            completion(json!({"role": "assistant", "content": null, "tool_calls": calls}), "tool_calls").to_string(),
             vec![],
         )
     }
@@ -82,13 +74,8 @@ pub struct ModelServer {
 impl ModelServer {
     /// Starts a server answering with `replies` in order; the last one repeats.
     pub async fn start(replies: Vec<Reply>) -> ModelServer {
-        let script = Script {
-            replies: Arc::new(Mutex::new(replies.into())),
-            received: Arc::default(),
-        };
-        let app = Router::new()
-            .route("/v1/chat/completions", post(answer))
-            .with_state(script.clone());
+        let script = Script { replies: Arc::new(Mutex::new(replies.into())), received: Arc::default() };
+        let app = Router::new().route("/v1/chat/completions", post(answer)).with_state(script.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -103,10 +90,7 @@ impl ModelServer {
 async fn answer(State(script): State<Script>, headers: HeaderMap, body: String) -> Response {
     script.received.lock().unwrap().push(Received {
         body: serde_json::from_str(&body).unwrap_or(Value::Null),
-        authorization: headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        authorization: headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned),
     });
     let reply = {
         let mut replies = script.replies.lock().unwrap();
@@ -128,12 +112,8 @@ async fn respond(reply: Reply) -> Response {
                 reply = *next;
             }
             Reply::Raw(code, body, headers) => {
-                let mut response = (
-                    StatusCode::from_u16(code).unwrap(),
-                    [("content-type", "application/json")],
-                    body,
-                )
-                    .into_response();
+                let mut response =
+                    (StatusCode::from_u16(code).unwrap(), [("content-type", "application/json")], body).into_response();
                 for (name, value) in headers {
                     response.headers_mut().insert(name, value.parse().unwrap());
                 }

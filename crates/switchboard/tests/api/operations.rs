@@ -14,52 +14,21 @@ use crate::helpers::{fresh_postgres_database, spawn_app, spawn_app_with, Backend
 
 async fn health_ready_metrics_and_docs_answer(backend: Backend) {
     let app = spawn_app(&backend).await;
-    let health: Value = app
-        .client
-        .get(app.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = app.client.get(app.url("/health")).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok");
     let ready = app.client.get(app.url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
     let ready: Value = ready.json().await.unwrap();
-    assert_eq!(
-        ready["database"],
-        if matches!(backend, Backend::Sqlite) {
-            "sqlite"
-        } else {
-            "postgres"
-        }
-    );
+    assert_eq!(ready["database"], if matches!(backend, Backend::Sqlite) { "sqlite" } else { "postgres" });
 
     app.chat(&app.token_for("alice"), "count me", None).await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics
-            .contains(r#"http_requests_total{method="POST",route="/api/v1/chat",status="200"} 1"#),
-        "{metrics}"
-    );
-    assert!(metrics
-        .contains("http_request_duration_seconds_bucket{method=\"POST\",route=\"/api/v1/chat\""));
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"http_requests_total{method="POST",route="/api/v1/chat",status="200"} 1"#), "{metrics}");
+    assert!(metrics.contains("http_request_duration_seconds_bucket{method=\"POST\",route=\"/api/v1/chat\""));
 
     let docs = app.client.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(docs.status(), StatusCode::OK);
-    assert!(
-        docs.text().await.unwrap().contains("openapi"),
-        "the docs page renders the spec"
-    );
+    assert!(docs.text().await.unwrap().contains("openapi"), "the docs page renders the spec");
 }
 
 async fn the_openapi_document_lists_every_route_and_its_schemas(backend: Backend) {
@@ -85,17 +54,9 @@ async fn the_openapi_document_lists_every_route_and_its_schemas(backend: Backend
         "/api/v1/tasks/{id}",
         "/api/v1/tasks/{id}/complete",
     ] {
-        assert!(
-            paths.contains_key(path),
-            "{path} missing from the OpenAPI document"
-        );
+        assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
     }
-    assert_eq!(
-        paths.len(),
-        14,
-        "a route was added without being listed here: {:?}",
-        paths.keys().collect::<Vec<_>>()
-    );
+    assert_eq!(paths.len(), 14, "a route was added without being listed here: {:?}", paths.keys().collect::<Vec<_>>());
     let schemas = spec["components"]["schemas"].as_object().unwrap();
     for schema in [
         "ChatRequest",
@@ -116,50 +77,21 @@ async fn the_openapi_document_lists_every_route_and_its_schemas(backend: Backend
 async fn every_response_carries_a_request_id(backend: Backend) {
     let app = spawn_app(&backend).await;
     let response = app.client.get(app.url("/health")).send().await.unwrap();
-    let generated = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(
-        uuid::Uuid::parse_str(&generated).unwrap().get_version_num(),
-        4
-    );
-    let response = app
-        .client
-        .get(app.url("/api/v1/me"))
-        .header("x-request-id", "trace-abc_123")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.headers()["x-request-id"],
-        "trace-abc_123",
-        "a sane client id is kept, even on errors"
-    );
-    let response = app
-        .client
-        .get(app.url("/health"))
-        .header("x-request-id", "bad id with spaces")
-        .send()
-        .await
-        .unwrap();
+    let generated = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(uuid::Uuid::parse_str(&generated).unwrap().get_version_num(), 4);
+    let response = app.client.get(app.url("/api/v1/me")).header("x-request-id", "trace-abc_123").send().await.unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-abc_123", "a sane client id is kept, even on errors");
+    let response =
+        app.client.get(app.url("/health")).header("x-request-id", "bad id with spaces").send().await.unwrap();
     assert_ne!(response.headers()["x-request-id"], "bad id with spaces");
 }
 
 async fn data_survives_a_restart_on_the_same_data_directory(backend: Backend) {
     let app = spawn_app(&backend).await;
     let token = app.token_for("alice");
-    let id = app.chat(&token, "remember me", None).await["conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.chat(&token, "remember me", None).await["conversation_id"].as_str().unwrap().to_owned();
     let app = app.restart().await;
-    let detail: Value = app
-        .get(&format!("/api/v1/conversations/{id}"), &token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = app.get(&format!("/api/v1/conversations/{id}"), &token).await.json().await.unwrap();
     assert_eq!(detail["title"], "remember me");
     assert_eq!(detail["messages"].as_array().unwrap().len(), 2);
 }
@@ -185,31 +117,16 @@ async fn cors_allows_only_configured_origins(backend: Backend) {
             .send()
     };
     let same_origin_only = spawn_app(&backend).await;
-    let response = preflight(&same_origin_only, "https://evil.example")
-        .await
-        .unwrap();
-    assert!(
-        !response
-            .headers()
-            .contains_key("access-control-allow-origin"),
-        "default: no cross-origin access"
-    );
+    let response = preflight(&same_origin_only, "https://evil.example").await.unwrap();
+    assert!(!response.headers().contains_key("access-control-allow-origin"), "default: no cross-origin access");
 
-    let app = spawn_app_with(
-        &backend,
-        |s| s.cors_allowed_origins = vec!["https://app.example".into()],
-        Default::default(),
-    )
-    .await;
+    let app =
+        spawn_app_with(&backend, |s| s.cors_allowed_origins = vec!["https://app.example".into()], Default::default())
+            .await;
     let allowed = preflight(&app, "https://app.example").await.unwrap();
-    assert_eq!(
-        allowed.headers()["access-control-allow-origin"],
-        "https://app.example"
-    );
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://app.example");
     let refused = preflight(&app, "https://evil.example").await.unwrap();
-    assert!(!refused
-        .headers()
-        .contains_key("access-control-allow-origin"));
+    assert!(!refused.headers().contains_key("access-control-allow-origin"));
 }
 
 crate::on_both_backends!(
@@ -234,12 +151,7 @@ impl Relay {
     async fn start(upstream: String) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let mut relay = Relay {
-            port,
-            upstream,
-            tasks: Arc::new(Mutex::new(Vec::new())),
-            acceptor: None,
-        };
+        let mut relay = Relay { port, upstream, tasks: Arc::new(Mutex::new(Vec::new())), acceptor: None };
         relay.accept(listener);
         relay
     }
@@ -285,22 +197,13 @@ async fn a_database_outage_answers_503_and_the_server_recovers_when_it_returns()
         return;
     };
     let db_url = fresh_postgres_database(&server).await;
-    let host_port = db_url
-        .split('@')
-        .nth(1)
-        .unwrap_or(db_url.split("://").nth(1).unwrap())
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let host_port =
+        db_url.split('@').nth(1).unwrap_or(db_url.split("://").nth(1).unwrap()).split('/').next().unwrap().to_owned();
     let mut relay = Relay::start(host_port.clone()).await;
     let relayed = db_url.replace(&host_port, &format!("127.0.0.1:{}", relay.port));
-    let app = spawn_app_with(
-        &Backend::Sqlite,
-        |s| s.database_url = Some(DatabaseUrl::new(relayed)),
-        Default::default(),
-    )
-    .await;
+    let app =
+        spawn_app_with(&Backend::Sqlite, |s| s.database_url = Some(DatabaseUrl::new(relayed)), Default::default())
+            .await;
     let token = app.token_for("alice");
     app.chat(&token, "before the outage", None).await;
 
@@ -322,20 +225,7 @@ async fn a_database_outage_answers_503_and_the_server_recovers_when_it_returns()
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(recovered, "the server recovers once the database is back");
-    let list: Value = app
-        .get("/api/v1/conversations", &token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get("/api/v1/conversations", &token).await.json().await.unwrap();
     assert_eq!(list["items"][0]["title"], "before the outage");
-    assert_eq!(
-        app.client
-            .get(app.url("/ready"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.client.get(app.url("/ready")).send().await.unwrap().status(), StatusCode::OK);
 }

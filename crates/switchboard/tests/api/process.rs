@@ -48,19 +48,11 @@ fn serve(data_dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Se
         let _ = std::io::Read::read_to_string(&mut err, &mut s);
         s
     });
-    Served {
-        child,
-        url,
-        token,
-        stderr,
-    }
+    Served { child, url, token, stderr }
 }
 
 fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
 
@@ -99,10 +91,7 @@ async fn serve_prints_a_working_token_for_the_local_user_and_stops_cleanly_on_si
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("data/jwt_secret"))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(dir.path().join("data/jwt_secret")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "the generated secret is private");
     }
 }
@@ -117,11 +106,7 @@ async fn the_token_command_prints_only_a_token_the_server_accepts() {
         .env_remove("SWITCHBOARD_JWT_SECRET")
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8(output.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "nothing but the token on stdout");
@@ -137,10 +122,7 @@ async fn the_token_command_prints_only_a_token_the_server_accepts() {
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        me["subject"], "alice",
-        "token and server share the data directory's secret"
-    );
+    assert_eq!(me["subject"], "alice", "token and server share the data directory's secret");
     sigterm(&served.child);
     wait_with_deadline(&mut served.child, Duration::from_secs(10));
 }
@@ -148,11 +130,7 @@ async fn the_token_command_prints_only_a_token_the_server_accepts() {
 /// B5.34 (start-up half): weak or sample secrets stop the process at once with a clear message.
 #[test]
 fn weak_or_sample_secrets_are_refused_at_start() {
-    for secret in [
-        "short",
-        "changeme",
-        "your-super-secret-jwt-token-with-at-least-32-characters-long",
-    ] {
+    for secret in ["short", "changeme", "your-super-secret-jwt-token-with-at-least-32-characters-long"] {
         let dir = tempfile::tempdir().unwrap();
         let started = Instant::now();
         let output = Command::new(BIN)
@@ -162,16 +140,10 @@ fn weak_or_sample_secrets_are_refused_at_start() {
             .output()
             .unwrap();
         assert!(!output.status.success(), "{secret} must be refused");
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "refused within 2 s"
-        );
+        assert!(started.elapsed() < Duration::from_secs(2), "refused within 2 s");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("JWT secret"), "clear message: {stderr}");
-        assert!(
-            !stderr.contains(secret) || secret == "short",
-            "the secret itself is not echoed"
-        );
+        assert!(!stderr.contains(secret) || secret == "short", "the secret itself is not echoed");
     }
 }
 
@@ -181,14 +153,7 @@ fn an_unreachable_database_at_start_means_a_clear_non_zero_exit_in_time() {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let output = Command::new(BIN)
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--db-connect-timeout-secs",
-            "2",
-            "--data-dir",
-        ])
+        .args(["serve", "--addr", "127.0.0.1:0", "--db-connect-timeout-secs", "2", "--data-dir"])
         .arg(dir.path())
         .arg("--database-url")
         .arg("postgres://sb:pw-canary-8c1f@127.0.0.1:1/nowhere")
@@ -196,34 +161,18 @@ fn an_unreachable_database_at_start_means_a_clear_non_zero_exit_in_time() {
         .unwrap();
     let elapsed = started.elapsed();
     assert!(!output.status.success());
-    assert!(
-        elapsed >= Duration::from_millis(1500),
-        "it retried for the configured time ({elapsed:?})"
-    );
-    assert!(
-        elapsed < Duration::from_secs(12),
-        "and then gave up ({elapsed:?})"
-    );
+    assert!(elapsed >= Duration::from_millis(1500), "it retried for the configured time ({elapsed:?})");
+    assert!(elapsed < Duration::from_secs(12), "and then gave up ({elapsed:?})");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("127.0.0.1:1"),
-        "names the database: {stderr}"
-    );
-    assert!(
-        !stderr.contains("pw-canary-8c1f"),
-        "never prints the password: {stderr}"
-    );
+    assert!(stderr.contains("127.0.0.1:1"), "names the database: {stderr}");
+    assert!(!stderr.contains("pw-canary-8c1f"), "never prints the password: {stderr}");
 }
 
 /// B11.67: SIGTERM with 100 requests in flight: every one is answered, then the process exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_100_requests_in_flight_drops_none() {
     let dir = tempfile::tempdir().unwrap();
-    let mut served = serve(
-        &dir.path().join("data"),
-        &["--rate-limit-per-minute", "0"],
-        &[],
-    );
+    let mut served = serve(&dir.path().join("data"), &["--rate-limit-per-minute", "0"], &[]);
     let address = served.url.trim_start_matches("http://").to_owned();
     let body = json!({"message": "in flight"}).to_string();
     let (head, tail) = body.split_at(body.len() / 2);
@@ -254,11 +203,9 @@ async fn sigterm_with_100_requests_in_flight_drops_none() {
         answered += 1;
     }
     assert_eq!(answered, 100);
-    let status = tokio::task::spawn_blocking(move || {
-        wait_with_deadline(&mut served.child, Duration::from_secs(10))
-    })
-    .await
-    .unwrap();
+    let status = tokio::task::spawn_blocking(move || wait_with_deadline(&mut served.child, Duration::from_secs(10)))
+        .await
+        .unwrap();
     assert!(status.success());
 }
 
@@ -266,11 +213,7 @@ async fn sigterm_with_100_requests_in_flight_drops_none() {
 #[tokio::test]
 async fn logs_carry_neither_tokens_nor_message_contents() {
     let dir = tempfile::tempdir().unwrap();
-    let mut served = serve(
-        &dir.path().join("data"),
-        &["--log-level", "trace", "--log-format", "json"],
-        &[],
-    );
+    let mut served = serve(&dir.path().join("data"), &["--log-level", "trace", "--log-format", "json"], &[]);
     let client = reqwest::Client::new();
     let canary = format!("CANARY-{}", uuid::Uuid::new_v4());
     let response = client
@@ -281,12 +224,8 @@ async fn logs_carry_neither_tokens_nor_message_contents() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let refused = client
-        .get(format!("{}/api/v1/me", served.url))
-        .bearer_auth(format!("{}x", served.token))
-        .send()
-        .await
-        .unwrap();
+    let refused =
+        client.get(format!("{}/api/v1/me", served.url)).bearer_auth(format!("{}x", served.token)).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     sigterm(&served.child);
     wait_with_deadline(&mut served.child, Duration::from_secs(10));
@@ -300,8 +239,7 @@ async fn logs_carry_neither_tokens_nor_message_contents() {
     let signature = served.token.rsplit('.').next().unwrap();
     assert!(!logs.contains(signature), "token in logs");
     for line in logs.lines().filter(|l| l.starts_with('{')) {
-        serde_json::from_str::<Value>(line)
-            .expect("--log-format json writes one JSON object per line");
+        serde_json::from_str::<Value>(line).expect("--log-format json writes one JSON object per line");
     }
 }
 
@@ -315,35 +253,17 @@ async fn the_tasks_server_over_stdio_manages_the_same_tasks_as_the_api() {
 
     let app = crate::helpers::spawn_app(&crate::helpers::Backend::Sqlite).await;
     let mut command = tokio::process::Command::new(BIN);
-    command
-        .args(["mcp", "tasks", "--user", "alice", "--data-dir"])
-        .arg(&app.settings.data_dir);
-    let client =
-        ().serve(TokioChildProcess::new(command).unwrap())
-            .await
-            .expect("stdio MCP server starts");
+    command.args(["mcp", "tasks", "--user", "alice", "--data-dir"]).arg(&app.settings.data_dir);
+    let client = ().serve(TokioChildProcess::new(command).unwrap()).await.expect("stdio MCP server starts");
     let tools = client.list_all_tools().await.unwrap();
     assert_eq!(tools.len(), 5);
     let args = json!({"title": "from stdio"}).as_object().cloned().unwrap();
-    let added = client
-        .call_tool(CallToolRequestParams::new("add_task").with_arguments(args))
-        .await
-        .unwrap();
+    let added = client.call_tool(CallToolRequestParams::new("add_task").with_arguments(args)).await.unwrap();
     assert_eq!(added.is_error, Some(false));
     client.cancel().await.unwrap();
 
-    let listed: Value = app
-        .get("/api/v1/tasks", &app.token_for("alice"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.get("/api/v1/tasks", &app.token_for("alice")).await.json().await.unwrap();
     assert_eq!(listed["items"][0]["title"], "from stdio");
-    let other: Value = app
-        .get("/api/v1/tasks", &app.token_for("bob"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let other: Value = app.get("/api/v1/tasks", &app.token_for("bob")).await.json().await.unwrap();
     assert!(other["items"].as_array().unwrap().is_empty());
 }

@@ -19,39 +19,23 @@ async fn app_with_manual_clock(
 ) -> (TestApp, FakeRelativeClock) {
     let clock = FakeRelativeClock::default();
     let limiter = InMemoryRateLimiter::with_clock(NonZeroU32::new(60).unwrap(), clock.clone());
-    let app = spawn_app_with(
-        backend,
-        configure,
-        Parts {
-            rate_limiter: Some(Arc::new(limiter)),
-        },
-    )
-    .await;
+    let app = spawn_app_with(backend, configure, Parts { rate_limiter: Some(Arc::new(limiter)) }).await;
     (app, clock)
 }
 
 /// B6.36: requests 1–60 pass, 61 gets 429 with Retry-After; 60 s later the next one passes.
-async fn the_61st_request_in_a_minute_gets_429_and_a_minute_later_requests_pass_again(
-    backend: Backend,
-) {
+async fn the_61st_request_in_a_minute_gets_429_and_a_minute_later_requests_pass_again(backend: Backend) {
     let (app, clock) = app_with_manual_clock(&backend, |_| {}).await;
     let token = app.token_for("alice");
     for i in 1..=60 {
         let response = app.get("/api/v1/conversations", &token).await;
         assert_eq!(response.status(), StatusCode::OK, "request {i}");
         assert_eq!(response.headers()["ratelimit-limit"], "60");
-        assert_eq!(
-            response.headers()["ratelimit-remaining"].to_str().unwrap(),
-            (60 - i).to_string()
-        );
+        assert_eq!(response.headers()["ratelimit-remaining"].to_str().unwrap(), (60 - i).to_string());
     }
     let refused = app.get("/api/v1/conversations", &token).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = refused.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
     assert_eq!(refused.headers()["ratelimit-remaining"], "0");
     let (_, code) = error_code(refused).await;
@@ -59,16 +43,10 @@ async fn the_61st_request_in_a_minute_gets_429_and_a_minute_later_requests_pass_
 
     // A second user is not slowed or limited by the first one's flood.
     let bob = app.token_for("bob");
-    assert_eq!(
-        app.get("/api/v1/conversations", &bob).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/api/v1/conversations", &bob).await.status(), StatusCode::OK);
 
     clock.advance(Duration::from_secs(60));
-    assert_eq!(
-        app.get("/api/v1/conversations", &token).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/api/v1/conversations", &token).await.status(), StatusCode::OK);
 }
 
 /// B6.37: two users flooding in parallel each get exactly 60 successes.
@@ -82,8 +60,7 @@ async fn two_users_in_parallel_each_get_exactly_60(backend: Backend) {
             let token = app.token_for(user);
             let mut ok = 0;
             let mut limited = 0;
-            let replies =
-                futures::future::join_all((0..80).map(|_| app.get("/api/v1/me", &token))).await;
+            let replies = futures::future::join_all((0..80).map(|_| app.get("/api/v1/me", &token))).await;
             for r in replies {
                 match r.status() {
                     StatusCode::OK => ok += 1,
@@ -115,15 +92,11 @@ async fn forwarded_for_from_an_untrusted_peer_shares_one_bucket(backend: Backend
             .unwrap();
         statuses.push(response.status());
     }
-    assert!(statuses[..60]
-        .iter()
-        .all(|s| *s != StatusCode::TOO_MANY_REQUESTS));
+    assert!(statuses[..60].iter().all(|s| *s != StatusCode::TOO_MANY_REQUESTS));
     assert_eq!(statuses[60], StatusCode::TOO_MANY_REQUESTS);
 
-    let (trusting, _clock) = app_with_manual_clock(&backend, |s| {
-        s.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()]
-    })
-    .await;
+    let (trusting, _clock) =
+        app_with_manual_clock(&backend, |s| s.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()]).await;
     for i in 0..61 {
         let response = trusting
             .client
@@ -133,11 +106,7 @@ async fn forwarded_for_from_an_untrusted_peer_shares_one_bucket(backend: Backend
             .send()
             .await
             .unwrap();
-        assert_ne!(
-            response.status(),
-            StatusCode::TOO_MANY_REQUESTS,
-            "client {i} has its own bucket"
-        );
+        assert_ne!(response.status(), StatusCode::TOO_MANY_REQUESTS, "client {i} has its own bucket");
     }
 }
 

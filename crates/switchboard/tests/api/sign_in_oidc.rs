@@ -21,8 +21,7 @@ struct IdentityProvider {
 }
 
 fn jwk(name: &str) -> Value {
-    let all: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("jwks.json")).unwrap()).unwrap();
+    let all: Value = serde_json::from_str(&std::fs::read_to_string(fixture("jwks.json")).unwrap()).unwrap();
     all[name].clone()
 }
 
@@ -30,17 +29,12 @@ impl IdentityProvider {
     async fn start(keys: &[&str]) -> IdentityProvider {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let issuer = format!("http://{}", listener.local_addr().unwrap());
-        let jwks = Arc::new(Mutex::new(
-            json!({ "keys": keys.iter().map(|k| jwk(k)).collect::<Vec<_>>() }),
-        ));
+        let jwks = Arc::new(Mutex::new(json!({ "keys": keys.iter().map(|k| jwk(k)).collect::<Vec<_>>() })));
         let fetches = Arc::new(Mutex::new(0));
         let discovery = json!({ "issuer": issuer, "jwks_uri": format!("{issuer}/keys") });
         let (served, counted) = (jwks.clone(), fetches.clone());
         let app = Router::new()
-            .route(
-                "/.well-known/openid-configuration",
-                get(move || async move { Json(discovery) }),
-            )
+            .route("/.well-known/openid-configuration", get(move || async move { Json(discovery) }))
             .route(
                 "/keys",
                 get(move || async move {
@@ -49,24 +43,15 @@ impl IdentityProvider {
                 }),
             );
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        IdentityProvider {
-            issuer,
-            jwks,
-            fetches,
-        }
+        IdentityProvider { issuer, jwks, fetches }
     }
 
     fn publish(&self, keys: &[&str]) {
-        *self.jwks.lock().unwrap() =
-            json!({ "keys": keys.iter().map(|k| jwk(k)).collect::<Vec<_>>() });
+        *self.jwks.lock().unwrap() = json!({ "keys": keys.iter().map(|k| jwk(k)).collect::<Vec<_>>() });
     }
 
     fn config(&self, audience: &str) -> OidcIssuerConfig {
-        OidcIssuerConfig {
-            issuer: self.issuer.clone(),
-            audiences: vec![audience.into()],
-            jwks_url: None,
-        }
+        OidcIssuerConfig { issuer: self.issuer.clone(), audiences: vec![audience.into()], jwks_url: None }
     }
 }
 
@@ -80,8 +65,7 @@ fn sign(key: &str, claims: &Value) -> String {
         ),
         "rsa2" => (
             Algorithm::RS256,
-            EncodingKey::from_rsa_pem(&std::fs::read(fixture("rsa2_private.pem")).unwrap())
-                .unwrap(),
+            EncodingKey::from_rsa_pem(&std::fs::read(fixture("rsa2_private.pem")).unwrap()).unwrap(),
             "rsa-2",
         ),
         "ec" => (
@@ -100,16 +84,9 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-async fn issuer_tokens_signed_with_rs256_or_es256_are_accepted_and_keep_email_and_name(
-    backend: Backend,
-) {
+async fn issuer_tokens_signed_with_rs256_or_es256_are_accepted_and_keep_email_and_name(backend: Backend) {
     let idp = IdentityProvider::start(&["rsa", "ec"]).await;
-    let app = spawn_app_with(
-        &backend,
-        |s| s.oidc = vec![idp.config("switchboard")],
-        Default::default(),
-    )
-    .await;
+    let app = spawn_app_with(&backend, |s| s.oidc = vec![idp.config("switchboard")], Default::default()).await;
     for key in ["rsa", "ec"] {
         let token = sign(
             key,
@@ -124,21 +101,12 @@ async fn issuer_tokens_signed_with_rs256_or_es256_are_accepted_and_keep_email_an
         assert_eq!(me["email"], "dana@example.com");
         assert_eq!(me["name"], "Dana");
     }
-    assert_eq!(
-        *idp.fetches.lock().unwrap(),
-        1,
-        "keys are cached, not fetched per request"
-    );
+    assert_eq!(*idp.fetches.lock().unwrap(), 1, "keys are cached, not fetched per request");
 }
 
 async fn issuer_tokens_with_a_wrong_audience_issuer_or_expiry_are_refused(backend: Backend) {
     let idp = IdentityProvider::start(&["rsa"]).await;
-    let app = spawn_app_with(
-        &backend,
-        |s| s.oidc = vec![idp.config("switchboard")],
-        Default::default(),
-    )
-    .await;
+    let app = spawn_app_with(&backend, |s| s.oidc = vec![idp.config("switchboard")], Default::default()).await;
     let base = json!({"iss": idp.issuer, "aud": "switchboard", "sub": "u1", "exp": now() + 300});
     let cases = [
         ("wrong audience", json!({"aud": "another-api"})),
@@ -158,41 +126,21 @@ async fn issuer_tokens_with_a_wrong_audience_issuer_or_expiry_are_refused(backen
         }
         let response = app.get("/api/v1/me", &sign("rsa", &claims)).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{case}");
-        assert!(
-            response.headers().contains_key("www-authenticate"),
-            "{case}"
-        );
+        assert!(response.headers().contains_key("www-authenticate"), "{case}");
     }
     // Signed by a key the issuer never published.
-    assert_eq!(
-        app.get("/api/v1/me", &sign("rsa2", &base)).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(app.get("/api/v1/me", &sign("rsa2", &base)).await.status(), StatusCode::UNAUTHORIZED);
     // The unmodified claims pass, so each refusal above was for its own reason.
-    assert_eq!(
-        app.get("/api/v1/me", &sign("rsa", &base)).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/api/v1/me", &sign("rsa", &base)).await.status(), StatusCode::OK);
 }
 
 async fn a_rotated_key_is_picked_up_when_an_unknown_kid_arrives(backend: Backend) {
     let idp = IdentityProvider::start(&["rsa"]).await;
-    let app = spawn_app_with(
-        &backend,
-        |s| s.oidc = vec![idp.config("switchboard")],
-        Default::default(),
-    )
-    .await;
+    let app = spawn_app_with(&backend, |s| s.oidc = vec![idp.config("switchboard")], Default::default()).await;
     let claims = json!({"iss": idp.issuer, "aud": "switchboard", "sub": "rot", "exp": now() + 300});
-    assert_eq!(
-        app.get("/api/v1/me", &sign("rsa", &claims)).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/api/v1/me", &sign("rsa", &claims)).await.status(), StatusCode::OK);
     idp.publish(&["rsa", "rsa2"]);
-    assert_eq!(
-        app.get("/api/v1/me", &sign("rsa2", &claims)).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/api/v1/me", &sign("rsa2", &claims)).await.status(), StatusCode::OK);
 }
 
 async fn an_unreachable_identity_provider_means_401_not_500(backend: Backend) {
@@ -208,14 +156,9 @@ async fn an_unreachable_identity_provider_means_401_not_500(backend: Backend) {
         Default::default(),
     )
     .await;
-    let token = sign(
-        "rsa",
-        &json!({"iss": "http://127.0.0.1:9", "aud": "switchboard", "sub": "x", "exp": now() + 300}),
-    );
-    assert_eq!(
-        app.get("/api/v1/me", &token).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
+    let token =
+        sign("rsa", &json!({"iss": "http://127.0.0.1:9", "aud": "switchboard", "sub": "x", "exp": now() + 300}));
+    assert_eq!(app.get("/api/v1/me", &token).await.status(), StatusCode::UNAUTHORIZED);
 }
 
 async fn a_google_id_token_is_exchanged_for_a_session_token(backend: Backend) {
@@ -235,72 +178,36 @@ async fn a_google_id_token_is_exchanged_for_a_session_token(backend: Backend) {
         &json!({"iss": "accounts.google.com", "aud": "client-123.apps.googleusercontent.com", "sub": "1099",
                 "email": "gina@example.com", "name": "Gina", "exp": now() + 300}),
     );
-    let response = app
-        .client
-        .post(app.url("/api/auth/google"))
-        .json(&json!({"token": id_token}))
-        .send()
-        .await
-        .unwrap();
+    let response = app.client.post(app.url("/api/auth/google")).json(&json!({"token": id_token})).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let session: Value = response.json().await.unwrap();
     assert_eq!(session["token_type"], "bearer");
     assert_eq!(session["user"]["email"], "gina@example.com");
-    let me: Value = app
-        .get("/api/v1/me", session["access_token"].as_str().unwrap())
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        me["id"], session["user"]["id"],
-        "the session token signs in the same user"
-    );
+    let me: Value = app.get("/api/v1/me", session["access_token"].as_str().unwrap()).await.json().await.unwrap();
+    assert_eq!(me["id"], session["user"]["id"], "the session token signs in the same user");
     assert_eq!(me["issuer"], "https://accounts.google.com");
 
     // Google's field name from Identity Services is accepted too.
-    let response = app
-        .client
-        .post(app.url("/api/auth/google"))
-        .json(&json!({"credential": id_token}))
-        .send()
-        .await
-        .unwrap();
+    let response =
+        app.client.post(app.url("/api/auth/google")).json(&json!({"credential": id_token})).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
     let wrong_client = sign(
         "rsa",
         &json!({"iss": "https://accounts.google.com", "aud": "someone-else", "sub": "1099", "exp": now() + 300}),
     );
-    let response = app
-        .client
-        .post(app.url("/api/auth/google"))
-        .json(&json!({"token": wrong_client}))
-        .send()
-        .await
-        .unwrap();
+    let response =
+        app.client.post(app.url("/api/auth/google")).json(&json!({"token": wrong_client})).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     // A Google token is not a bearer token for the API unless Google is configured as an issuer.
-    assert_eq!(
-        app.get("/api/v1/me", &id_token).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(app.get("/api/v1/me", &id_token).await.status(), StatusCode::UNAUTHORIZED);
 }
 
 async fn google_sign_in_answers_404_when_not_configured(backend: Backend) {
     let app = spawn_app_with(&backend, |_| {}, Default::default()).await;
-    let response = app
-        .client
-        .post(app.url("/api/auth/google"))
-        .json(&json!({"token": "x"}))
-        .send()
-        .await
-        .unwrap();
+    let response = app.client.post(app.url("/api/auth/google")).json(&json!({"token": "x"})).send().await.unwrap();
     let (status, code) = error_code(response).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::NOT_FOUND, "not_configured")
-    );
+    assert_eq!((status, code.as_str()), (StatusCode::NOT_FOUND, "not_configured"));
 }
 
 crate::on_both_backends!(
