@@ -81,6 +81,10 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

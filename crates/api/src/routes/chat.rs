@@ -1,14 +1,19 @@
-//! `POST /api/v1/chat`: store the user's message, ask the model, store and return its reply.
+//! `POST /api/v1/chat` and `/api/v1/chat/stream`: store the user's message, run the agent, store
+//! and return its reply (as one JSON body, or as Server-Sent Events while it happens).
+
+use std::convert::Infallible;
 
 use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use switchboard_agent::{BuiltinTasks, ToolRecord};
+use switchboard_agent::{AgentEvent, BuiltinTasks, ToolRecord, Turn, TurnFailure};
 use switchboard_domain::{NewMessage, Role};
 use switchboard_llm::{ChatMessage, ChatRole, ProviderError, Usage};
 use switchboard_store::StartTurn;
+use tokio::sync::mpsc;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -20,7 +25,7 @@ use crate::extract::JsonBody;
 use crate::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(chat))
+    OpenApiRouter::new().routes(routes!(chat)).routes(routes!(chat_stream))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -33,7 +38,7 @@ pub struct ChatRequest {
     pub conversation_id: Option<Uuid>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ChatReply {
     pub conversation_id: Uuid,
     pub message: ReplyMessage,
@@ -48,7 +53,7 @@ pub struct ChatReply {
     pub usage: Usage,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ReplyMessage {
     pub id: Uuid,
     pub content: String,
@@ -74,17 +79,98 @@ async fn chat(
     Auth(p): Auth,
     JsonBody(req): JsonBody<ChatRequest>,
 ) -> ApiResult<Json<ChatReply>> {
+    let begun = begin(&state, p.user_id(), req).await?;
+    let tools = BuiltinTasks::new(state.tasks_server.clone(), begun.owner);
+    let outcome = state.agent.run(begun.messages.clone(), &tools, None).await;
+    match outcome {
+        Ok(turn) => Ok(Json(finish(&state, &begun, turn).await?)),
+        Err(failure) => {
+            keep_partial(&state, &begun, &failure).await;
+            Err(model_error(failure.error))
+        }
+    }
+}
+
+/// Like `POST /api/v1/chat`, answered as Server-Sent Events while the turn runs: `message_start`,
+/// `delta` (text), `tool_call`, `tool_result`, then `message_end` (the same body as the JSON
+/// endpoint) or `error`. The turn completes and is stored even if the client goes away.
+#[utoipa::path(post, path = "/api/v1/chat/stream", tag = "chat", security(("bearer" = [])), request_body = ChatRequest,
+    responses(
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "Unknown conversation", body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    ))]
+async fn chat_stream(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    JsonBody(req): JsonBody<ChatRequest>,
+) -> ApiResult<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>> {
+    let begun = begin(&state, p.user_id(), req).await?;
+    let (out, events) = mpsc::unbounded_channel::<Event>();
+    let send = move |name: &str, data: serde_json::Value| {
+        let _ = out.send(Event::default().event(name).data(data.to_string()));
+    };
+    tokio::spawn(async move {
+        send(
+            "message_start",
+            json!({ "conversation_id": begun.conversation_id, "user_message_id": begun.user_message_id }),
+        );
+        let (progress, mut updates) = mpsc::unbounded_channel::<AgentEvent>();
+        let tools = BuiltinTasks::new(state.tasks_server.clone(), begun.owner);
+        let run = async {
+            let progress = progress;
+            state.agent.run(begun.messages.clone(), &tools, Some(&progress)).await
+        };
+        let forward = async {
+            while let Some(update) = updates.recv().await {
+                match update {
+                    AgentEvent::Delta(text) => send("delta", json!({ "text": text })),
+                    AgentEvent::ToolCall { tool, args } => send("tool_call", json!({ "tool": tool, "args": args })),
+                    AgentEvent::ToolResult(record) => send("tool_result", json!(record)),
+                }
+            }
+        };
+        let (outcome, ()) = tokio::join!(run, forward);
+        match outcome {
+            Ok(turn) => match finish(&state, &begun, turn).await {
+                Ok(reply) => send("message_end", json!(reply)),
+                Err(e) => send("error", json!({ "code": e.code(), "message": "the reply could not be stored" })),
+            },
+            Err(failure) => {
+                keep_partial(&state, &begun, &failure).await;
+                let error = model_error(failure.error);
+                send("error", json!({ "code": error.code(), "message": error.message() }));
+            }
+        }
+    });
+    let stream = futures::stream::unfold(events, |mut events| async move {
+        events.recv().await.map(|event| (Ok::<_, Infallible>(event), events))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// A turn whose user message is stored and whose history is loaded.
+struct Begun {
+    owner: Uuid,
+    conversation_id: Uuid,
+    user_message_id: Uuid,
+    history_messages: usize,
+    messages: Vec<ChatMessage>,
+}
+
+/// Validates the request and stores the user's message before the model is called, so that a
+/// model failure loses nothing.
+async fn begin(state: &AppState, owner: Uuid, req: ChatRequest) -> ApiResult<Begun> {
     let text = validate_message(&req.message, state.config.max_message_chars)?;
-    let owner = p.user_id();
     let turn = StartTurn {
         conversation_id: req.conversation_id,
         title: title_from(text),
         message: NewMessage { role: Role::User, content: req.message.clone(), metadata: json!({}) },
     };
-    // The user's message is stored before the model is called, so a model failure loses nothing.
     let (conversation, user_message) =
         state.store.start_turn(owner, turn).await?.ok_or_else(|| ApiError::not_found("conversation"))?;
-
     let history = state.store.recent_messages(owner, conversation.id, state.config.history_limit).await?;
     let messages = history
         .iter()
@@ -94,44 +180,68 @@ async fn chat(
             ChatMessage::text(role, m.content.clone())
         })
         .collect();
-    let tools = BuiltinTasks::new(state.tasks_server.clone(), owner);
-    let outcome = state.agent.run(messages, &tools, None).await.map_err(|f| model_error(f.error))?;
+    Ok(Begun {
+        owner,
+        conversation_id: conversation.id,
+        user_message_id: user_message.id,
+        history_messages: history.len(),
+        messages,
+    })
+}
 
-    let tasks_modified: Vec<i64> = outcome
+/// Stores the assistant's reply with what the turn did, and builds the response.
+async fn finish(state: &AppState, begun: &Begun, turn: Turn) -> ApiResult<ChatReply> {
+    let tasks_modified: Vec<i64> = turn
         .tool_calls
         .iter()
         .filter(|c| !c.is_error && c.tool != "list_tasks")
         .filter_map(|c| c.result["task"]["number"].as_i64())
         .collect();
-    let actions: Vec<&str> = outcome.tool_calls.iter().filter(|c| !c.is_error).map(|c| c.tool.as_str()).collect();
+    let actions: Vec<&str> = turn.tool_calls.iter().filter(|c| !c.is_error).map(|c| c.tool.as_str()).collect();
     let context = json!({
         "provider": state.agent.provider_name(),
-        "model": outcome.model,
-        "history_messages": history.len(),
-        "user_message_id": user_message.id,
+        "model": turn.model,
+        "history_messages": begun.history_messages,
+        "user_message_id": begun.user_message_id,
         "tasks_modified": tasks_modified,
         "action_taken": if actions.is_empty() { "none".to_string() } else { actions.join(", ") },
-        "steps": outcome.steps,
-        "stop": outcome.stop,
+        "steps": turn.steps,
+        "stop": turn.stop,
     });
-    let metadata = json!({ "context": context, "tool_calls": outcome.tool_calls, "usage": outcome.usage });
+    let metadata = json!({ "context": context, "tool_calls": turn.tool_calls, "usage": turn.usage });
     let stored = state
         .store
-        .append_message(owner, conversation.id, NewMessage { role: Role::Assistant, content: outcome.reply, metadata })
+        .append_message(
+            begun.owner,
+            begun.conversation_id,
+            NewMessage { role: Role::Assistant, content: turn.reply, metadata },
+        )
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
-    Ok(Json(ChatReply {
-        conversation_id: conversation.id,
+    Ok(ChatReply {
+        conversation_id: begun.conversation_id,
         message: ReplyMessage {
             id: stored.id,
             content: stored.content,
             sender: "assistant",
             timestamp: stored.created_at,
         },
-        tool_calls: outcome.tool_calls,
+        tool_calls: turn.tool_calls,
         context,
-        usage: outcome.usage,
-    }))
+        usage: turn.usage,
+    })
+}
+
+/// Keeps what a failed turn produced (streamed text, tool calls), flagged as incomplete.
+async fn keep_partial(state: &AppState, begun: &Begun, failure: &TurnFailure) {
+    if failure.partial_reply.is_empty() && failure.tool_calls.is_empty() {
+        return;
+    }
+    let metadata = json!({ "incomplete": true, "error": failure.error.label(), "tool_calls": failure.tool_calls });
+    let message = NewMessage { role: Role::Assistant, content: failure.partial_reply.clone(), metadata };
+    if let Err(e) = state.store.append_message(begun.owner, begun.conversation_id, message).await {
+        tracing::error!(error = %e, "could not keep the partial reply");
+    }
 }
 
 /// How a model failure reaches the client. The user's message is already stored.

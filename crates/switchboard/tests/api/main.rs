@@ -7,6 +7,7 @@ mod model_server;
 mod agent;
 mod bad_input;
 mod chat;
+mod chat_stream;
 mod conversations;
 mod isolation;
 mod llm_openai;

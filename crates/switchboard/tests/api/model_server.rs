@@ -19,6 +19,9 @@ pub enum Reply {
     Raw(u16, String, Vec<(&'static str, String)>),
     /// Wait, then answer.
     After(Duration, Box<Reply>),
+    /// A streamed answer: these text pieces as SSE chunks, then (if `complete`) the finish chunk
+    /// with usage and `[DONE]`. An incomplete one just stops, like a cut connection.
+    Stream { pieces: Vec<&'static str>, complete: bool },
 }
 
 impl Reply {
@@ -110,6 +113,22 @@ async fn respond(reply: Reply) -> Response {
             Reply::After(wait, next) => {
                 tokio::time::sleep(wait).await;
                 reply = *next;
+            }
+            Reply::Stream { pieces, complete } => {
+                let chunk = |delta: Value, finish: Value| {
+                    json!({"id": "c", "object": "chat.completion.chunk", "model": "scripted-model",
+                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+                };
+                let mut body = String::new();
+                for piece in pieces {
+                    body.push_str(&format!("data: {}\n\n", chunk(json!({"content": piece}), Value::Null)));
+                }
+                if complete {
+                    body.push_str(&format!("data: {}\n\n", chunk(json!({}), json!("stop"))));
+                    let usage = json!({"id": "c", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}});
+                    body.push_str(&format!("data: {usage}\n\ndata: [DONE]\n\n"));
+                }
+                return (StatusCode::OK, [("content-type", "text/event-stream")], body).into_response();
             }
             Reply::Raw(code, body, headers) => {
                 let mut response =
