@@ -9,6 +9,8 @@ use switchboard_store::{Result, StoreError};
 /// The store on a PostgreSQL database.
 pub struct PostgresStore {
     pool: PgPool,
+    /// The same pool: PostgreSQL handles concurrent writers itself.
+    writer: PgPool,
 }
 
 impl PostgresStore {
@@ -37,7 +39,7 @@ impl PostgresStore {
         };
         sqlx::migrate!("./migrations").run(&pool).await.map_err(StoreError::Migration)?;
         tracing::debug!("postgres store ready");
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore { writer: pool.clone(), pool })
     }
 }
 

@@ -10,7 +10,11 @@ use switchboard_store::{Result, StoreError};
 
 /// The store on an SQLite database.
 pub struct SqliteStore {
+    /// Readers: WAL lets them run beside the writer.
     pool: SqlitePool,
+    /// One connection for every write, so concurrent writes queue here (fairly, without polling)
+    /// instead of in SQLite's busy handler, which sleeps in steps of up to 100 ms.
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -32,14 +36,19 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations").run(&writer).await.map_err(StoreError::Migration)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await.map_err(StoreError::Migration)?;
         tracing::debug!("sqlite store ready");
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, writer })
     }
 }
 

@@ -156,7 +156,9 @@ pub fn paginate<T>(
     switchboard_domain::Page { items: rows, next_cursor }
 }
 
-/// Implements [`Store`](crate::Store) for `$store`, a struct with a `pool: sqlx::Pool<$db>` field.
+/// Implements [`Store`](crate::Store) for `$store`, a struct with two `sqlx::Pool<$db>` fields:
+/// `pool` for reads and `writer` for writes (the same pool on PostgreSQL; on SQLite a single
+/// connection, so writers queue in-process instead of sleeping in SQLite's busy handler).
 #[macro_export]
 macro_rules! impl_sql_store {
     ($store:ty, $db:ty, $backend:literal) => {
@@ -173,6 +175,7 @@ macro_rules! impl_sql_store {
 
             async fn close(&self) {
                 self.pool.close().await;
+                self.writer.close().await;
             }
 
             async fn upsert_user(&self, who: $crate::Identity<'_>) -> $crate::Result<::switchboard_domain::User> {
@@ -194,7 +197,7 @@ macro_rules! impl_sql_store {
                     .bind(who.email)
                     .bind(who.name)
                     .bind(now)
-                    .fetch_one(&self.pool)
+                    .fetch_one(&self.writer)
                     .await?;
                 Ok(row.into())
             }
@@ -268,7 +271,7 @@ macro_rules! impl_sql_store {
                 owner: ::switchboard_domain::Id,
                 id: ::switchboard_domain::Id,
             ) -> $crate::Result<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let deleted = $crate::sql::sqlx::query("DELETE FROM conversations WHERE user_id = $1 AND id = $2")
                     .bind(owner)
                     .bind(id)
@@ -349,7 +352,7 @@ macro_rules! impl_sql_store {
                 turn: $crate::StartTurn,
             ) -> $crate::Result<Option<(::switchboard_domain::Conversation, ::switchboard_domain::Message)>> {
                 let now = ::switchboard_domain::now();
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let conversation_id = match turn.conversation_id {
                     Some(id) => id,
                     None => {
@@ -392,7 +395,7 @@ macro_rules! impl_sql_store {
                 message: ::switchboard_domain::NewMessage,
             ) -> $crate::Result<Option<::switchboard_domain::Message>> {
                 let now = ::switchboard_domain::now();
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let message = $crate::sql::insert_message!(tx, owner, conversation, message, now);
                 if message.is_some() {
                     tx.commit().await?;
@@ -406,7 +409,7 @@ macro_rules! impl_sql_store {
                 task: ::switchboard_domain::NewTask,
             ) -> $crate::Result<Option<::switchboard_domain::Task>> {
                 let now = ::switchboard_domain::now();
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let (number,): (i64,) = $crate::sql::sqlx::query_as(
                     "INSERT INTO task_counters (user_id, last_number) VALUES ($1, 1) \
                      ON CONFLICT (user_id) DO UPDATE SET last_number = task_counters.last_number + 1 \
@@ -529,7 +532,7 @@ macro_rules! impl_sql_store {
                     .bind(changes.due_date.flatten())
                     .bind(completed)
                     .bind(now)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.writer)
                     .await?;
                 Ok(row.map(|r| r.into_task()).transpose()?)
             }
@@ -546,14 +549,14 @@ macro_rules! impl_sql_store {
                 .bind(owner)
                 .bind(id)
                 .bind(number)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
                 Ok(deleted > 0)
             }
 
             async fn revoke_token(&self, jti: &str, expires_at: ::chrono::DateTime<::chrono::Utc>) -> $crate::Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 $crate::sql::sqlx::query(
                     "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
                 )
