@@ -100,6 +100,7 @@ pub struct AppState {
         (name = "conversations", description = "Conversation history"),
         (name = "tasks", description = "The user's tasks (also reachable as MCP tools and from chat)"),
         (name = "admin", description = "Administrators only"),
+        (name = "compat", description = "The original task-chat specification's routes (a session is a conversation)"),
     )
 )]
 struct ApiDoc;
@@ -127,6 +128,7 @@ fn split(state: Option<&AppState>) -> (Router<AppState>, utoipa::openapi::OpenAp
         .merge(routes::chat::routes())
         .merge(routes::conversations::routes())
         .merge(routes::tasks::routes())
+        .merge(routes::compat::routes())
         .merge(routes::admin::routes());
     let mut anonymous = routes::google::routes();
     if let Some(state) = state {

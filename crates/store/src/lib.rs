@@ -82,6 +82,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_conversation(&self, owner: Id, id: Id) -> Result<Option<Conversation>>;
 
+    /// How many conversations the owner has.
+    async fn count_conversations(&self, owner: Id) -> Result<i64>;
+
     /// Deletes the conversation and its messages; `false` when there was none to delete.
     async fn delete_conversation(&self, owner: Id, id: Id) -> Result<bool>;
 

@@ -266,6 +266,14 @@ macro_rules! impl_sql_store {
                 Ok(row.map(Into::into))
             }
 
+            async fn count_conversations(&self, owner: ::switchboard_domain::Id) -> $crate::Result<i64> {
+                let (count,): (i64,) = $crate::sql::sqlx::query_as("SELECT COUNT(*) FROM conversations WHERE user_id = $1")
+                    .bind(owner)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(count)
+            }
+
             async fn delete_conversation(
                 &self,
                 owner: ::switchboard_domain::Id,

@@ -80,12 +80,16 @@ async fn chat(
     JsonBody(req): JsonBody<ChatRequest>,
 ) -> ApiResult<Json<ChatReply>> {
     let begun = begin(&state, p.user_id(), req).await?;
+    Ok(Json(run_turn(&state, &begun).await?))
+}
+
+/// Runs a begun turn to its end (not streamed) and stores the outcome.
+pub(crate) async fn run_turn(state: &AppState, begun: &Begun) -> ApiResult<ChatReply> {
     let tools = BuiltinTasks::new(state.tasks_server.clone(), begun.owner);
-    let outcome = state.agent.run(begun.messages.clone(), &tools, None).await;
-    match outcome {
-        Ok(turn) => Ok(Json(finish(&state, &begun, turn).await?)),
+    match state.agent.run(begun.messages.clone(), &tools, None).await {
+        Ok(turn) => finish(state, begun, turn).await,
         Err(failure) => {
-            keep_partial(&state, &begun, &failure).await;
+            keep_partial(state, begun, &failure).await;
             Err(model_error(failure.error))
         }
     }
@@ -152,7 +156,7 @@ async fn chat_stream(
 }
 
 /// A turn whose user message is stored and whose history is loaded.
-struct Begun {
+pub(crate) struct Begun {
     owner: Uuid,
     conversation_id: Uuid,
     user_message_id: Uuid,
@@ -162,7 +166,7 @@ struct Begun {
 
 /// Validates the request and stores the user's message before the model is called, so that a
 /// model failure loses nothing.
-async fn begin(state: &AppState, owner: Uuid, req: ChatRequest) -> ApiResult<Begun> {
+pub(crate) async fn begin(state: &AppState, owner: Uuid, req: ChatRequest) -> ApiResult<Begun> {
     let text = validate_message(&req.message, state.config.max_message_chars)?;
     let turn = StartTurn {
         conversation_id: req.conversation_id,

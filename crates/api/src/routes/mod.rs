@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod chat;
+pub mod compat;
 pub mod conversations;
 pub mod google;
 pub mod health;

@@ -8,6 +8,7 @@ mod agent;
 mod bad_input;
 mod chat;
 mod chat_stream;
+mod compat;
 mod conversations;
 mod isolation;
 mod llm_openai;

@@ -1,0 +1,173 @@
+//! The original task-chat specification's routes, as thin adapters over the canonical handlers:
+//! a session there is a conversation here.
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use switchboard_domain::{Conversation, Message, PageRequest, MAX_PAGE_SIZE};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::chat::{begin, run_turn, ChatRequest};
+use crate::auth::Auth;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{JsonBody, Path, Query};
+use crate::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(chat)).routes(routes!(history)).routes(routes!(session_messages))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompatChatRequest {
+    pub message: String,
+    /// The session (conversation) to continue; a new one when absent.
+    #[serde(default)]
+    pub session_id: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompatChatReply {
+    pub reply: String,
+    pub session_id: Uuid,
+    /// Credentials the workflow still needs (none yet: workflows come later).
+    #[schema(value_type = Vec<Object>)]
+    pub required_credentials: Vec<serde_json::Value>,
+    /// `success` when the turn completed.
+    pub status: &'static str,
+    pub agent_created: bool,
+    pub agent_id: Option<Uuid>,
+}
+
+/// `POST /api/chat`: `POST /api/v1/chat` in the original specification's shape.
+#[utoipa::path(post, path = "/api/chat", tag = "compat", security(("bearer" = [])), request_body = CompatChatRequest,
+    responses((status = 200, body = CompatChatReply), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn chat(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    JsonBody(req): JsonBody<CompatChatRequest>,
+) -> ApiResult<Json<CompatChatReply>> {
+    let begun =
+        begin(&state, p.user_id(), ChatRequest { message: req.message, conversation_id: req.session_id }).await?;
+    let reply = run_turn(&state, &begun).await?;
+    Ok(Json(CompatChatReply {
+        reply: reply.message.content,
+        session_id: reply.conversation_id,
+        required_credentials: Vec::new(),
+        status: "success",
+        agent_created: false,
+        agent_id: None,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Sessions per page, 1–100 (default 20).
+    pub limit: Option<u32>,
+    pub offset: Option<u64>,
+    /// Only this session.
+    pub session_id: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompatMessage {
+    pub id: Uuid,
+    /// `user`, `assistant` or `tool`.
+    pub role: String,
+    pub content: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompatSession {
+    pub session_id: Uuid,
+    pub title: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistorySession {
+    pub session_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub messages: Vec<CompatMessage>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct History {
+    pub sessions: Vec<HistorySession>,
+    /// All of the caller's sessions (or 1 with `session_id`).
+    pub total_count: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionMessages {
+    pub session: CompatSession,
+    pub messages: Vec<CompatMessage>,
+}
+
+fn compat_message(m: Message) -> CompatMessage {
+    CompatMessage { id: m.id, role: m.role.as_str().to_owned(), content: m.content, created_at: m.created_at }
+}
+
+async fn first_messages(state: &AppState, owner: Uuid, conversation: &Conversation) -> ApiResult<Vec<CompatMessage>> {
+    let page = state
+        .store
+        .list_messages(owner, conversation.id, PageRequest::new(Some(MAX_PAGE_SIZE), None, None))
+        .await?
+        .ok_or_else(|| ApiError::not_found("session"))?;
+    Ok(page.items.into_iter().map(compat_message).collect())
+}
+
+/// `GET /api/chat/history`: the caller's sessions with their messages, newest first.
+#[utoipa::path(get, path = "/api/chat/history", tag = "compat", security(("bearer" = [])), params(HistoryQuery),
+    responses((status = 200, body = History), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn history(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Query(q): Query<HistoryQuery>,
+) -> ApiResult<Json<History>> {
+    let owner = p.user_id();
+    let (conversations, total_count) = match q.session_id {
+        Some(id) => {
+            let c = state.store.get_conversation(owner, id).await?.ok_or_else(|| ApiError::not_found("session"))?;
+            (vec![c], 1)
+        }
+        None => {
+            let page = state.store.list_conversations(owner, PageRequest::new(q.limit, None, q.offset)).await?;
+            (page.items, state.store.count_conversations(owner).await?)
+        }
+    };
+    let mut sessions = Vec::with_capacity(conversations.len());
+    for c in &conversations {
+        sessions.push(HistorySession {
+            session_id: c.id,
+            created_at: c.created_at,
+            messages: first_messages(&state, owner, c).await?,
+        });
+    }
+    Ok(Json(History { sessions, total_count }))
+}
+
+/// `GET /api/sessions/{id}/messages`: one session and its messages.
+#[utoipa::path(get, path = "/api/sessions/{id}/messages", tag = "compat", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Session (conversation) id")),
+    responses((status = 200, body = SessionMessages), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn session_messages(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<SessionMessages>> {
+    let owner = p.user_id();
+    let c = state.store.get_conversation(owner, id).await?.ok_or_else(|| ApiError::not_found("session"))?;
+    let messages = first_messages(&state, owner, &c).await?;
+    Ok(Json(SessionMessages {
+        session: CompatSession { session_id: c.id, title: c.title, created_at: c.created_at, updated_at: c.updated_at },
+        messages,
+    }))
+}
