@@ -2,6 +2,7 @@
 //! [`offline`] needs no network: it understands plain task commands and answers honestly about
 //! everything else.
 
+pub mod anthropic;
 pub mod http;
 pub mod offline;
 pub mod openai;
@@ -9,6 +10,7 @@ pub mod openai;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use anthropic::AnthropicProvider;
 pub use http::HttpConfig;
 pub use offline::OfflineProvider;
 pub use openai::OpenAiProvider;

@@ -15,7 +15,7 @@ use switchboard_api::mcp_endpoint::McpConfig;
 use switchboard_api::metrics::Metrics;
 use switchboard_api::ratelimit::{InMemoryRateLimiter, RateLimiter};
 use switchboard_api::{ApiConfig, AppState};
-use switchboard_llm::{HttpConfig, OfflineProvider, OpenAiProvider, Provider};
+use switchboard_llm::{AnthropicProvider, HttpConfig, OfflineProvider, OpenAiProvider, Provider};
 use switchboard_mcp::TasksServer;
 use switchboard_store::Store;
 use switchboard_store_postgres::PostgresStore;
@@ -149,19 +149,23 @@ impl Application {
 
 /// The agent with the configured model provider.
 fn agent(settings: &Settings) -> Agent {
+    let http = |default_url: &str, default_model: &str| {
+        let mut config = HttpConfig::new(
+            settings.llm_base_url.clone().unwrap_or_else(|| default_url.into()),
+            settings.llm_model.clone().unwrap_or_else(|| default_model.into()),
+        );
+        config.api_key = settings.llm_api_key.clone();
+        config.temperature = settings.llm_temperature;
+        config.max_tokens = settings.llm_max_tokens;
+        config.timeout = Duration::from_secs(settings.llm_timeout_secs);
+        config.max_retries = settings.llm_max_retries;
+        config
+    };
     let provider: Arc<dyn Provider> = match settings.llm_provider {
         LlmProvider::Offline => Arc::new(OfflineProvider),
-        LlmProvider::Openai | LlmProvider::Anthropic => {
-            let mut config = HttpConfig::new(
-                settings.llm_base_url.clone().unwrap_or_else(|| "https://api.openai.com/v1".into()),
-                settings.llm_model.clone().unwrap_or_else(|| "gpt-4o-mini".into()),
-            );
-            config.api_key = settings.llm_api_key.clone();
-            config.temperature = settings.llm_temperature;
-            config.max_tokens = settings.llm_max_tokens;
-            config.timeout = Duration::from_secs(settings.llm_timeout_secs);
-            config.max_retries = settings.llm_max_retries;
-            Arc::new(OpenAiProvider::new(config))
+        LlmProvider::Openai => Arc::new(OpenAiProvider::new(http("https://api.openai.com/v1", "gpt-4o-mini"))),
+        LlmProvider::Anthropic => {
+            Arc::new(AnthropicProvider::new(http("https://api.anthropic.com/v1", "claude-sonnet-4-5")))
         }
     };
     tracing::info!(provider = provider.name(), "model provider ready");

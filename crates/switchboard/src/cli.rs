@@ -69,7 +69,7 @@ Lists in the environment are comma-separated. Settings without a flag:
   jwks_refresh_secs    SWITCHBOARD_JWKS_REFRESH_SECS  minimum seconds between key refreshes [10]
   session_ttl_secs     SWITCHBOARD_SESSION_TTL_SECS   lifetime of tokens issued for a Google sign-in [86400]
   history_limit        SWITCHBOARD_HISTORY_LIMIT   earlier messages sent to the model per turn [20]
-  llm_api_key          SWITCHBOARD_LLM_API_KEY     the model service's key (or OPENAI_API_KEY); never logged";
+  llm_api_key          SWITCHBOARD_LLM_API_KEY     the model service's key (or OPENAI_API_KEY / ANTHROPIC_API_KEY); never logged";
 
 /// Flags of `serve`; each overrides the setting of the same name.
 #[derive(Debug, Default, Args, Serialize)]
@@ -132,15 +132,15 @@ pub struct ServeArgs {
     #[arg(long = "admin-email", value_name = "EMAIL")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub admin_emails: Vec<String>,
-    /// Model service: offline (no model), openai (any OpenAI-compatible endpoint) [env: SWITCHBOARD_LLM_PROVIDER] [default: offline]
+    /// Model service: offline (no model), openai (any OpenAI-compatible endpoint) or anthropic [env: SWITCHBOARD_LLM_PROVIDER] [default: offline]
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub llm_provider: Option<crate::config::LlmProvider>,
-    /// Model endpoint, e.g. http://localhost:11434/v1 for Ollama [env: SWITCHBOARD_LLM_BASE_URL, or OPENAI_BASE_URL] [default: https://api.openai.com/v1]
+    /// Model endpoint, e.g. http://localhost:11434/v1 for Ollama [env: SWITCHBOARD_LLM_BASE_URL, or OPENAI_BASE_URL] [default: https://api.openai.com/v1 or https://api.anthropic.com/v1]
     #[arg(long, value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub llm_base_url: Option<String>,
-    /// Model name [env: SWITCHBOARD_LLM_MODEL] [default: gpt-4o-mini]
+    /// Model name [env: SWITCHBOARD_LLM_MODEL] [default: gpt-4o-mini or claude-sonnet-4-5]
     #[arg(long, value_name = "NAME")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub llm_model: Option<String>,

@@ -244,11 +244,6 @@ impl Settings {
                 )));
             }
         }
-        if self.llm_provider == LlmProvider::Anthropic {
-            return Err(SettingsError::Invalid(
-                "llm_provider = anthropic is not available in this version; use openai (any compatible endpoint) or offline".into(),
-            ));
-        }
         if self.max_agent_steps == 0 {
             return Err(SettingsError::Invalid("max_agent_steps must be at least 1".into()));
         }

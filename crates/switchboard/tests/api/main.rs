@@ -11,6 +11,7 @@ mod chat_stream;
 mod compat;
 mod conversations;
 mod isolation;
+mod llm_anthropic;
 mod llm_openai;
 mod mcp_http;
 mod operations;

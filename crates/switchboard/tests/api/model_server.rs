@@ -43,6 +43,54 @@ impl Reply {
         )
     }
 
+    /// Anthropic Messages API: a text answer.
+    pub fn anthropic_text(text: &str) -> Reply {
+        let body = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "scripted-claude",
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+            "usage": {"input_tokens": 10, "output_tokens": 5}});
+        Reply::Raw(200, body.to_string(), vec![])
+    }
+
+    /// Anthropic Messages API: tool uses.
+    pub fn anthropic_tools(calls: &[(&str, Value)]) -> Reply {
+        let content: Vec<Value> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, (name, input))| json!({"type": "tool_use", "id": format!("toolu_{i}"), "name": name, "input": input}))
+            .collect();
+        let body = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "scripted-claude",
+            "content": content, "stop_reason": "tool_use", "usage": {"input_tokens": 10, "output_tokens": 5}});
+        Reply::Raw(200, body.to_string(), vec![])
+    }
+
+    /// Anthropic Messages API: a streamed text answer, as its real event sequence.
+    pub fn anthropic_stream(pieces: &[&str]) -> Reply {
+        let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+        let mut body = event(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_1", "type": "message",
+            "role": "assistant", "model": "scripted-claude", "content": [], "usage": {"input_tokens": 8, "output_tokens": 1}}}),
+        );
+        body += &event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        );
+        body += &event("ping", json!({"type": "ping"}));
+        for piece in pieces {
+            body += &event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
+            );
+        }
+        body += &event("content_block_stop", json!({"type": "content_block_stop", "index": 0}));
+        body += &event(
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 6}}),
+        );
+        body += &event("message_stop", json!({"type": "message_stop"}));
+        Reply::Raw(200, body, vec![("content-type", "text/event-stream".into())])
+    }
+
     pub fn status(code: u16, body: &str) -> Reply {
         Reply::Raw(code, body.to_string(), vec![])
     }
@@ -61,6 +109,8 @@ fn completion(message: Value, finish: &str) -> Value {
 pub struct Received {
     pub body: Value,
     pub authorization: Option<String>,
+    pub api_key: Option<String>,
+    pub anthropic_version: Option<String>,
 }
 
 #[derive(Clone)]
@@ -78,7 +128,10 @@ impl ModelServer {
     /// Starts a server answering with `replies` in order; the last one repeats.
     pub async fn start(replies: Vec<Reply>) -> ModelServer {
         let script = Script { replies: Arc::new(Mutex::new(replies.into())), received: Arc::default() };
-        let app = Router::new().route("/v1/chat/completions", post(answer)).with_state(script.clone());
+        let app = Router::new()
+            .route("/v1/chat/completions", post(answer))
+            .route("/v1/messages", post(answer))
+            .with_state(script.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -94,6 +147,8 @@ async fn answer(State(script): State<Script>, headers: HeaderMap, body: String) 
     script.received.lock().unwrap().push(Received {
         body: serde_json::from_str(&body).unwrap_or(Value::Null),
         authorization: headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned),
+        api_key: headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::to_owned),
+        anthropic_version: headers.get("anthropic-version").and_then(|v| v.to_str().ok()).map(str::to_owned),
     });
     let reply = {
         let mut replies = script.replies.lock().unwrap();
