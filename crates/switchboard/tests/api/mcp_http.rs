@@ -163,3 +163,43 @@ crate::on_both_backends!(
     each_user_sees_only_their_own_tasks_over_mcp,
     the_mcp_endpoint_guards_origins_hosts_and_sessions,
 );
+
+/// B3.18 and B3.24: a bad protocol version or a missing session id is 400, a deleted session is
+/// 404, and a body over the MCP cap is 413.
+async fn the_mcp_endpoint_refuses_malformed_protocol_use(backend: Backend) {
+    let app = spawn_app(&backend).await;
+    let token = app.token_for("alice");
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+
+    let response = raw_post(&app, Some(&token), None, &initialize_body(), &[]).await;
+    let session = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    raw_post(&app, Some(&token), Some(&session), &initialized, &[]).await;
+    assert_eq!(raw_post(&app, Some(&token), Some(&session), &list, &[]).await.status(), StatusCode::OK);
+
+    let bad_version = app
+        .client
+        .post(app.url("/mcp"))
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "1999-01-01")
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_version.status(), StatusCode::BAD_REQUEST, "unknown protocol version");
+
+    let deleted =
+        app.client.delete(app.url("/mcp")).bearer_auth(&token).header("mcp-session-id", &session).send().await.unwrap();
+    assert!(deleted.status().is_success(), "session deleted: {}", deleted.status());
+    assert_eq!(raw_post(&app, Some(&token), Some(&session), &list, &[]).await.status(), StatusCode::NOT_FOUND);
+
+    let huge = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "add_task", "arguments": {"title": "x".repeat(4 * 1024 * 1024 + 1)}}});
+    let response = raw_post(&app, Some(&token), None, &huge, &[]).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(app.count_rows("tasks").await, 0);
+}
+
+crate::on_both_backends!(the_mcp_endpoint_refuses_malformed_protocol_use);
