@@ -1,6 +1,8 @@
 //! What the agent can call: a set of tools behind one trait. The built-in tasks tools are called
 //! in-process on the tasks MCP server, for one user.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use switchboard_domain::Id;
 use switchboard_llm::ToolSpec;
@@ -25,12 +27,12 @@ pub trait Tools: Send + Sync {
 
 /// The built-in tasks tools, acting for one user.
 pub struct BuiltinTasks {
-    server: TasksServer,
+    server: Arc<TasksServer>,
     user: Id,
 }
 
 impl BuiltinTasks {
-    pub fn new(server: TasksServer, user: Id) -> BuiltinTasks {
+    pub fn new(server: Arc<TasksServer>, user: Id) -> BuiltinTasks {
         BuiltinTasks { server, user }
     }
 }

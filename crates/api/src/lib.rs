@@ -79,7 +79,7 @@ pub struct AppState {
     pub agent: Agent,
     pub tasks: TaskService,
     /// The built-in tasks tools, called in-process by the agent.
-    pub tasks_server: TasksServer,
+    pub tasks_server: Arc<TasksServer>,
     /// Who owns each `/mcp` session.
     pub mcp_sessions: Arc<mcp_endpoint::SessionOwners>,
     /// Cancelled when the server shuts down, ending long-lived streams.

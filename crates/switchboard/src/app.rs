@@ -79,7 +79,7 @@ impl Application {
         });
         let state = AppState {
             tasks: TaskService::new(store.clone()),
-            tasks_server: TasksServer::for_signed_in_users(TaskService::new(store.clone())),
+            tasks_server: Arc::new(TasksServer::for_signed_in_users(TaskService::new(store.clone()))),
             mcp_sessions: Default::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
             store,
