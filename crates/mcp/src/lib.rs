@@ -1,6 +1,7 @@
 //! MCP for Switchboard, on rmcp: the built-in tasks server (served in-process, over Streamable
-//! HTTP at `/mcp`, and over stdio).
+//! HTTP at `/mcp`, and over stdio), and the client for external MCP servers.
 
+pub mod client;
 pub mod tasks_server;
 
 pub use tasks_server::TasksServer;

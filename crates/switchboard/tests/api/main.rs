@@ -13,6 +13,7 @@ mod conversations;
 mod isolation;
 mod llm_anthropic;
 mod llm_openai;
+mod mcp_client;
 mod mcp_http;
 mod operations;
 mod process;
