@@ -105,7 +105,7 @@ async fn another_users_ids_answer_404_on_every_operation(backend: Backend) {
         attempts += 1;
     }
     eprintln!("{attempts} cross-tenant attempts, all refused");
-    assert!(attempts >= 80);
+    assert!(attempts >= 300, "RELIABILITY B2.10 asks for at least 300 attempts, made {attempts}");
     assert_eq!(snapshot(&app, &alice).await, before, "nothing of Alice's changed");
     // A still sees all of hers.
     let list: Value = app.get("/api/v1/conversations", &alice).await.json().await.unwrap();
