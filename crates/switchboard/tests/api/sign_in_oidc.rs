@@ -210,7 +210,31 @@ async fn google_sign_in_answers_404_when_not_configured(backend: Backend) {
     assert_eq!((status, code.as_str()), (StatusCode::NOT_FOUND, "not_configured"));
 }
 
+/// B3.23: a token issued for another resource server (another `aud`) does not open `/mcp`.
+async fn a_token_for_another_resource_server_is_refused_at_mcp(backend: Backend) {
+    let idp = IdentityProvider::start(&["rsa"]).await;
+    let app = spawn_app_with(&backend, |s| s.oidc = vec![idp.config("switchboard")], Default::default()).await;
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let post = |token: String| {
+        app.client
+            .post(app.url("/mcp"))
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize)
+            .send()
+    };
+    let foreign =
+        sign("rsa", &json!({"iss": idp.issuer, "aud": "https://other-api.example", "sub": "u", "exp": now() + 300}));
+    let response = post(foreign).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.headers().contains_key("www-authenticate"));
+    let ours = sign("rsa", &json!({"iss": idp.issuer, "aud": "switchboard", "sub": "u", "exp": now() + 300}));
+    assert_eq!(post(ours).await.unwrap().status(), StatusCode::OK);
+}
+
 crate::on_both_backends!(
+    a_token_for_another_resource_server_is_refused_at_mcp,
     issuer_tokens_signed_with_rs256_or_es256_are_accepted_and_keep_email_and_name,
     issuer_tokens_with_a_wrong_audience_issuer_or_expiry_are_refused,
     a_rotated_key_is_picked_up_when_an_unknown_kid_arrives,
