@@ -101,6 +101,7 @@ impl Agent {
         &self,
         history: Vec<ChatMessage>,
         tools: &dyn Tools,
+        model: Option<&str>,
         events: Option<&UnboundedSender<AgentEvent>>,
     ) -> Result<Turn, TurnFailure> {
         let mut messages = Vec::with_capacity(history.len() + 1);
@@ -117,7 +118,8 @@ impl Agent {
         };
         while turn.steps < self.max_steps {
             turn.steps += 1;
-            let request = ChatRequest { messages: messages.clone(), tools: specs.clone() };
+            let request =
+                ChatRequest { messages: messages.clone(), tools: specs.clone(), model: model.map(str::to_owned) };
             let response = match self.ask(request, events).await {
                 Ok(response) => response,
                 Err((error, partial_reply)) => {
@@ -269,7 +271,7 @@ mod tests {
         let provider = Arc::new(AlwaysCallsATool(Default::default()));
         let mut agent = Agent::new(provider.clone());
         agent.max_tool_result_chars = 10;
-        let turn = agent.run(vec![ChatMessage::text(ChatRole::User, "go")], &Echo, None).await.unwrap();
+        let turn = agent.run(vec![ChatMessage::text(ChatRole::User, "go")], &Echo, None, None).await.unwrap();
         assert_eq!(turn.stop, Stop::MaxSteps);
         assert_eq!(turn.steps, DEFAULT_MAX_STEPS);
         assert_eq!(provider.0.load(std::sync::atomic::Ordering::SeqCst), DEFAULT_MAX_STEPS, "0 extra model calls");

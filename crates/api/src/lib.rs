@@ -50,6 +50,8 @@ pub struct ApiConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Hosts and origins allowed on `/mcp`.
     pub mcp: mcp_endpoint::McpConfig,
+    /// Models a chat request may name: the configured one first (empty when offline).
+    pub models: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -64,6 +66,7 @@ impl Default for ApiConfig {
                 allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
                 allowed_origins: Vec::new(),
             },
+            models: Vec::new(),
         }
     }
 }

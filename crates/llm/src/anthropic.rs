@@ -81,7 +81,7 @@ pub fn request_body(config: &HttpConfig, request: &ChatRequest) -> Value {
         }
     }
     let mut body = json!({
-        "model": config.model,
+        "model": request.model.as_deref().unwrap_or(&config.model),
         "max_tokens": config.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
         "messages": messages,
     });
@@ -347,6 +347,7 @@ mod tests {
                 description: "d".into(),
                 input_schema: json!({"type": "object"}),
             }],
+            model: None,
         };
         let body = request_body(&config, &request);
         assert_eq!(body["system"], "be brief");

@@ -73,6 +73,8 @@ impl ChatMessage {
 pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     pub tools: Vec<ToolSpec>,
+    /// Another model than the configured one, for this request.
+    pub model: Option<String>,
 }
 
 /// Tokens a call consumed.

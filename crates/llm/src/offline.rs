@@ -185,7 +185,10 @@ mod tests {
     #[tokio::test]
     async fn it_calls_a_tool_then_reports_the_result() {
         let mut messages = vec![ChatMessage::text(ChatRole::User, "add a task called buy milk")];
-        let first = OfflineProvider.complete(ChatRequest { messages: messages.clone(), tools: tools() }).await.unwrap();
+        let first = OfflineProvider
+            .complete(ChatRequest { messages: messages.clone(), tools: tools(), model: None })
+            .await
+            .unwrap();
         assert_eq!(first.finish_reason, FinishReason::ToolCalls);
         assert_eq!(first.tool_calls[0].name, "add_task");
         messages.push(ChatMessage {
@@ -195,15 +198,18 @@ mod tests {
             tool_call_id: None,
         });
         messages.push(ChatMessage::tool_result("call_offline_1", "Added task #1 buy milk [pending]"));
-        let second = OfflineProvider.complete(ChatRequest { messages, tools: tools() }).await.unwrap();
+        let second = OfflineProvider.complete(ChatRequest { messages, tools: tools(), model: None }).await.unwrap();
         assert_eq!(second.finish_reason, FinishReason::Stop);
         assert_eq!(second.content, "Added task #1 buy milk [pending]");
     }
 
     #[tokio::test]
     async fn anything_else_gets_an_honest_help_text() {
-        let request =
-            ChatRequest { messages: vec![ChatMessage::text(ChatRole::User, "write me a poem")], tools: tools() };
+        let request = ChatRequest {
+            messages: vec![ChatMessage::text(ChatRole::User, "write me a poem")],
+            tools: tools(),
+            model: None,
+        };
         let reply = OfflineProvider.complete(request).await.unwrap();
         assert!(reply.tool_calls.is_empty());
         assert!(reply.content.contains("without a language model"));

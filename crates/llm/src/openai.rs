@@ -44,7 +44,7 @@ fn message_json(m: &ChatMessage) -> Value {
 /// The request body for `request`.
 pub fn request_body(config: &HttpConfig, request: &ChatRequest) -> Value {
     let mut body = json!({
-        "model": config.model,
+        "model": request.model.as_deref().unwrap_or(&config.model),
         "messages": request.messages.iter().map(message_json).collect::<Vec<_>>(),
     });
     if !request.tools.is_empty() {
@@ -229,6 +229,7 @@ mod tests {
                 description: "d".into(),
                 input_schema: json!({"type": "object"}),
             }],
+            model: None,
         };
         let body = request_body(&config, &request);
         assert_eq!(body["model"], "gpt-test");

@@ -98,6 +98,7 @@ impl Application {
                     allowed_hosts: mcp_allowed_hosts(&settings),
                     allowed_origins: settings.cors_allowed_origins.clone(),
                 },
+                models: chat_models(&settings),
             }),
         };
         let local_token = local_user_token(state.auth.signer());
@@ -149,10 +150,11 @@ impl Application {
 
 /// The agent with the configured model provider.
 fn agent(settings: &Settings) -> Agent {
-    let http = |default_url: &str, default_model: &str| {
+    let http = |default_url: &str| {
+        let model = default_model(settings.llm_provider).unwrap_or_default();
         let mut config = HttpConfig::new(
             settings.llm_base_url.clone().unwrap_or_else(|| default_url.into()),
-            settings.llm_model.clone().unwrap_or_else(|| default_model.into()),
+            settings.llm_model.clone().unwrap_or_else(|| model.into()),
         );
         config.api_key = settings.llm_api_key.clone();
         config.temperature = settings.llm_temperature;
@@ -163,15 +165,30 @@ fn agent(settings: &Settings) -> Agent {
     };
     let provider: Arc<dyn Provider> = match settings.llm_provider {
         LlmProvider::Offline => Arc::new(OfflineProvider),
-        LlmProvider::Openai => Arc::new(OpenAiProvider::new(http("https://api.openai.com/v1", "gpt-4o-mini"))),
-        LlmProvider::Anthropic => {
-            Arc::new(AnthropicProvider::new(http("https://api.anthropic.com/v1", "claude-sonnet-4-5")))
-        }
+        LlmProvider::Openai => Arc::new(OpenAiProvider::new(http("https://api.openai.com/v1"))),
+        LlmProvider::Anthropic => Arc::new(AnthropicProvider::new(http("https://api.anthropic.com/v1"))),
     };
     tracing::info!(provider = provider.name(), "model provider ready");
     let mut agent = Agent::new(provider);
     agent.max_steps = settings.max_agent_steps;
     agent
+}
+
+/// The model used when none is configured.
+fn default_model(provider: LlmProvider) -> Option<&'static str> {
+    match provider {
+        LlmProvider::Offline => None,
+        LlmProvider::Openai => Some("gpt-4o-mini"),
+        LlmProvider::Anthropic => Some("claude-sonnet-4-5"),
+    }
+}
+
+/// Models a chat request may name: the configured one, then the allow-list; none when offline.
+fn chat_models(settings: &Settings) -> Vec<String> {
+    let Some(default) = default_model(settings.llm_provider) else { return Vec::new() };
+    let mut models = vec![settings.llm_model.clone().unwrap_or_else(|| default.into())];
+    models.extend(settings.llm_allowed_models.iter().filter(|m| !models.contains(m)).cloned().collect::<Vec<_>>());
+    models
 }
 
 /// Hosts `/mcp` answers to: the configured list, or loopback names plus the listen address.

@@ -144,6 +144,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NAME")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub llm_model: Option<String>,
+    /// Another model a chat request may ask for with `"model"` (repeatable) [env: SWITCHBOARD_LLM_ALLOWED_MODELS]
+    #[arg(long = "llm-allowed-model", value_name = "NAME")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub llm_allowed_models: Vec<String>,
     /// Sampling temperature [env: SWITCHBOARD_LLM_TEMPERATURE]
     #[arg(long, value_name = "T")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -36,6 +36,9 @@ pub struct ChatRequest {
     /// Continue this conversation; a new one is created when absent.
     #[serde(default)]
     pub conversation_id: Option<Uuid>,
+    /// Answer with this model instead of the configured one; it must be on the server's allow-list.
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -86,7 +89,7 @@ async fn chat(
 /// Runs a begun turn to its end (not streamed) and stores the outcome.
 pub(crate) async fn run_turn(state: &AppState, begun: &Begun) -> ApiResult<ChatReply> {
     let tools = BuiltinTasks::new(state.tasks_server.clone(), begun.owner);
-    match state.agent.run(begun.messages.clone(), &tools, None).await {
+    match state.agent.run(begun.messages.clone(), &tools, begun.model.as_deref(), None).await {
         Ok(turn) => finish(state, begun, turn).await,
         Err(failure) => {
             keep_partial(state, begun, &failure).await;
@@ -125,7 +128,7 @@ async fn chat_stream(
         let tools = BuiltinTasks::new(state.tasks_server.clone(), begun.owner);
         let run = async {
             let progress = progress;
-            state.agent.run(begun.messages.clone(), &tools, Some(&progress)).await
+            state.agent.run(begun.messages.clone(), &tools, begun.model.as_deref(), Some(&progress)).await
         };
         let forward = async {
             while let Some(update) = updates.recv().await {
@@ -162,12 +165,21 @@ pub(crate) struct Begun {
     user_message_id: Uuid,
     history_messages: usize,
     messages: Vec<ChatMessage>,
+    model: Option<String>,
 }
 
 /// Validates the request and stores the user's message before the model is called, so that a
 /// model failure loses nothing.
 pub(crate) async fn begin(state: &AppState, owner: Uuid, req: ChatRequest) -> ApiResult<Begun> {
     let text = validate_message(&req.message, state.config.max_message_chars)?;
+    if let Some(model) = &req.model {
+        if !state.config.models.iter().any(|m| m == model) {
+            return Err(ApiError::bad_request(
+                "model_not_allowed",
+                format!("this server answers with {}", allowed(&state.config.models)),
+            ));
+        }
+    }
     let turn = StartTurn {
         conversation_id: req.conversation_id,
         title: title_from(text),
@@ -190,6 +202,7 @@ pub(crate) async fn begin(state: &AppState, owner: Uuid, req: ChatRequest) -> Ap
         user_message_id: user_message.id,
         history_messages: history.len(),
         messages,
+        model: req.model,
     })
 }
 
@@ -281,6 +294,15 @@ fn model_error(e: ProviderError) -> ApiError {
             }
         }
         _ => ApiError::unavailable("llm_unavailable", format!("the model is unavailable; try again shortly ({kept})")),
+    }
+}
+
+/// The allow-list in words.
+fn allowed(models: &[String]) -> String {
+    if models.is_empty() {
+        "no model (offline mode), so no model can be chosen".into()
+    } else {
+        format!("one of: {}", models.join(", "))
     }
 }
 

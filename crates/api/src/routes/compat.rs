@@ -52,7 +52,8 @@ async fn chat(
     JsonBody(req): JsonBody<CompatChatRequest>,
 ) -> ApiResult<Json<CompatChatReply>> {
     let begun =
-        begin(&state, p.user_id(), ChatRequest { message: req.message, conversation_id: req.session_id }).await?;
+        begin(&state, p.user_id(), ChatRequest { message: req.message, conversation_id: req.session_id, model: None })
+            .await?;
     let reply = run_turn(&state, &begun).await?;
     Ok(Json(CompatChatReply {
         reply: reply.message.content,

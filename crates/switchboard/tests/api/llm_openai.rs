@@ -203,7 +203,34 @@ async fn a_runaway_tool_loop_stops_at_the_step_cap(backend: Backend) {
     assert_eq!(reply["tool_calls"].as_array().unwrap().len(), 3);
 }
 
+/// A request may pick a model, but only one on the server's allow-list.
+async fn a_request_may_choose_an_allowed_model_only(backend: Backend) {
+    let model = ModelServer::start(vec![Reply::text("ok")]).await;
+    let app = app_with_model(&backend, &model.base_url, |s| s.llm_allowed_models = vec!["bigger-model".into()]).await;
+    let token = app.token_for("alice");
+    app.chat(&token, "hi", None).await;
+    let response =
+        app.post_json("/api/v1/chat", &token, &json!({"message": "think harder", "model": "bigger-model"})).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let received = model.received();
+    assert_eq!(received[0].body["model"], "scripted-model", "the configured model by default");
+    assert_eq!(received[1].body["model"], "bigger-model");
+
+    let (status, code) =
+        error_code(app.post_json("/api/v1/chat", &token, &json!({"message": "x", "model": "gpt-unlisted"})).await)
+            .await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "model_not_allowed"));
+    assert_eq!(model.received().len(), 2, "the refused request never reached the model");
+    assert_eq!(app.count_rows("messages").await, 4, "and stored nothing");
+
+    let offline = crate::helpers::spawn_app(&backend).await;
+    let response =
+        offline.post_json("/api/v1/chat", &offline.token_for("a"), &json!({"message": "x", "model": "any"})).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
 crate::on_both_backends!(
+    a_request_may_choose_an_allowed_model_only,
     the_model_calls_a_task_tool_and_then_answers,
     parallel_tool_calls_all_run,
     a_failing_model_means_503_after_retries_and_the_message_is_kept,
