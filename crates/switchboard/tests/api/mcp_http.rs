@@ -203,3 +203,39 @@ async fn the_mcp_endpoint_refuses_malformed_protocol_use(backend: Backend) {
 }
 
 crate::on_both_backends!(the_mcp_endpoint_refuses_malformed_protocol_use);
+
+/// The official MCP Python SDK as a client of `/mcp` (CI installs it; skipped locally without
+/// `SWITCHBOARD_TEST_PYTHON`, a Python that has the `mcp` package).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::disallowed_methods)] // tests read their own environment
+async fn the_official_python_sdk_uses_the_mcp_endpoint() {
+    let python = match std::env::var("SWITCHBOARD_TEST_PYTHON") {
+        Ok(p) => p,
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("SWITCHBOARD_TEST_PYTHON is not set: CI must run the Python SDK test")
+        }
+        Err(_) => {
+            eprintln!("SWITCHBOARD_TEST_PYTHON is not set: skipping the Python SDK test");
+            return;
+        }
+    };
+    let app = spawn_app(&Backend::Sqlite).await;
+    let token = app.token_for("alice");
+    let output = tokio::process::Command::new(python)
+        .arg(crate::helpers::fixture("mcp_python_client.py"))
+        .arg(app.url("/mcp"))
+        .arg(&token)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(seen["server"], "switchboard-tasks");
+    assert_eq!(seen["tools"], json!(["add_task", "complete_task", "delete_task", "list_tasks", "update_task"]));
+    assert_eq!(seen["added"]["task"]["title"], "from python");
+    assert_eq!(seen["missing_is_error"], true);
+    assert_eq!(seen["missing_text"], "task 99 not found");
+    let tasks: Value = app.get("/api/v1/tasks", &token).await.json().await.unwrap();
+    assert_eq!(tasks["items"][0]["title"], "from python");
+}
