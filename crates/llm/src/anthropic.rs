@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
-use crate::http::{client, send_with_retries, HttpConfig};
+use crate::http::{client, read_answer, send_with_retries, HttpConfig};
 use crate::{
     ChatMessage, ChatRequest, ChatResponse, ChatRole, FinishReason, Provider, ProviderError, StreamEvent, ToolCall,
     Usage,
@@ -300,13 +300,7 @@ impl Provider for AnthropicProvider {
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
         let body = request_body(&self.config, &request);
         let response = send_with_retries(&self.config, self.post(&body), classify).await?;
-        let text =
-            response.text().await.map_err(|e| ProviderError::Malformed(format!("the body could not be read: {e}")))?;
-        let mut parsed = parse_response(&text)?;
-        if parsed.model.is_empty() {
-            parsed.model = self.config.model.clone();
-        }
-        Ok(parsed)
+        read_answer(&self.config, response, parse_response).await
     }
 
     async fn stream(&self, request: ChatRequest) -> Result<crate::EventStream, ProviderError> {

@@ -93,6 +93,22 @@ pub(crate) async fn send_with_retries(
     }
 }
 
+/// Reads a whole (non-streamed) answer with `parse`, naming the configured model when the
+/// service did not.
+pub(crate) async fn read_answer(
+    config: &HttpConfig,
+    response: Response,
+    parse: fn(&str) -> Result<crate::ChatResponse, ProviderError>,
+) -> Result<crate::ChatResponse, ProviderError> {
+    let text =
+        response.text().await.map_err(|e| ProviderError::Malformed(format!("the body could not be read: {e}")))?;
+    let mut parsed = parse(&text)?;
+    if parsed.model.is_empty() {
+        parsed.model = config.model.clone();
+    }
+    Ok(parsed)
+}
+
 fn connection_error(e: &reqwest::Error) -> String {
     if e.is_connect() {
         "the connection was refused".into()

@@ -7,7 +7,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::http::{client, send_with_retries, HttpConfig};
+use crate::http::{client, read_answer, send_with_retries, HttpConfig};
 use crate::{
     ChatMessage, ChatRequest, ChatResponse, ChatRole, FinishReason, Provider, ProviderError, StreamEvent, ToolCall,
     Usage,
@@ -21,6 +21,19 @@ pub struct OpenAiProvider {
 impl OpenAiProvider {
     pub fn new(config: HttpConfig) -> OpenAiProvider {
         OpenAiProvider { config, http: client() }
+    }
+
+    /// Builds the request anew for every attempt.
+    fn post(&self, body: &Value) -> impl Fn() -> reqwest::RequestBuilder + '_ {
+        let url = self.config.url("chat/completions");
+        let body = body.clone();
+        move || {
+            let builder = self.http.post(&url).json(&body);
+            match &self.config.api_key {
+                Some(key) => builder.bearer_auth(key.expose_secret()),
+                None => builder,
+            }
+        }
     }
 }
 
@@ -169,37 +182,15 @@ impl Provider for OpenAiProvider {
 
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
         let body = request_body(&self.config, &request);
-        let url = self.config.url("chat/completions");
-        let build = || {
-            let builder = self.http.post(&url).json(&body);
-            match &self.config.api_key {
-                Some(key) => builder.bearer_auth(key.expose_secret()),
-                None => builder,
-            }
-        };
-        let response = send_with_retries(&self.config, build, classify).await?;
-        let text =
-            response.text().await.map_err(|e| ProviderError::Malformed(format!("the body could not be read: {e}")))?;
-        let mut parsed = parse_response(&text)?;
-        if parsed.model.is_empty() {
-            parsed.model = self.config.model.clone();
-        }
-        Ok(parsed)
+        let response = send_with_retries(&self.config, self.post(&body), classify).await?;
+        read_answer(&self.config, response, parse_response).await
     }
 
     async fn stream(&self, request: ChatRequest) -> Result<crate::EventStream, ProviderError> {
         let mut body = request_body(&self.config, &request);
         body["stream"] = json!(true);
         body["stream_options"] = json!({ "include_usage": true });
-        let url = self.config.url("chat/completions");
-        let build = || {
-            let builder = self.http.post(&url).json(&body);
-            match &self.config.api_key {
-                Some(key) => builder.bearer_auth(key.expose_secret()),
-                None => builder,
-            }
-        };
-        let response = send_with_retries(&self.config, build, classify).await?;
+        let response = send_with_retries(&self.config, self.post(&body), classify).await?;
         Ok(parse_stream(response.bytes_stream(), self.config.model.clone()))
     }
 }
