@@ -71,7 +71,12 @@ pub async fn bind_sessions(State(state): State<AppState>, req: Request, next: Ne
         }
     }
     let is_delete = req.method() == axum::http::Method::DELETE;
-    let response = next.run(req).await;
+    let mut response = next.run(req).await;
+    // A session ended on request has nothing left to accept: say 204, which clients expect (the
+    // Python SDK reports 202 as a failed termination).
+    if is_delete && response.status() == StatusCode::ACCEPTED {
+        *response.status_mut() = StatusCode::NO_CONTENT;
+    }
     let mut owners = state.mcp_sessions.0.lock().expect("session owners lock");
     if let Some(created) = response.headers().get(&SESSION_HEADER).and_then(|v| v.to_str().ok()) {
         owners.entry(created.to_owned()).or_insert(user);
