@@ -3,10 +3,9 @@
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
-use crate::http::{client, read_answer, send_with_retries, HttpConfig};
+use crate::http::{client, poster, read_answer, send_with_retries, HttpConfig, KeyHeader};
 use crate::{
     ChatMessage, ChatRequest, ChatResponse, ChatRole, FinishReason, Provider, ProviderError, StreamEvent, ToolCall,
     Usage,
@@ -28,15 +27,14 @@ impl AnthropicProvider {
     }
 
     fn post(&self, body: &Value) -> impl Fn() -> reqwest::RequestBuilder + '_ {
-        let url = self.config.url("messages");
-        let body = body.clone();
-        move || {
-            let builder = self.http.post(&url).header("anthropic-version", API_VERSION).json(&body);
-            match &self.config.api_key {
-                Some(key) => builder.header("x-api-key", key.expose_secret()),
-                None => builder,
-            }
-        }
+        poster(
+            &self.http,
+            &self.config,
+            "messages",
+            body,
+            KeyHeader::Named("x-api-key"),
+            &[("anthropic-version", API_VERSION)],
+        )
     }
 }
 

@@ -43,6 +43,40 @@ impl HttpConfig {
     }
 }
 
+/// How a provider presents its key.
+#[derive(Clone, Copy)]
+pub(crate) enum KeyHeader {
+    /// `Authorization: Bearer <key>`.
+    Bearer,
+    /// The key as the value of this header (`x-api-key`).
+    Named(&'static str),
+}
+
+/// A request builder for `path` with `body`, made anew for every attempt.
+pub(crate) fn poster<'a>(
+    http: &'a reqwest::Client,
+    config: &'a HttpConfig,
+    path: &str,
+    body: &serde_json::Value,
+    key_header: KeyHeader,
+    extra: &'a [(&'static str, &'static str)],
+) -> impl Fn() -> reqwest::RequestBuilder + 'a {
+    use secrecy::ExposeSecret;
+    let url = config.url(path);
+    let body = body.clone();
+    move || {
+        let mut builder = http.post(&url).json(&body);
+        for (name, value) in extra {
+            builder = builder.header(*name, *value);
+        }
+        match (&config.api_key, key_header) {
+            (Some(key), KeyHeader::Bearer) => builder.bearer_auth(key.expose_secret()),
+            (Some(key), KeyHeader::Named(name)) => builder.header(name, key.expose_secret()),
+            (None, _) => builder,
+        }
+    }
+}
+
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder().build().expect("an HTTP client with default settings")
 }

@@ -3,11 +3,10 @@
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::http::{client, read_answer, send_with_retries, HttpConfig};
+use crate::http::{client, poster, read_answer, send_with_retries, HttpConfig, KeyHeader};
 use crate::{
     ChatMessage, ChatRequest, ChatResponse, ChatRole, FinishReason, Provider, ProviderError, StreamEvent, ToolCall,
     Usage,
@@ -23,17 +22,8 @@ impl OpenAiProvider {
         OpenAiProvider { config, http: client() }
     }
 
-    /// Builds the request anew for every attempt.
     fn post(&self, body: &Value) -> impl Fn() -> reqwest::RequestBuilder + '_ {
-        let url = self.config.url("chat/completions");
-        let body = body.clone();
-        move || {
-            let builder = self.http.post(&url).json(&body);
-            match &self.config.api_key {
-                Some(key) => builder.bearer_auth(key.expose_secret()),
-                None => builder,
-            }
-        }
+        poster(&self.http, &self.config, "chat/completions", body, KeyHeader::Bearer, &[])
     }
 }
 

@@ -2,12 +2,11 @@
 //! a model that streams (RELIABILITY B10.62 for a stream cut in the middle).
 
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::{json, Value};
 use switchboard::config::LlmProvider;
 
-use crate::helpers::{spawn_app, spawn_app_with, Backend, TestApp};
-use crate::model_server::{ModelServer, Reply};
+use crate::helpers::{spawn_app, Backend, TestApp};
+use crate::model_server::{app_with_model, ModelServer, Reply};
 
 /// Sends a streamed chat request and returns its events as (name, data).
 async fn stream(app: &TestApp, token: &str, message: &str) -> Vec<(String, Value)> {
@@ -50,17 +49,7 @@ async fn an_offline_turn_streams_its_tool_call_and_reply(backend: Backend) {
 
 async fn model_text_arrives_as_deltas_in_order(backend: Backend) {
     let model = ModelServer::start(vec![Reply::Stream { pieces: vec!["Hel", "lo, ", "world"], complete: true }]).await;
-    let url = model.base_url.clone();
-    let app = spawn_app_with(
-        &backend,
-        move |s| {
-            s.llm_provider = LlmProvider::Openai;
-            s.llm_base_url = Some(url);
-            s.llm_api_key = Some(SecretString::from("sk-test-0000"));
-        },
-        Default::default(),
-    )
-    .await;
+    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test-0000"), |_| {}).await;
     let events = stream(&app, &app.token_for("alice"), "greet me").await;
     let deltas: Vec<&str> =
         events.iter().filter(|(n, _)| n == "delta").map(|(_, d)| d["text"].as_str().unwrap()).collect();
@@ -75,16 +64,7 @@ async fn model_text_arrives_as_deltas_in_order(backend: Backend) {
 /// flagged incomplete, the user's message kept, nothing panics.
 async fn a_stream_cut_in_the_middle_keeps_the_partial_reply_flagged_incomplete(backend: Backend) {
     let model = ModelServer::start(vec![Reply::Stream { pieces: vec!["Half an ", "answ"], complete: false }]).await;
-    let url = model.base_url.clone();
-    let app = spawn_app_with(
-        &backend,
-        move |s| {
-            s.llm_provider = LlmProvider::Openai;
-            s.llm_base_url = Some(url);
-        },
-        Default::default(),
-    )
-    .await;
+    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, None, |_| {}).await;
     let token = app.token_for("alice");
     let events = stream(&app, &token, "tell me everything").await;
     assert_eq!(names(&events), ["message_start", "delta", "delta", "error"]);

@@ -2,25 +2,14 @@
 //! protocol): tool use, streaming events, and an overloaded service.
 
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::{json, Value};
 use switchboard::config::LlmProvider;
 
-use crate::helpers::{error_code, spawn_app_with, Backend, TestApp};
-use crate::model_server::{ModelServer, Reply};
+use crate::helpers::{error_code, Backend, TestApp};
+use crate::model_server::{app_with_model, ModelServer, Reply};
 
 async fn app_with_claude(backend: &Backend, model: &ModelServer) -> TestApp {
-    let url = model.base_url.clone();
-    spawn_app_with(
-        backend,
-        move |s| {
-            s.llm_provider = LlmProvider::Anthropic;
-            s.llm_base_url = Some(url);
-            s.llm_api_key = Some(SecretString::from("sk-ant-test-1234"));
-        },
-        Default::default(),
-    )
-    .await
+    app_with_model(backend, LlmProvider::Anthropic, &model.base_url, Some("sk-ant-test-1234"), |_| {}).await
 }
 
 async fn claude_uses_a_task_tool_and_answers(backend: Backend) {

@@ -5,11 +5,10 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::{json, Value};
 use switchboard::config::LlmProvider;
 
-use crate::helpers::{error_code, spawn_app_with, Backend, TestApp};
+use crate::helpers::{error_code, Backend, TestApp};
 use crate::model_server::{ModelServer, Reply};
 
 const KEY: &str = "sk-canary-6c1e2a9f0b";
@@ -19,19 +18,11 @@ async fn app_with_model(
     base_url: &str,
     configure: impl FnOnce(&mut switchboard::Settings),
 ) -> TestApp {
-    let base_url = base_url.to_owned();
-    spawn_app_with(
-        backend,
-        move |s| {
-            s.llm_provider = LlmProvider::Openai;
-            s.llm_base_url = Some(base_url);
-            s.llm_model = Some("scripted-model".into());
-            s.llm_api_key = Some(SecretString::from(KEY));
-            configure(s);
-        },
-        Default::default(),
-    )
-    .await
+    let configure = |s: &mut switchboard::Settings| {
+        s.llm_model = Some("scripted-model".into());
+        configure(s);
+    };
+    crate::model_server::app_with_model(backend, LlmProvider::Openai, base_url, Some(KEY), configure).await
 }
 
 /// The stored messages of the caller's only conversation.

@@ -11,6 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
+use switchboard::config::LlmProvider;
+
+use crate::helpers::{spawn_app_with, Backend, TestApp};
 
 /// One scripted answer.
 #[derive(Clone)]
@@ -195,4 +198,27 @@ async fn respond(reply: Reply) -> Response {
             }
         }
     }
+}
+
+/// A test server answering chat with `provider` at `base_url` (this module's scripted server),
+/// with `key` as its API key; `configure` adjusts the rest.
+pub async fn app_with_model(
+    backend: &Backend,
+    provider: LlmProvider,
+    base_url: &str,
+    key: Option<&str>,
+    configure: impl FnOnce(&mut switchboard::Settings),
+) -> TestApp {
+    let (base_url, key) = (base_url.to_owned(), key.map(|k| secrecy::SecretString::from(k.to_owned())));
+    spawn_app_with(
+        backend,
+        move |s| {
+            s.llm_provider = provider;
+            s.llm_base_url = Some(base_url);
+            s.llm_api_key = key;
+            configure(s);
+        },
+        Default::default(),
+    )
+    .await
 }
