@@ -121,4 +121,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// Ids of revoked tokens that have not expired yet.
     async fn revoked_tokens(&self) -> Result<Vec<String>>;
+
+    /// Every catalog entry, in name order.
+    async fn catalog_entries(&self) -> Result<Vec<CatalogRecord>>;
+
+    /// Inserts or replaces entries by name, all in one transaction. A record whose content hash is
+    /// unchanged keeps its stored embedding.
+    async fn upsert_catalog_entries(&self, records: &[CatalogRecord]) -> Result<()>;
+
+    /// Stores embeddings for entries whose content hash still matches (name, hash, vectors).
+    async fn set_catalog_embeddings(&self, model: &str, items: &[(String, String, Vec<u8>)]) -> Result<()>;
+
+    /// Removes the entry with this slug; `false` when there was none.
+    async fn delete_catalog_entry(&self, slug: &str) -> Result<bool>;
+
+    /// Changes whenever the catalog does: the number of entries and the latest change.
+    async fn catalog_revision(&self) -> Result<(i64, Option<DateTime<Utc>>)>;
+}
+
+/// A catalog entry as stored: the entry's JSON and what lookups and the embedding cache need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogRecord {
+    pub name: String,
+    pub slug: String,
+    pub data: String,
+    pub content_hash: String,
+    pub embedding_model: Option<String>,
+    pub embedding: Option<Vec<u8>>,
+    pub updated_at: DateTime<Utc>,
 }

@@ -16,6 +16,31 @@ use sqlx::types::Json;
 use switchboard_domain::{Conversation, Id, Message, Role, User};
 
 #[derive(sqlx::FromRow)]
+pub struct CatalogRow {
+    pub name: String,
+    pub slug: String,
+    pub data: String,
+    pub content_hash: String,
+    pub embedding_model: Option<String>,
+    pub embedding: Option<Vec<u8>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<CatalogRow> for crate::CatalogRecord {
+    fn from(r: CatalogRow) -> Self {
+        Self {
+            name: r.name,
+            slug: r.slug,
+            data: r.data,
+            content_hash: r.content_hash,
+            embedding_model: r.embedding_model,
+            embedding: r.embedding,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
 pub struct UserRow {
     pub id: Id,
     pub issuer: String,
@@ -586,6 +611,79 @@ macro_rules! impl_sql_store {
                     .fetch_all(&self.pool)
                     .await?;
                 Ok(rows.into_iter().map(|(jti,)| jti).collect())
+            }
+
+            async fn catalog_entries(&self) -> $crate::Result<Vec<$crate::CatalogRecord>> {
+                let rows: Vec<$crate::sql::CatalogRow> = $crate::sql::sqlx::query_as(
+                    "SELECT name, slug, data, content_hash, embedding_model, embedding, updated_at \
+                     FROM catalog_entries ORDER BY name",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn upsert_catalog_entries(&self, records: &[$crate::CatalogRecord]) -> $crate::Result<()> {
+                let mut tx = self.writer.begin().await?;
+                for r in records {
+                    // A changed entry drops its embedding (it describes the old text); an
+                    // unchanged one keeps it.
+                    $crate::sql::sqlx::query(
+                        "INSERT INTO catalog_entries (name, slug, data, content_hash, embedding_model, embedding, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                         ON CONFLICT (name) DO UPDATE SET slug = excluded.slug, data = excluded.data, \
+                           embedding_model = CASE WHEN catalog_entries.content_hash = excluded.content_hash \
+                             THEN COALESCE(excluded.embedding_model, catalog_entries.embedding_model) ELSE excluded.embedding_model END, \
+                           embedding = CASE WHEN catalog_entries.content_hash = excluded.content_hash \
+                             THEN COALESCE(excluded.embedding, catalog_entries.embedding) ELSE excluded.embedding END, \
+                           content_hash = excluded.content_hash, updated_at = excluded.updated_at",
+                    )
+                    .bind(&r.name)
+                    .bind(&r.slug)
+                    .bind(&r.data)
+                    .bind(&r.content_hash)
+                    .bind(&r.embedding_model)
+                    .bind(&r.embedding)
+                    .bind(r.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn set_catalog_embeddings(&self, model: &str, items: &[(String, String, Vec<u8>)]) -> $crate::Result<()> {
+                let mut tx = self.writer.begin().await?;
+                for (name, hash, bytes) in items {
+                    $crate::sql::sqlx::query(
+                        "UPDATE catalog_entries SET embedding_model = $1, embedding = $2 WHERE name = $3 AND content_hash = $4",
+                    )
+                    .bind(model)
+                    .bind(bytes)
+                    .bind(name)
+                    .bind(hash)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn delete_catalog_entry(&self, slug: &str) -> $crate::Result<bool> {
+                let deleted = $crate::sql::sqlx::query("DELETE FROM catalog_entries WHERE slug = $1")
+                    .bind(slug)
+                    .execute(&self.writer)
+                    .await?
+                    .rows_affected();
+                Ok(deleted > 0)
+            }
+
+            async fn catalog_revision(&self) -> $crate::Result<(i64, Option<::chrono::DateTime<::chrono::Utc>>)> {
+                let row: (i64, Option<::chrono::DateTime<::chrono::Utc>>) =
+                    $crate::sql::sqlx::query_as("SELECT COUNT(*), MAX(updated_at) FROM catalog_entries")
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(row)
             }
         }
     };

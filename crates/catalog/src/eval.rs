@@ -1,0 +1,95 @@
+//! Measuring search quality on annotated requests (recall@k, MRR, complete@5).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One annotated request: the servers it needs, and equivalent servers for some of them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EvalQuery {
+    #[serde(default)]
+    pub id: String,
+    pub query: String,
+    pub servers: Vec<String>,
+    #[serde(default)]
+    pub alternatives: HashMap<String, Vec<String>>,
+}
+
+/// Averages over the requests of one run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Metrics {
+    pub queries: usize,
+    pub recall_at_1: f64,
+    pub recall_at_3: f64,
+    pub recall_at_5: f64,
+    pub mrr: f64,
+    /// The share of requests with all their servers in the top 5.
+    pub complete_at_5: f64,
+}
+
+impl EvalQuery {
+    /// Whether `name` satisfies the required server `required`.
+    fn satisfies(&self, required: &str, name: &str) -> bool {
+        required == name || self.alternatives.get(required).is_some_and(|alt| alt.iter().any(|a| a == name))
+    }
+
+    fn found_within(&self, ranked: &[String], k: usize) -> usize {
+        let top = &ranked[..k.min(ranked.len())];
+        self.servers.iter().filter(|required| top.iter().any(|name| self.satisfies(required, name))).count()
+    }
+
+    fn first_hit(&self, ranked: &[String]) -> Option<usize> {
+        ranked.iter().position(|name| self.servers.iter().any(|required| self.satisfies(required, name)))
+    }
+}
+
+/// Scores ranked server names (best first) against each request's annotation.
+pub fn score(runs: &[(EvalQuery, Vec<String>)]) -> Metrics {
+    let mut m = Metrics { queries: runs.len(), ..Default::default() };
+    if runs.is_empty() {
+        return m;
+    }
+    for (query, ranked) in runs {
+        let needed = query.servers.len().max(1) as f64;
+        m.recall_at_1 += query.found_within(ranked, 1) as f64 / needed;
+        m.recall_at_3 += query.found_within(ranked, 3) as f64 / needed;
+        m.recall_at_5 += query.found_within(ranked, 5) as f64 / needed;
+        m.complete_at_5 += f64::from(u8::from(query.found_within(ranked, 5) == query.servers.len()));
+        m.mrr += query.first_hit(ranked).map_or(0.0, |rank| 1.0 / (rank as f64 + 1.0));
+    }
+    let n = runs.len() as f64;
+    for value in [&mut m.recall_at_1, &mut m.recall_at_3, &mut m.recall_at_5, &mut m.mrr, &mut m.complete_at_5] {
+        *value /= n;
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(servers: &[&str]) -> EvalQuery {
+        EvalQuery {
+            id: String::new(),
+            query: String::new(),
+            servers: servers.iter().map(|s| s.to_string()).collect(),
+            alternatives: HashMap::from([("A".to_string(), vec!["A2".to_string()])]),
+        }
+    }
+
+    fn ranked(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn metrics_count_required_servers_and_their_alternatives() {
+        let runs =
+            vec![(query(&["A", "B"]), ranked(&["x", "A2", "y", "z", "w", "B"])), (query(&["C"]), ranked(&["C"]))];
+        let m = score(&runs);
+        assert_eq!(m.recall_at_1, (0.0 + 1.0) / 2.0);
+        assert_eq!(m.recall_at_3, (0.5 + 1.0) / 2.0);
+        assert_eq!(m.recall_at_5, (0.5 + 1.0) / 2.0);
+        assert_eq!(m.complete_at_5, 0.5);
+        assert_eq!(m.mrr, (0.5 + 1.0) / 2.0);
+    }
+}

@@ -1,0 +1,209 @@
+//! Hybrid search over the catalog.
+//!
+//! Two signals, fused by reciprocal rank:
+//! - BM25 (tantivy) over each entry's name and title, description, and tool names and descriptions;
+//! - cosine similarity of sentence embeddings, per entry and per tool (an entry scores its best).
+//!
+//! A request often needs several servers ("find the paper, then save a summary to Notion"), so it
+//! is also split into parts (`text::parts`), and capabilities it implies without naming them (a
+//! file path, "next Wednesday") become cues (`text::cues`); an entry's dense score is its best
+//! match over the request, its parts and its cues, the latter two slightly discounted. Without an
+//! embedding model only BM25 runs: search always answers.
+
+mod bm25;
+mod dense;
+pub mod text;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub use dense::{document_texts, pack, unpack, DenseScore, Vectors};
+
+use crate::entry::CatalogEntry;
+
+/// Candidates each signal contributes before fusion.
+const DEPTH: usize = 50;
+/// The reciprocal-rank constant: larger flattens the difference between ranks.
+const RRF_K: f32 = 60.0;
+/// How much a part of the request, and a capability cue, count against the whole request.
+const PART_WEIGHT: f32 = 0.9;
+const CUE_WEIGHT: f32 = 0.8;
+/// BM25's vote beside the dense ranking (alone, it counts fully).
+const LEXICAL_WEIGHT: f32 = 0.2;
+
+/// Which signals a search uses (the evaluation compares them; the server uses `Hybrid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Bm25,
+    Dense,
+    Hybrid,
+}
+
+/// An immutable index over one version of the catalog; rebuilt when the catalog changes.
+pub struct SearchIndex {
+    entries: Vec<Arc<CatalogEntry>>,
+    bm25: bm25::Bm25,
+    vectors: Option<Vectors>,
+}
+
+/// What the query looks like to the index: the request, its parts, and their embeddings if any.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub text: String,
+    pub parts: Vec<String>,
+    /// Descriptions of capabilities the request needs without naming them (`text::cues`).
+    pub cues: Vec<&'static str>,
+    /// The request's vector, then one per part, then one per cue, when a model is available.
+    pub vectors: Option<Vec<Vec<f32>>>,
+}
+
+impl Query {
+    pub fn new(text: &str) -> Self {
+        Self { text: text.to_string(), parts: text::parts(text), cues: text::cues(text), vectors: None }
+    }
+
+    /// The texts to embed for this query, in the order `vectors` expects.
+    pub fn texts(&self) -> Vec<String> {
+        std::iter::once(self.text.clone())
+            .chain(self.parts.iter().cloned())
+            .chain(self.cues.iter().map(|c| c.to_string()))
+            .collect()
+    }
+}
+
+/// One ranked entry.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SearchHit {
+    #[serde(flatten)]
+    #[schema(value_type = CatalogEntry)]
+    pub entry: Arc<CatalogEntry>,
+    /// The fused score, 1.0 for an entry ranked first by every signal and every part.
+    pub score: f32,
+    /// Which signals ranked it: `bm25`, `dense`, and `tool` when a tool matched better than the entry's own text.
+    pub matched: Vec<&'static str>,
+    /// The BM25 score for the whole request, when it matched a word.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bm25: Option<f32>,
+    /// The dense similarity (cosine of the request, a part or a cue with the entry and its best tool).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cosine: Option<f32>,
+    /// The tool whose description matched best.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+}
+
+impl SearchIndex {
+    /// Builds the index. `vectors` must hold each entry's vectors in entry order, or be `None`.
+    pub fn build(entries: Vec<Arc<CatalogEntry>>, vectors: Option<Vectors>) -> Result<Self, String> {
+        let bm25 = bm25::Bm25::build(&entries).map_err(|e| format!("cannot build the search index: {e}"))?;
+        Ok(Self { entries, bm25, vectors })
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn entries(&self) -> &[Arc<CatalogEntry>] {
+        &self.entries
+    }
+
+    /// Whether embeddings take part (a model is configured and the entries' vectors are ready).
+    pub fn has_vectors(&self) -> bool {
+        self.vectors.is_some()
+    }
+
+    /// BM25 alone: (entry position, score), best first.
+    pub fn lexical(&self, text: &str, depth: usize) -> Vec<(usize, f32)> {
+        self.bm25.search(text, depth)
+    }
+
+    /// Cosine scores of every entry against one query vector.
+    pub fn semantic(&self, vector: &[f32]) -> Option<Vec<dense::DenseScore>> {
+        self.vectors.as_ref().map(|v| v.score(vector))
+    }
+
+    pub fn search(&self, query: &Query, method: Method, limit: usize) -> Vec<SearchHit> {
+        let vectors = match (&self.vectors, &query.vectors) {
+            (Some(index), Some(q))
+                if method != Method::Bm25 && q.first().is_some_and(|v| v.len() == index.dimension()) =>
+            {
+                Some((index, q))
+            }
+            _ => None,
+        };
+        let lexical = if method == Method::Dense { Vec::new() } else { self.bm25.search(&query.text, DEPTH) };
+
+        // Dense: each entry keeps its best match over the request, its parts and its cues.
+        let mut dense: Option<(Vec<f32>, Vec<DenseScore>)> = None;
+        if let Some((index, q)) = vectors {
+            let full = index.score(&q[0]);
+            let mut best: Vec<f32> = full.iter().map(DenseScore::combined).collect();
+            let weights = query.parts.iter().map(|_| PART_WEIGHT).chain(query.cues.iter().map(|_| CUE_WEIGHT));
+            for (vector, weight) in q[1..].iter().zip(weights) {
+                for (b, d) in best.iter_mut().zip(index.score(vector)) {
+                    *b = b.max(weight * d.combined());
+                }
+            }
+            dense = Some((best, full));
+        }
+
+        let mut fused: HashMap<usize, f32> = HashMap::new();
+        let mut total_weight = 0.0;
+        if let Some((best, _)) = &dense {
+            let mut ranking: Vec<usize> = (0..best.len()).collect();
+            ranking.sort_by(|&a, &b| best[b].total_cmp(&best[a]));
+            for (rank, &i) in ranking.iter().take(DEPTH).enumerate() {
+                *fused.entry(i).or_default() += 1.0 / (RRF_K + rank as f32);
+            }
+            total_weight += 1.0;
+        }
+        let lexical_weight = if dense.is_some() { LEXICAL_WEIGHT } else { 1.0 };
+        for (rank, (i, _)) in lexical.iter().enumerate() {
+            *fused.entry(*i).or_default() += lexical_weight / (RRF_K + rank as f32);
+        }
+        if !lexical.is_empty() {
+            total_weight += lexical_weight;
+        }
+
+        let best_possible = total_weight / RRF_K;
+        let lexical: HashMap<usize, f32> = lexical.into_iter().collect();
+        let mut ranked: Vec<(usize, f32)> = fused.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.truncate(limit);
+        ranked
+            .into_iter()
+            .map(|(i, score)| {
+                let entry = self.entries[i].clone();
+                let full = dense.as_ref().map(|(_, full)| full[i]);
+                let bm25 = lexical.get(&i).copied();
+                let mut matched = Vec::new();
+                if bm25.is_some() {
+                    matched.push("bm25");
+                }
+                let mut tool = None;
+                if let Some(d) = full {
+                    matched.push("dense");
+                    if d.tool > d.entry {
+                        matched.push("tool");
+                        tool = d.tool_index.and_then(|t| entry.tools.get(t as usize)).map(|t| t.name.clone());
+                    }
+                }
+                SearchHit {
+                    score: if best_possible > 0.0 { (score / best_possible).min(1.0) } else { 0.0 },
+                    matched,
+                    bm25,
+                    cosine: dense.as_ref().map(|(best, _)| best[i]),
+                    tool,
+                    entry,
+                }
+            })
+            .collect()
+    }
+}

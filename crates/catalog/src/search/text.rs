@@ -1,0 +1,180 @@
+//! Text preparation shared by indexing and querying.
+
+/// Splits identifiers into words so `get_stockPrice` matches "stock price": underscores and dashes
+/// become spaces and a lower-case letter followed by an upper-case one gets a space between them.
+pub fn words(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut previous: Option<char> = None;
+    for c in text.chars() {
+        if c == '_' || c == '-' || c == '/' || c == '.' {
+            out.push(' ');
+        } else {
+            if c.is_uppercase() && previous.is_some_and(|p| p.is_lowercase()) {
+                out.push(' ');
+            }
+            out.push(c);
+        }
+        previous = Some(c);
+    }
+    out
+}
+
+/// Splits a request into the parts that may each need a different server: sentences, clauses
+/// joined by "and"/"then"/"also", and items of a list. Parts shorter than two words are folded
+/// into their neighbour. The whole request is not among the parts.
+pub fn parts(query: &str) -> Vec<String> {
+    const JOINERS: [&str; 10] = [
+        " and then ",
+        " then ",
+        " and also ",
+        " also ",
+        " and ",
+        " as well as ",
+        " after that ",
+        " plus ",
+        "; ",
+        " while ",
+    ];
+    let mut pieces: Vec<String> = Vec::new();
+    for sentence in query.split(['.', '?', '!', '\n', ';', ':']) {
+        let mut rest = vec![sentence.to_string()];
+        for joiner in JOINERS {
+            rest = rest
+                .into_iter()
+                .flat_map(|piece| {
+                    let lower = piece.to_lowercase();
+                    if lower.len() != piece.len() {
+                        return vec![piece];
+                    }
+                    let mut out = Vec::new();
+                    let mut start = 0;
+                    for (at, _) in lower.match_indices(joiner) {
+                        out.push(piece[start..at].to_string());
+                        start = at + joiner.len();
+                    }
+                    out.push(piece[start..].to_string());
+                    out
+                })
+                .collect();
+        }
+        for piece in rest.into_iter().flat_map(|p| p.split(", ").map(str::to_string).collect::<Vec<_>>()) {
+            let piece = piece.trim().to_string();
+            if piece.is_empty() {
+                continue;
+            }
+            match pieces.last_mut() {
+                Some(last) if piece.split_whitespace().count() < 3 => {
+                    last.push(' ');
+                    last.push_str(&piece);
+                }
+                _ => pieces.push(piece),
+            }
+        }
+    }
+    if pieces.len() == 1 {
+        pieces.clear();
+    }
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_become_words() {
+        assert_eq!(words("get_stockPrice"), "get stock Price");
+        assert_eq!(words("search-wikipedia"), "search wikipedia");
+    }
+
+    #[test]
+    fn a_request_splits_into_its_parts() {
+        let parts = parts("Find today's LeetCode daily challenge and write it to /root/leetcode.md");
+        assert_eq!(parts, vec!["Find today's LeetCode daily challenge", "write it to /root/leetcode.md"]);
+        assert!(super::parts("list my open issues").is_empty(), "one part is the whole request");
+        let parts = super::parts("Monitor Gmail for invoices, save them to Notion, then post a summary to Slack.");
+        assert_eq!(parts.len(), 3, "{parts:?}");
+    }
+}
+
+/// Capabilities a request needs without naming them: a file path means reading or writing files,
+/// "today" or "next Wednesday" means knowing the date, a link means fetching a page, a price on a
+/// shop means browsing it. Each cue found adds a short description of that capability, searched
+/// like a part of the request.
+pub fn cues(query: &str) -> Vec<&'static str> {
+    let lower = query.to_lowercase();
+    let has_word =
+        |words: &[&str]| lower.split(|c: char| !c.is_alphanumeric() && c != '\'').any(|w| words.contains(&w));
+    let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
+    let mut out = Vec::new();
+    let path = lower.split_whitespace().any(|w| {
+        let w = w.trim_matches(|c: char| "`'\".,;:()".contains(c));
+        (w.starts_with('/') || w.starts_with("~/") || w.starts_with("./")) && w.len() > 2 && !w.starts_with("//")
+    });
+    if path
+        || has(&["save it as", "save the", "save as", "write the", "to a file", "into a file", "local file", "folder"])
+    {
+        out.push("read and write files and directories on the local filesystem");
+    }
+    if has_word(&[
+        "today",
+        "today's",
+        "tomorrow",
+        "yesterday",
+        "now",
+        "tonight",
+        "current",
+        "currently",
+        "recent",
+        "recently",
+        "latest",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+        "week",
+        "weekend",
+        "24h",
+        "hours",
+        "date",
+        "dates",
+        "timezone",
+        "deadline",
+        "upcoming",
+    ]) {
+        out.push("get the current date and time in a timezone");
+    }
+    if has(&["http://", "https://", "www.", ".com", ".org"]) {
+        out.push("fetch a web page from a URL and read its content");
+    }
+    if has_word(&[
+        "amazon", "ebay", "taobao", "jd", "walmart", "website", "browse", "browser", "links", "link", "site", "page",
+        "shop", "store",
+    ]) {
+        out.push("browse websites in a web browser, navigate pages, click and extract content");
+    }
+    if has_word(&[
+        "calculate",
+        "calculation",
+        "compute",
+        "sum",
+        "average",
+        "percentage",
+        "percent",
+        "ratio",
+        "total",
+        "multiply",
+        "divide",
+        "math",
+        "formula",
+    ]) {
+        out.push("calculate mathematical expressions and arithmetic");
+    }
+    if has_word(&["cny", "usd", "eur", "gbp", "jpy", "rmb", "yuan", "dollars", "euros", "currency", "exchange"]) {
+        out.push("convert currency amounts with exchange rates");
+    }
+    out
+}

@@ -1,0 +1,63 @@
+//! Sentence embeddings for catalog search.
+//!
+//! Two sources behind one trait: [`MiniLm`], the all-MiniLM-L6-v2 sentence encoder run in process
+//! from a directory holding its `model.safetensors`, `tokenizer.json` and `config.json`, and
+//! [`RemoteEmbedder`], any OpenAI-compatible `/embeddings` endpoint. Vectors come back L2-normalised,
+//! so a dot product is their cosine similarity.
+
+mod bert;
+mod minilm;
+mod remote;
+
+pub use minilm::MiniLm;
+pub use remote::{RemoteConfig, RemoteEmbedder};
+
+/// Something that turns texts into unit-length vectors.
+#[async_trait::async_trait]
+pub trait Embedder: Send + Sync + std::fmt::Debug {
+    /// A stable name of the model, stored beside document vectors so a model change recomputes them.
+    fn model_id(&self) -> &str;
+    /// The length of every vector this embedder returns.
+    fn dimension(&self) -> usize;
+    /// One unit vector per text, in order.
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmbedError {
+    /// The model directory is missing a file or holds something that is not this model.
+    #[error("cannot load the embedding model from {path}: {reason}")]
+    Load { path: String, reason: String },
+    /// Running the model failed.
+    #[error("embedding failed: {0}")]
+    Compute(String),
+    /// The embeddings endpoint could not be reached or answered with an error.
+    #[error("the embeddings endpoint failed: {0}")]
+    Remote(String),
+}
+
+/// Scales a vector to unit length (a zero vector stays zero).
+pub fn normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+/// The dot product of two vectors of the same length; their cosine when both are unit vectors.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Eight independent accumulators let the compiler vectorise the loop.
+    let mut acc = [0f32; 8];
+    let chunks = a.len() / 8;
+    for i in 0..chunks {
+        for (lane, slot) in acc.iter_mut().enumerate() {
+            *slot += a[i * 8 + lane] * b[i * 8 + lane];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for i in chunks * 8..a.len() {
+        sum += a[i] * b[i];
+    }
+    sum
+}
