@@ -81,6 +81,8 @@ pub struct AppState {
     /// Runs chat turns against the configured model.
     pub agent: Agent,
     pub tasks: TaskService,
+    /// The MCP server catalog and its search index.
+    pub catalog: switchboard_catalog::Catalog,
     /// The built-in tasks tools, called in-process by the agent.
     pub tasks_server: Arc<TasksServer>,
     /// Who owns each `/mcp` session.
@@ -102,6 +104,7 @@ pub struct AppState {
         (name = "chat", description = "Talking to the assistant"),
         (name = "conversations", description = "Conversation history"),
         (name = "tasks", description = "The user's tasks (also reachable as MCP tools and from chat)"),
+        (name = "catalog", description = "The MCP servers Switchboard knows, and finding the ones a request needs"),
         (name = "admin", description = "Administrators only"),
         (name = "compat", description = "The original task-chat specification's routes (a session is a conversation)"),
     )
@@ -132,7 +135,9 @@ fn split(state: Option<&AppState>) -> (Router<AppState>, utoipa::openapi::OpenAp
         .merge(routes::conversations::routes())
         .merge(routes::tasks::routes())
         .merge(routes::compat::routes())
-        .merge(routes::admin::routes());
+        .merge(routes::admin::routes())
+        .merge(routes::catalog::routes())
+        .merge(routes::catalog::admin_routes());
     let mut anonymous = routes::google::routes();
     if let Some(state) = state {
         // Layers run outside-in: sign-in first, then the per-user limit.

@@ -93,3 +93,57 @@ mod tests {
         assert_eq!(m.mrr, (0.5 + 1.0) / 2.0);
     }
 }
+
+/// An evaluation run: the catalog file indexed in memory, every request searched with each method.
+pub mod run {
+    use std::sync::Arc;
+
+    use switchboard_embed::Embedder;
+
+    use super::{score, EvalQuery, Metrics};
+    use crate::import::{self, ImportFile};
+    use crate::search::{document_texts, Method, Query, SearchIndex, Vectors};
+    use crate::CatalogError;
+
+    /// Indexes the entries of a catalog file (any importable format), embedding them if a model is given.
+    pub async fn index(file: ImportFile<'_>, embedder: Option<&dyn Embedder>) -> Result<SearchIndex, CatalogError> {
+        let merged = import::merge(&[], import::parse(&[file])?)?;
+        let entries: Vec<Arc<_>> = merged.changed.into_iter().map(Arc::new).collect();
+        let vectors = match embedder {
+            Some(embedder) => {
+                let texts: Vec<Vec<String>> = entries.iter().map(|e| document_texts(e)).collect();
+                let flat: Vec<String> = texts.iter().flatten().cloned().collect();
+                let vectors = embedder.embed(&flat).await.map_err(|e| CatalogError::Index(e.to_string()))?;
+                let mut per_entry = Vec::with_capacity(entries.len());
+                let mut at = 0;
+                for t in &texts {
+                    per_entry.push(vectors[at..at + t.len()].to_vec());
+                    at += t.len();
+                }
+                Some(Vectors::new(embedder.dimension(), &per_entry))
+            }
+            None => None,
+        };
+        SearchIndex::build(entries, vectors).map_err(CatalogError::Index)
+    }
+
+    /// Searches every request with `method` and scores the top ten against the annotations.
+    pub async fn measure(
+        index: &SearchIndex,
+        queries: &[EvalQuery],
+        embedder: Option<&dyn Embedder>,
+        method: Method,
+    ) -> Result<Metrics, CatalogError> {
+        let mut runs = Vec::with_capacity(queries.len());
+        for q in queries {
+            let mut query = Query::new(&q.query);
+            if let Some(embedder) = embedder {
+                query.vectors =
+                    Some(embedder.embed(&query.texts()).await.map_err(|e| CatalogError::Index(e.to_string()))?);
+            }
+            let ranked = index.search(&query, method, 10).into_iter().map(|h| h.entry.name.clone()).collect();
+            runs.push((q.clone(), ranked));
+        }
+        Ok(score(&runs))
+    }
+}

@@ -41,13 +41,16 @@ struct Loaded {
     by_slug: HashMap<String, usize>,
     /// Whether the index holds vectors for every entry (when a model is configured).
     complete: bool,
+    /// The model whose vectors the index holds.
+    model: Option<String>,
 }
 
 /// The shared catalog service; cheap to clone.
 #[derive(Clone)]
 pub struct Catalog {
     store: Arc<dyn Store>,
-    embedder: Option<Arc<dyn Embedder>>,
+    /// Set once a model has loaded (in the background at start, so start stays fast).
+    embedder: Arc<RwLock<Option<Arc<dyn Embedder>>>>,
     loaded: Arc<RwLock<Option<Arc<Loaded>>>>,
     /// One rebuild at a time; callers that arrive meanwhile wait and use its result.
     rebuild: Arc<tokio::sync::Mutex<()>>,
@@ -55,18 +58,23 @@ pub struct Catalog {
 
 impl std::fmt::Debug for Catalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Catalog").field("embedder", &self.embedder).finish()
+        f.debug_struct("Catalog").field("embedder", &self.embedder()).finish()
     }
 }
 
 impl Catalog {
     pub fn new(store: Arc<dyn Store>, embedder: Option<Arc<dyn Embedder>>) -> Self {
-        Self { store, embedder, loaded: Arc::default(), rebuild: Arc::default() }
+        Self { store, embedder: Arc::new(RwLock::new(embedder)), loaded: Arc::default(), rebuild: Arc::default() }
     }
 
     /// The embedding model in use, if any.
-    pub fn embedder(&self) -> Option<&Arc<dyn Embedder>> {
-        self.embedder.as_ref()
+    pub fn embedder(&self) -> Option<Arc<dyn Embedder>> {
+        self.embedder.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Starts using an embedding model; the next `refresh` embeds the entries and adds vectors.
+    pub fn set_embedder(&self, embedder: Arc<dyn Embedder>) {
+        *self.embedder.write().unwrap_or_else(|e| e.into_inner()) = Some(embedder);
     }
 
     /// Adds the built-in entries that are missing and updates built-in entries that changed;
@@ -130,7 +138,7 @@ impl Catalog {
     pub async fn search(&self, text: &str, limit: usize, threshold: f32) -> Result<Vec<SearchHit>, CatalogError> {
         let loaded = self.current().await?;
         let mut query = Query::new(text);
-        if let (Some(embedder), true) = (&self.embedder, loaded.index.has_vectors()) {
+        if let (Some(embedder), true) = (self.embedder(), loaded.index.has_vectors()) {
             match embedder.embed(&query.texts()).await {
                 Ok(vectors) => query.vectors = Some(vectors),
                 // Search always answers: without the query's vectors, BM25 alone.
@@ -151,8 +159,9 @@ impl Catalog {
     /// embedding entries that lack vectors. Cheap when nothing changed.
     pub async fn refresh(&self) -> Result<(), CatalogError> {
         let revision = self.store.catalog_revision().await?;
+        let model = self.embedder().map(|e| e.model_id().to_string());
         let stale = match self.snapshot() {
-            Some(loaded) => loaded.revision != revision || !loaded.complete,
+            Some(loaded) => loaded.revision != revision || !loaded.complete || loaded.model != model,
             None => true,
         };
         if stale {
@@ -201,7 +210,9 @@ impl Catalog {
 
         let mut vectors = None;
         let mut complete = true;
-        if let Some(embedder) = &self.embedder {
+        let embedder = self.embedder();
+        let model_id = embedder.as_ref().map(|e| e.model_id().to_string());
+        if let Some(embedder) = &embedder {
             let model = embedder.model_id().to_string();
             let dimension = embedder.dimension();
             let stale: Vec<usize> = (0..records.len())
@@ -234,7 +245,7 @@ impl Catalog {
             .await
             .map_err(|e| CatalogError::Index(e.to_string()))?
             .map_err(CatalogError::Index)?;
-        let loaded = Arc::new(Loaded { revision, index: Arc::new(index), by_slug, complete });
+        let loaded = Arc::new(Loaded { revision, index: Arc::new(index), by_slug, complete, model: model_id });
         *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = Some(loaded.clone());
         Ok(loaded)
     }

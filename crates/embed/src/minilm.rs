@@ -35,6 +35,19 @@ impl std::fmt::Debug for MiniLm {
 }
 
 impl MiniLm {
+    /// The files the model needs.
+    pub const FILES: [&'static str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
+
+    /// Checks that `dir` holds the model's files, without loading them (loading takes a while).
+    pub fn check_dir(dir: &Path) -> Result<(), EmbedError> {
+        match Self::FILES.iter().find(|name| !dir.join(name).is_file()) {
+            Some(name) => {
+                Err(EmbedError::Load { path: dir.display().to_string(), reason: format!("{name} is missing") })
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Loads `config.json`, `tokenizer.json` and `model.safetensors` from `dir`.
     pub fn load(dir: &Path) -> Result<Self, EmbedError> {
         let fail = |reason: String| EmbedError::Load { path: dir.display().to_string(), reason };

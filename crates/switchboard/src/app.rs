@@ -15,6 +15,8 @@ use switchboard_api::mcp_endpoint::McpConfig;
 use switchboard_api::metrics::Metrics;
 use switchboard_api::ratelimit::{InMemoryRateLimiter, RateLimiter};
 use switchboard_api::{ApiConfig, AppState};
+use switchboard_catalog::Catalog;
+use switchboard_embed::{Embedder, MiniLm, RemoteConfig, RemoteEmbedder};
 use switchboard_llm::{AnthropicProvider, HttpConfig, OfflineProvider, OpenAiProvider, Provider};
 use switchboard_mcp::TasksServer;
 use switchboard_store::Store;
@@ -24,6 +26,48 @@ use switchboard_tasks::TaskService;
 use tokio::net::TcpListener;
 
 use crate::config::{check_secret, LlmProvider, Settings};
+
+/// Loads the configured embedding model, if any: the local model from its directory, else the
+/// remote endpoint.
+pub async fn embedder(settings: &Settings) -> anyhow::Result<Option<Arc<dyn Embedder>>> {
+    if let Some(dir) = settings.embed_model_dir.clone() {
+        let model = tokio::task::spawn_blocking(move || MiniLm::load(&dir)).await??;
+        return Ok(Some(Arc::new(model)));
+    }
+    if let Some(base_url) = &settings.embed_base_url {
+        let config = RemoteConfig {
+            base_url: base_url.clone(),
+            model: settings.embed_model.clone(),
+            api_key: settings.embed_api_key.clone().or_else(|| settings.llm_api_key.clone()),
+            timeout: Duration::from_secs(settings.llm_timeout_secs),
+        };
+        return Ok(Some(Arc::new(RemoteEmbedder::connect(config).await?)));
+    }
+    Ok(None)
+}
+
+/// In the background: loads the embedding model, embeds the catalog, then picks up catalog
+/// changes made by other servers until shutdown.
+async fn keep_catalog_fresh(catalog: Catalog, settings: Settings, shutdown: tokio_util::sync::CancellationToken) {
+    match embedder(&settings).await {
+        Ok(Some(embedder)) => {
+            tracing::info!(model = embedder.model_id(), "embedding model loaded; catalog search becomes hybrid");
+            catalog.set_embedder(embedder);
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "the embedding model failed to load; catalog search uses BM25 alone"),
+    }
+    let every = Duration::from_secs(settings.catalog_refresh_secs.max(1));
+    loop {
+        if let Err(e) = catalog.refresh().await {
+            tracing::warn!(error = %e, "refreshing the catalog failed; retrying");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
 
 /// Subject of the user that `serve` prints a token for.
 pub const LOCAL_SUBJECT: &str = "local";
@@ -43,6 +87,7 @@ pub struct Application {
     state: AppState,
     grace: Duration,
     local_token: String,
+    settings: Settings,
 }
 
 impl Application {
@@ -77,7 +122,13 @@ impl Application {
             NonZeroU32::new(settings.rate_limit_per_minute)
                 .map(|n| Arc::new(InMemoryRateLimiter::per_minute(n)) as Arc<dyn RateLimiter>)
         });
+        let catalog = Catalog::new(store.clone(), None);
+        catalog.seed_builtin().await.context("cannot load the built-in catalog")?;
+        if let Some(dir) = &settings.embed_model_dir {
+            MiniLm::check_dir(dir)?;
+        }
         let state = AppState {
+            catalog,
             tasks: TaskService::new(store.clone()),
             tasks_server: Arc::new(TasksServer::for_signed_in_users(TaskService::new(store.clone()))),
             mcp_sessions: Default::default(),
@@ -104,7 +155,7 @@ impl Application {
         let local_token = local_user_token(state.auth.signer());
         let listener =
             TcpListener::bind(settings.addr).await.with_context(|| format!("cannot listen on {}", settings.addr))?;
-        Ok(Application { listener, state, grace: settings.shutdown_grace(), local_token })
+        Ok(Application { listener, state, grace: settings.shutdown_grace(), local_token, settings })
     }
 
     /// Where the server listens (the real port when 0 was asked).
@@ -122,6 +173,11 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let store = self.state.store.clone();
         let streams = self.state.shutdown.clone();
+        tokio::spawn(keep_catalog_fresh(
+            self.state.catalog.clone(),
+            self.settings.clone(),
+            self.state.shutdown.clone(),
+        ));
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
         let signal = async move {
             shutdown.await;
@@ -260,7 +316,7 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<SecretString> {
 }
 
 /// Creates the data directory readable by its owner only (it holds messages and the secret).
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.exists() {
         return Ok(());
     }

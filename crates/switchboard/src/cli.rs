@@ -1,4 +1,4 @@
-//! The command line: `serve` and `token`.
+//! The command line: `serve`, `token`, `mcp` and `catalog` (in `catalog_cli`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +27,9 @@ pub enum Command {
     /// Serve a built-in MCP server over stdio (for MCP clients that launch local servers).
     #[command(subcommand)]
     Mcp(McpCommand),
+    /// The MCP server catalog: import, export, search, evaluate.
+    #[command(subcommand)]
+    Catalog(crate::catalog_cli::CatalogCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,7 +72,8 @@ Lists in the environment are comma-separated. Settings without a flag:
   jwks_refresh_secs    SWITCHBOARD_JWKS_REFRESH_SECS  minimum seconds between key refreshes [10]
   session_ttl_secs     SWITCHBOARD_SESSION_TTL_SECS   lifetime of tokens issued for a Google sign-in [86400]
   history_limit        SWITCHBOARD_HISTORY_LIMIT   earlier messages sent to the model per turn [20]
-  llm_api_key          SWITCHBOARD_LLM_API_KEY     the model service's key (or OPENAI_API_KEY / ANTHROPIC_API_KEY); never logged";
+  llm_api_key          SWITCHBOARD_LLM_API_KEY     the model service's key (or OPENAI_API_KEY / ANTHROPIC_API_KEY); never logged
+  embed_api_key        SWITCHBOARD_EMBED_API_KEY   the embeddings endpoint's key (default: the model service's key); never logged";
 
 /// Flags of `serve`; each overrides the setting of the same name.
 #[derive(Debug, Default, Args, Serialize)]
@@ -168,6 +172,23 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_agent_steps: Option<usize>,
+    /// Directory of the all-MiniLM-L6-v2 sentence model (model.safetensors, tokenizer.json, config.json) for
+    /// semantic catalog search; without it (and without --embed-base-url) search uses BM25 alone [env: SWITCHBOARD_EMBED_MODEL_DIR]
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embed_model_dir: Option<PathBuf>,
+    /// OpenAI-compatible embeddings endpoint, used when no model directory is set [env: SWITCHBOARD_EMBED_BASE_URL]
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embed_base_url: Option<String>,
+    /// Model asked of that endpoint [env: SWITCHBOARD_EMBED_MODEL] [default: text-embedding-3-small]
+    #[arg(long, value_name = "NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embed_model: Option<String>,
+    /// Seconds between checks for catalog changes made by other servers [env: SWITCHBOARD_CATALOG_REFRESH_SECS] [default: 5]
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog_refresh_secs: Option<u64>,
     /// Log format [env: SWITCHBOARD_LOG_FORMAT] [default: text]
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -208,7 +229,7 @@ struct TokenFlags {
 }
 
 #[allow(clippy::disallowed_methods)] // the one environment read outside figment: where the file is
-fn config_file(flag: Option<PathBuf>) -> Option<PathBuf> {
+pub(crate) fn config_file(flag: Option<PathBuf>) -> Option<PathBuf> {
     flag.or_else(|| std::env::var_os("SWITCHBOARD_CONFIG").map(PathBuf::from))
 }
 
@@ -219,6 +240,7 @@ pub async fn main() -> ExitCode {
         Command::Serve(args) => serve(*args).await,
         Command::Token(args) => token(args),
         Command::Mcp(McpCommand::Tasks(args)) => mcp_tasks(args).await,
+        Command::Catalog(command) => crate::catalog_cli::run(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

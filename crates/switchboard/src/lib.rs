@@ -2,6 +2,7 @@
 //! start the server exactly the way `switchboard serve` does.
 
 pub mod app;
+mod catalog_cli;
 pub mod cli;
 pub mod config;
 pub mod telemetry;

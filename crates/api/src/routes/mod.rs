@@ -1,6 +1,7 @@
 //! One module per feature, each exposing `routes() -> OpenApiRouter<AppState>`.
 
 pub mod admin;
+pub mod catalog;
 pub mod chat;
 pub mod compat;
 pub mod conversations;

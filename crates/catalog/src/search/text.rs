@@ -77,26 +77,6 @@ pub fn parts(query: &str) -> Vec<String> {
     pieces
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identifiers_become_words() {
-        assert_eq!(words("get_stockPrice"), "get stock Price");
-        assert_eq!(words("search-wikipedia"), "search wikipedia");
-    }
-
-    #[test]
-    fn a_request_splits_into_its_parts() {
-        let parts = parts("Find today's LeetCode daily challenge and write it to /root/leetcode.md");
-        assert_eq!(parts, vec!["Find today's LeetCode daily challenge", "write it to /root/leetcode.md"]);
-        assert!(super::parts("list my open issues").is_empty(), "one part is the whole request");
-        let parts = super::parts("Monitor Gmail for invoices, save them to Notion, then post a summary to Slack.");
-        assert_eq!(parts.len(), 3, "{parts:?}");
-    }
-}
-
 /// Capabilities a request needs without naming them: a file path means reading or writing files,
 /// "today" or "next Wednesday" means knowing the date, a link means fetching a page, a price on a
 /// shop means browsing it. Each cue found adds a short description of that capability, searched
@@ -177,4 +157,24 @@ pub fn cues(query: &str) -> Vec<&'static str> {
         out.push("convert currency amounts with exchange rates");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_become_words() {
+        assert_eq!(words("get_stockPrice"), "get stock Price");
+        assert_eq!(words("search-wikipedia"), "search wikipedia");
+    }
+
+    #[test]
+    fn a_request_splits_into_its_parts() {
+        let parts = parts("Find today's LeetCode daily challenge and write it to /root/leetcode.md");
+        assert_eq!(parts, vec!["Find today's LeetCode daily challenge", "write it to /root/leetcode.md"]);
+        assert!(super::parts("list my open issues").is_empty(), "one part is the whole request");
+        let parts = super::parts("Monitor Gmail for invoices, save them to Notion, then post a summary to Slack.");
+        assert_eq!(parts.len(), 3, "{parts:?}");
+    }
 }

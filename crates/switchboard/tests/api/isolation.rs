@@ -62,7 +62,7 @@ async fn another_users_ids_answer_404_on_every_operation(backend: Backend) {
         .as_object()
         .unwrap()
         .iter()
-        .filter(|(path, _)| path.contains('{'))
+        .filter(|(path, _)| path.contains("{id}"))
         .map(|(path, ops)| (path.clone(), ops.as_object().unwrap().keys().cloned().collect()))
         .collect();
     assert!(!templates.is_empty());
@@ -174,7 +174,12 @@ async fn admin_routes_refuse_non_admins_with_403(backend: Backend) {
         assert_eq!(as_bob.status(), StatusCode::FORBIDDEN, "{method} {path}");
         let as_admin =
             app.client.request(method.clone(), app.url(path)).bearer_auth(&app.local_token).send().await.unwrap();
-        assert!(as_admin.status().is_success(), "{method} {path} as admin: {}", as_admin.status());
+        // Past the admin check (the bodiless import then fails validation, the literal `{slug}` is not found).
+        let status = as_admin.status();
+        assert!(
+            status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED && !status.is_server_error(),
+            "{method} {path} as admin: {status}"
+        );
     }
 }
 

@@ -6,6 +6,7 @@ mod model_server;
 
 mod agent;
 mod bad_input;
+mod catalog;
 mod chat;
 mod chat_stream;
 mod compat;
