@@ -127,23 +127,31 @@ pub mod run {
         SearchIndex::build(entries, vectors).map_err(CatalogError::Index)
     }
 
-    /// Searches every request with `method` and scores the top ten against the annotations.
-    pub async fn measure(
-        index: &SearchIndex,
-        queries: &[EvalQuery],
-        embedder: Option<&dyn Embedder>,
-        method: Method,
-    ) -> Result<Metrics, CatalogError> {
-        let mut runs = Vec::with_capacity(queries.len());
+    /// Prepares each request for search (its parts, cues and, with a model, their vectors) once,
+    /// for every method to reuse.
+    pub async fn prepare(queries: &[EvalQuery], embedder: Option<&dyn Embedder>) -> Result<Vec<Query>, CatalogError> {
+        let mut out = Vec::with_capacity(queries.len());
         for q in queries {
             let mut query = Query::new(&q.query);
             if let Some(embedder) = embedder {
                 query.vectors =
                     Some(embedder.embed(&query.texts()).await.map_err(|e| CatalogError::Index(e.to_string()))?);
             }
-            let ranked = index.search(&query, method, 10).into_iter().map(|h| h.entry.name.clone()).collect();
-            runs.push((q.clone(), ranked));
+            out.push(query);
         }
-        Ok(score(&runs))
+        Ok(out)
+    }
+
+    /// Searches every prepared request with `method` and scores the top ten against the annotations.
+    pub fn measure(index: &SearchIndex, queries: &[EvalQuery], prepared: &[Query], method: Method) -> Metrics {
+        let runs: Vec<_> = queries
+            .iter()
+            .zip(prepared)
+            .map(|(q, query)| {
+                let ranked = index.search(query, method, 10).into_iter().map(|h| h.entry.name.clone()).collect();
+                (q.clone(), ranked)
+            })
+            .collect();
+        score(&runs)
     }
 }

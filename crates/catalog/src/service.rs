@@ -260,24 +260,31 @@ impl Catalog {
         records: &mut [CatalogRecord],
     ) -> Result<(), CatalogError> {
         let started = std::time::Instant::now();
+        // Catalogs repeat texts (forks of one server share tool descriptions): embed each text once.
+        let mut known: HashMap<String, Vec<f32>> = HashMap::new();
         for chunk in which.chunks(64) {
-            let mut texts = Vec::new();
             let mut spans = Vec::new();
+            let mut fresh: Vec<String> = Vec::new();
             for &i in chunk {
                 let own = document_texts(&entries[i]);
-                spans.push((i, texts.len(), own.len()));
-                texts.extend(own);
+                for text in &own {
+                    if !known.contains_key(text) && !fresh.contains(text) {
+                        fresh.push(text.clone());
+                    }
+                }
+                spans.push((i, own));
             }
-            let vectors = match embedder.embed(&texts).await {
-                Ok(v) => v,
+            match embedder.embed(&fresh).await {
+                Ok(vectors) => known.extend(fresh.into_iter().zip(vectors)),
                 Err(e) => {
                     tracing::warn!(error = %e, "embedding catalog entries failed; search uses BM25 until it succeeds");
                     return Ok(());
                 }
-            };
+            }
             let mut items = Vec::with_capacity(spans.len());
-            for (i, start, len) in spans {
-                let bytes = pack(&vectors[start..start + len]);
+            for (i, texts) in spans {
+                let vectors: Vec<Vec<f32>> = texts.iter().map(|t| known[t].clone()).collect();
+                let bytes = pack(&vectors);
                 records[i].embedding_model = Some(embedder.model_id().to_string());
                 records[i].embedding = Some(bytes.clone());
                 items.push((records[i].name.clone(), records[i].content_hash.clone(), bytes));

@@ -210,10 +210,11 @@ async fn evaluate(args: EvalArgs) -> anyhow::Result<()> {
         methods.push(("dense", Method::Dense));
         methods.push(("hybrid", Method::Hybrid));
     }
-    let mut results: Vec<(&str, Metrics)> = Vec::new();
-    for (label, method) in methods {
-        results.push((label, eval::run::measure(&index, &queries, embedder_ref, method).await?));
-    }
+    let prepared = eval::run::prepare(&queries, embedder_ref).await?;
+    let results: Vec<(&str, Metrics)> = methods
+        .into_iter()
+        .map(|(label, method)| (label, eval::run::measure(&index, &queries, &prepared, method)))
+        .collect();
     if args.json {
         let map: serde_json::Map<String, serde_json::Value> =
             results.iter().map(|(l, m)| (l.to_string(), serde_json::to_value(m).unwrap_or_default())).collect();

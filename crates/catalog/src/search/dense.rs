@@ -37,10 +37,10 @@ pub struct DenseScore {
 }
 
 impl DenseScore {
-    /// The entry's own text and its best tool count equally: measured on the retrieval set, this
-    /// beats either alone and their maximum.
+    /// The best tool counts three times the entry's own text: on the retrieval set's development
+    /// split this beat either alone, their maximum and their mean (R@5 0.839 against 0.799 for the mean).
     pub fn combined(&self) -> f32 {
-        0.5 * (self.entry + self.tool)
+        0.25 * self.entry + 0.75 * self.tool
     }
 }
 

@@ -29,7 +29,7 @@ const DEPTH: usize = 50;
 /// The reciprocal-rank constant: larger flattens the difference between ranks.
 const RRF_K: f32 = 60.0;
 /// How much a part of the request, and a capability cue, count against the whole request.
-const PART_WEIGHT: f32 = 0.9;
+const PART_WEIGHT: f32 = 0.95;
 const CUE_WEIGHT: f32 = 0.8;
 /// BM25's vote beside the dense ranking (alone, it counts fully).
 const LEXICAL_WEIGHT: f32 = 0.2;

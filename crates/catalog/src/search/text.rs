@@ -36,7 +36,7 @@ pub fn parts(query: &str) -> Vec<String> {
         " while ",
     ];
     let mut pieces: Vec<String> = Vec::new();
-    for sentence in query.split(['.', '?', '!', '\n', ';', ':']) {
+    for sentence in sentences(query) {
         let mut rest = vec![sentence.to_string()];
         for joiner in JOINERS {
             rest = rest
@@ -75,6 +75,23 @@ pub fn parts(query: &str) -> Vec<String> {
         pieces.clear();
     }
     pieces
+}
+
+/// Sentences and clauses: split after `.`, `?`, `!`, `;` or `:` followed by a space (so file names
+/// and URLs stay whole), and at line breaks.
+fn sentences(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let next_is_space = chars.peek().is_none_or(|(_, n)| n.is_whitespace());
+        if c == '\n' || (".?!;:".contains(c) && next_is_space) {
+            out.push(&text[start..i]);
+            start = i + c.len_utf8();
+        }
+    }
+    out.push(&text[start..]);
+    out
 }
 
 /// Capabilities a request needs without naming them: a file path means reading or writing files,

@@ -366,3 +366,104 @@ fn the_command_line_imports_into_a_data_directory_and_searches_it_as_json() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("bad.json") && stderr.contains("[0].name"), "{stderr}");
 }
+
+/// A local OpenAI-compatible `/v1/embeddings` server: hashed bag-of-words vectors (so texts that
+/// share words are close), recording the Authorization header of each request.
+async fn embeddings_server(auth_seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> String {
+    use axum::routing::post;
+    async fn embed(
+        axum::extract::State(seen): axum::extract::State<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
+        headers: axum::http::HeaderMap,
+        axum::Json(body): axum::Json<Value>,
+    ) -> axum::Json<Value> {
+        let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        seen.lock().unwrap().push(auth);
+        let data: Vec<Value> = body["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(index, text)| {
+                let mut v = vec![0.0f32; 64];
+                for word in text.as_str().unwrap().to_lowercase().split(|c: char| !c.is_alphanumeric()) {
+                    if word.len() > 2 {
+                        let h = word.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+                        v[(h % 64) as usize] += 1.0;
+                    }
+                }
+                v[63] += 0.01;
+                json!({"object": "embedding", "index": index, "embedding": v})
+            })
+            .collect();
+        axum::Json(json!({"object": "list", "data": data, "model": body["model"]}))
+    }
+    let app = axum::Router::new().route("/v1/embeddings", post(embed)).with_state(auth_seen);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{address}/v1")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_compatible_embeddings_endpoint_makes_search_hybrid_and_its_key_stays_out_of_replies() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let url = embeddings_server(seen.clone()).await;
+    let key = "sk-embed-canary-7f3a9c1d2e4b5a6f";
+    let app = spawn_app_with(
+        &Backend::Sqlite,
+        |s| {
+            s.embed_base_url = Some(url);
+            s.embed_api_key = Some(key.to_string().into());
+        },
+        Parts::default(),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let found = loop {
+        let found = search(&app, "current time in a timezone").await;
+        if found["mode"] == "hybrid" {
+            break found;
+        }
+        assert!(std::time::Instant::now() < deadline, "search never became hybrid: {found}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(names(&found)[0], "Time", "{found}");
+    assert!(found["results"][0]["matched"].as_array().unwrap().contains(&json!("dense")));
+    assert!(!found.to_string().contains(key));
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() >= 2 && seen.iter().all(|a| a == &format!("Bearer {key}")), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_embeddings_endpoint_down_search_still_answers_with_bm25() {
+    // Nothing listens on this port: the model never loads, and search stays lexical.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let app =
+        spawn_app_with(&Backend::Sqlite, |s| s.embed_base_url = Some(format!("http://{closed}/v1")), Parts::default())
+            .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let found = search(&app, "post a message to a slack channel").await;
+    assert_eq!(found["mode"], "bm25");
+    assert_eq!(names(&found)[0], "Slack");
+}
+
+#[test]
+fn catalog_eval_prints_recall_and_mrr_for_the_retrieval_set() {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/retrieval");
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["catalog", "eval", "--json", "--catalog"])
+        .arg(data.join("catalog.json"))
+        .arg("--queries")
+        .arg(data.join("queries-dev.json"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let figures: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let bm25 = &figures["bm25"];
+    assert_eq!(bm25["queries"], 59);
+    let r5 = bm25["recall_at_5"].as_f64().unwrap();
+    assert!(r5 > 0.3 && r5 <= 1.0, "{figures}");
+    assert!(bm25["recall_at_1"].as_f64().unwrap() <= bm25["recall_at_3"].as_f64().unwrap());
+    assert!(bm25["recall_at_3"].as_f64().unwrap() <= r5);
+    assert!(figures.get("hybrid").is_none(), "no model, no hybrid figures");
+}
