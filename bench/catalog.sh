@@ -2,7 +2,8 @@
 # Catalog search at scale: 10,000 entries made from the public retrieval catalog (each of its 92
 # servers repeated with a varied name and description), then
 #   - the start of `serve` on that catalog (process start to the first 200 on /health),
-#   - search latency (p50/p99 at concurrency 1, the requests of the retrieval set in turn) with
+#   - search latency (p50/p99 at concurrency 1; short queries, and the retrieval set's requests, often
+#     long) with
 #     BM25 alone and with the local sentence model,
 #   - the server's RSS in both modes.
 # Figures, not a test. Needs the model directory for the second half:
@@ -38,15 +39,20 @@ for i in range(n):
     out.append(e)
 json.dump(out, open(f"{work}/catalog.json", "w"))
 queries = [q["query"][:300] for q in json.load(open(f"{src}/queries-dev.json"))]
-with open(f"{work}/queries.lua", "w") as f:
-    f.write("queries = {" + ",".join(json.dumps(urllib.parse.quote(q)) for q in queries) + "}\n")
+short = ["send a slack message", "current time in tokyo", "search arxiv papers", "weather forecast for paris",
+         "stock price of nvidia", "read a local file", "open a github issue", "translate text to french",
+         "find a recipe for dinner", "convert currency", "query a postgres database", "take a browser screenshot"]
+for name, items in (("queries", queries), ("short", short)):
+    with open(f"{work}/{name}.lua", "w") as f:
+        f.write("queries = {" + ",".join(json.dumps(urllib.parse.quote(q)) for q in items) + "}\n")
 PY
 start=$(date +%s.%N)
 "$bin" catalog import --data-dir "$work/data" "$work/catalog.json"
 echo "import: $(echo "$(date +%s.%N) - $start" | bc) s"
 token="$("$bin" token --user bench --data-dir "$work/data" --ttl 2h)"
-cat > "$work/search.lua" <<LUA
-dofile("$work/queries.lua")
+for set in queries short; do
+cat > "$work/search-$set.lua" <<LUA
+dofile("$work/$set.lua")
 local i = 0
 request = function()
   i = i + 1
@@ -54,6 +60,7 @@ request = function()
     {["Authorization"] = "Bearer $token"})
 end
 LUA
+done
 
 serve() {
   "$bin" serve --addr "127.0.0.1:$PORT" --data-dir "$work/data" --rate-limit-per-minute 0 --log-level warn "$@" \
@@ -64,8 +71,11 @@ search_mode() {
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["mode"])'
 }
 measure() {
-  wrk -t1 -c1 -d"${D}s" --latency -s "$work/search.lua" "http://127.0.0.1:$PORT" \
-    | awk '/Requests\/sec/ {print "  req/s", $2} /^ +50%/ {print "  p50", $2} /^ +99%/ {print "  p99", $2}'
+  for set in short queries; do
+    echo "  $set requests:"
+    wrk -t1 -c1 -d"${D}s" --latency -s "$work/search-$set.lua" "http://127.0.0.1:$PORT" \
+      | awk '/Requests\/sec/ {print "    req/s", $2} /^ +50%/ {print "    p50", $2} /^ +99%/ {print "    p99", $2}'
+  done
   echo "  RSS $(( $(awk '/VmRSS/ {print $2}' /proc/$pid/status) / 1024 )) MiB"
 }
 

@@ -120,7 +120,7 @@ pub mod run {
                     per_entry.push(vectors[at..at + t.len()].to_vec());
                     at += t.len();
                 }
-                Some(Vectors::new(embedder.dimension(), &per_entry))
+                Some(Vectors::new(embedder.dimension(), &per_entry).map_err(CatalogError::Index)?)
             }
             None => None,
         };

@@ -34,6 +34,8 @@ pub struct ImportReport {
 }
 
 type Revision = (i64, Option<DateTime<Utc>>);
+/// Cue vectors by (model, cue).
+type CueVectors = HashMap<(String, &'static str), Vec<f32>>;
 
 struct Loaded {
     revision: Revision,
@@ -54,6 +56,8 @@ pub struct Catalog {
     loaded: Arc<RwLock<Option<Arc<Loaded>>>>,
     /// One rebuild at a time; callers that arrive meanwhile wait and use its result.
     rebuild: Arc<tokio::sync::Mutex<()>>,
+    /// Vectors of the capability cues, per model.
+    cues: Arc<RwLock<CueVectors>>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -64,7 +68,13 @@ impl std::fmt::Debug for Catalog {
 
 impl Catalog {
     pub fn new(store: Arc<dyn Store>, embedder: Option<Arc<dyn Embedder>>) -> Self {
-        Self { store, embedder: Arc::new(RwLock::new(embedder)), loaded: Arc::default(), rebuild: Arc::default() }
+        Self {
+            store,
+            embedder: Arc::new(RwLock::new(embedder)),
+            loaded: Arc::default(),
+            rebuild: Arc::default(),
+            cues: Arc::default(),
+        }
     }
 
     /// The embedding model in use, if any.
@@ -80,14 +90,24 @@ impl Catalog {
     /// Adds the built-in entries that are missing and updates built-in entries that changed;
     /// entries imported under the same name keep what the import gave them.
     pub async fn seed_builtin(&self) -> Result<ImportReport, CatalogError> {
-        let stored = self.stored_entries().await?;
-        let builtin = crate::builtin::entries();
-        let fresh: Vec<CatalogEntry> = builtin
-            .into_iter()
-            .filter(|b| stored.iter().find(|s| s.name == b.name).is_none_or(|s| s.source == "builtin" && *s != *b))
-            .collect();
+        // One lookup per built-in entry, so a start on a large catalog does not read all of it.
+        let mut fresh = Vec::new();
+        let mut unchanged = 0;
+        for entry in crate::builtin::entries() {
+            let stored = match self.store.catalog_entry_data(&entry.name).await? {
+                Some(data) => Some(
+                    serde_json::from_str::<CatalogEntry>(&data)
+                        .map_err(|e| CatalogError::Corrupt(format!("{}: {e}", entry.name)))?,
+                ),
+                None => None,
+            };
+            match stored {
+                Some(s) if s.source != "builtin" || s == entry => unchanged += 1,
+                _ => fresh.push(entry),
+            }
+        }
         if fresh.is_empty() {
-            return Ok(ImportReport { unchanged: stored.len(), ..Default::default() });
+            return Ok(ImportReport { unchanged, ..Default::default() });
         }
         let bytes = serde_json::to_vec(&fresh).map_err(|e| CatalogError::Corrupt(e.to_string()))?;
         self.import(&[ImportFile { name: "built-in catalog", bytes: &bytes }]).await
@@ -139,7 +159,7 @@ impl Catalog {
         let loaded = self.current().await?;
         let mut query = Query::new(text);
         if let (Some(embedder), true) = (self.embedder(), loaded.index.has_vectors()) {
-            match embedder.embed(&query.texts()).await {
+            match self.query_vectors(embedder.as_ref(), &query).await {
                 Ok(vectors) => query.vectors = Some(vectors),
                 // Search always answers: without the query's vectors, BM25 alone.
                 Err(e) => tracing::warn!(error = %e, "embedding the query failed; searching with BM25 only"),
@@ -148,6 +168,31 @@ impl Catalog {
         let mut hits = loaded.index.search(&query, Method::Hybrid, limit);
         hits.retain(|h| h.score >= threshold);
         Ok(hits)
+    }
+
+    /// The request's and its parts' vectors, then the cues' (fixed texts, embedded once per model).
+    async fn query_vectors(
+        &self,
+        embedder: &dyn Embedder,
+        query: &Query,
+    ) -> Result<Vec<Vec<f32>>, switchboard_embed::EmbedError> {
+        let mut texts = vec![query.text.clone()];
+        texts.extend(query.parts.iter().cloned());
+        let mut vectors = embedder.embed(&texts).await?;
+        for cue in &query.cues {
+            let key = (embedder.model_id().to_string(), *cue);
+            let cached = self.cues.read().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+            let vector = match cached {
+                Some(v) => v,
+                None => {
+                    let v = embedder.embed(&[cue.to_string()]).await?.remove(0);
+                    self.cues.write().unwrap_or_else(|e| e.into_inner()).insert(key, v.clone());
+                    v
+                }
+            };
+            vectors.push(vector);
+        }
+        Ok(vectors)
     }
 
     /// Whether embeddings take part in search yet.
@@ -237,7 +282,7 @@ impl Catalog {
                 })
                 .collect();
             complete = per_entry.is_some();
-            vectors = per_entry.map(|p| Vectors::new(dimension, &p));
+            vectors = per_entry.map(|p| Vectors::new(dimension, &p)).transpose().map_err(CatalogError::Index)?;
         }
 
         let by_slug = entries.iter().enumerate().map(|(i, e)| (e.slug.clone(), i)).collect();

@@ -61,3 +61,44 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
     sum
 }
+
+/// Many vectors of one length as a matrix, for scoring queries against all of them at once with
+/// an optimised matrix product (far faster than one dot product at a time on large catalogs).
+#[derive(Debug, Clone)]
+pub struct Matrix {
+    rows: usize,
+    tensor: Option<candle_core::Tensor>,
+}
+
+impl Matrix {
+    /// `flat` holds `flat.len() / dimension` vectors back to back.
+    pub fn new(flat: Vec<f32>, dimension: usize) -> Result<Self, EmbedError> {
+        let rows = flat.len().checked_div(dimension).unwrap_or(0);
+        if rows == 0 {
+            return Ok(Self { rows, tensor: None });
+        }
+        let tensor = candle_core::Tensor::from_vec(flat, (rows, dimension), &candle_core::Device::Cpu)
+            .and_then(|t| t.t())
+            .and_then(|t| t.contiguous())
+            .map_err(|e| EmbedError::Compute(e.to_string()))?;
+        Ok(Self { rows, tensor: Some(tensor) })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// For each query, its dot product with every row: `out[q][row]`.
+    pub fn dots(&self, queries: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let Some(tensor) = &self.tensor else { return Ok(vec![Vec::new(); queries.len()]) };
+        if queries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dimension = tensor.dim(0).map_err(|e| EmbedError::Compute(e.to_string()))?;
+        let flat: Vec<f32> = queries.iter().flatten().copied().collect();
+        let compute = |e: candle_core::Error| EmbedError::Compute(e.to_string());
+        let q = candle_core::Tensor::from_vec(flat, (queries.len(), dimension), &candle_core::Device::Cpu)
+            .map_err(compute)?;
+        q.matmul(tensor).map_err(compute)?.to_vec2().map_err(compute)
+    }
+}

@@ -125,6 +125,9 @@ pub trait Store: Send + Sync + 'static {
     /// Every catalog entry, in name order.
     async fn catalog_entries(&self) -> Result<Vec<CatalogRecord>>;
 
+    /// The stored JSON of the entry with this exact name.
+    async fn catalog_entry_data(&self, name: &str) -> Result<Option<String>>;
+
     /// Inserts or replaces entries by name, all in one transaction. A record whose content hash is
     /// unchanged keeps its stored embedding.
     async fn upsert_catalog_entries(&self, records: &[CatalogRecord]) -> Result<()>;

@@ -623,6 +623,14 @@ macro_rules! impl_sql_store {
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 
+            async fn catalog_entry_data(&self, name: &str) -> $crate::Result<Option<String>> {
+                let row: Option<(String,)> = $crate::sql::sqlx::query_as("SELECT data FROM catalog_entries WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|(data,)| data))
+            }
+
             async fn upsert_catalog_entries(&self, records: &[$crate::CatalogRecord]) -> $crate::Result<()> {
                 let mut tx = self.writer.begin().await?;
                 for r in records {

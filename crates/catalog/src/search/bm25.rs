@@ -54,8 +54,9 @@ impl Bm25 {
         let index = Index::create_in_ram(schema.build());
         index.tokenizers().register(ANALYZER, analyzer());
 
-        // One thread and room for the whole catalog: one segment, built in one pass.
-        let mut writer = index.writer_with_num_threads(1, 64 * 1024 * 1024)?;
+        // One thread, the smallest arena tantivy allows; a catalog of 10,000 entries still fits in
+        // one segment, built in one pass.
+        let mut writer = index.writer_with_num_threads(1, 15_000_000)?;
         for (i, entry) in entries.iter().enumerate() {
             let tool_text: String =
                 entry.tools.iter().map(|t| format!("{} {}. ", words(&t.name), t.description)).collect();

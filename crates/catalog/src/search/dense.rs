@@ -1,6 +1,8 @@
 //! The semantic half of search: one vector per entry and one per tool, compared by cosine.
 
 use super::text::words;
+use switchboard_embed::Matrix;
+
 use crate::entry::CatalogEntry;
 
 /// The texts embedded for an entry: first the entry itself, then each of its tools.
@@ -14,14 +16,13 @@ pub fn document_texts(entry: &CatalogEntry) -> Vec<String> {
     texts
 }
 
-/// Every entry's vectors, laid out flat for fast scans.
-#[derive(Debug, Default)]
+/// Every entry's vectors, as one matrix: entry vectors first, then tool vectors.
+#[derive(Debug)]
 pub struct Vectors {
     dimension: usize,
-    /// Entry `i`'s own vector at `i * dimension`.
-    entries: Vec<f32>,
-    /// Tool vectors, and the entry each belongs to.
-    tools: Vec<f32>,
+    entries: usize,
+    matrix: Matrix,
+    /// For each tool row, the entry it belongs to and its position among the entry's tools.
     tool_owner: Vec<u32>,
     tool_index: Vec<u32>,
 }
@@ -46,50 +47,65 @@ impl DenseScore {
 
 impl Vectors {
     /// `per_entry[i]` holds entry `i`'s vectors as `document_texts` orders them.
-    pub fn new(dimension: usize, per_entry: &[Vec<Vec<f32>>]) -> Self {
-        let mut this = Self { dimension, ..Default::default() };
+    pub fn new(dimension: usize, per_entry: &[Vec<Vec<f32>>]) -> Result<Self, String> {
+        let mut own = Vec::with_capacity(per_entry.len() * dimension);
+        let mut tools = Vec::new();
+        let (mut tool_owner, mut tool_index) = (Vec::new(), Vec::new());
         for (i, vectors) in per_entry.iter().enumerate() {
             match vectors.split_first() {
-                Some((own, tools)) => {
-                    this.entries.extend_from_slice(own);
-                    for (t, tool) in tools.iter().enumerate() {
-                        this.tools.extend_from_slice(tool);
-                        this.tool_owner.push(i as u32);
-                        this.tool_index.push(t as u32);
+                Some((first, rest)) => {
+                    own.extend_from_slice(first);
+                    for (t, tool) in rest.iter().enumerate() {
+                        tools.extend_from_slice(tool);
+                        tool_owner.push(i as u32);
+                        tool_index.push(t as u32);
                     }
                 }
-                None => this.entries.extend(std::iter::repeat_n(0.0, dimension)),
+                None => own.extend(std::iter::repeat_n(0.0, dimension)),
             }
         }
-        this
+        own.extend(tools);
+        let matrix = Matrix::new(own, dimension).map_err(|e| e.to_string())?;
+        Ok(Self { dimension, entries: per_entry.len(), matrix, tool_owner, tool_index })
     }
 
     pub fn dimension(&self) -> usize {
         self.dimension
     }
 
-    /// One score per entry, in entry order.
+    /// For each query vector, one score per entry, in entry order.
+    pub fn score_all(&self, queries: &[Vec<f32>]) -> Vec<Vec<DenseScore>> {
+        let Ok(all) = self.matrix.dots(queries) else {
+            return vec![vec![DenseScore::default(); self.entries]; queries.len()];
+        };
+        all.into_iter()
+            .map(|dots| {
+                let mut scores: Vec<DenseScore> = dots[..self.entries]
+                    .iter()
+                    .map(|&d| DenseScore { entry: d, tool: f32::MIN, tool_index: None })
+                    .collect();
+                for ((&cosine, &owner), &index) in
+                    dots[self.entries..].iter().zip(&self.tool_owner).zip(&self.tool_index)
+                {
+                    let slot = &mut scores[owner as usize];
+                    if cosine > slot.tool {
+                        slot.tool = cosine;
+                        slot.tool_index = Some(index);
+                    }
+                }
+                for score in &mut scores {
+                    if score.tool_index.is_none() {
+                        score.tool = score.entry;
+                    }
+                }
+                scores
+            })
+            .collect()
+    }
+
+    /// One score per entry for one query vector.
     pub fn score(&self, query: &[f32]) -> Vec<DenseScore> {
-        let d = self.dimension;
-        let mut scores: Vec<DenseScore> = self
-            .entries
-            .chunks_exact(d)
-            .map(|v| DenseScore { entry: switchboard_embed::dot(v, query), tool: f32::MIN, tool_index: None })
-            .collect();
-        for ((v, &owner), &index) in self.tools.chunks_exact(d).zip(&self.tool_owner).zip(&self.tool_index) {
-            let cosine = switchboard_embed::dot(v, query);
-            let slot = &mut scores[owner as usize];
-            if cosine > slot.tool {
-                slot.tool = cosine;
-                slot.tool_index = Some(index);
-            }
-        }
-        for score in &mut scores {
-            if score.tool_index.is_none() {
-                score.tool = score.entry;
-            }
-        }
-        scores
+        self.score_all(&[query.to_vec()]).remove(0)
     }
 }
 

@@ -143,11 +143,12 @@ impl SearchIndex {
         // Dense: each entry keeps its best match over the request, its parts and its cues.
         let mut dense: Option<(Vec<f32>, Vec<DenseScore>)> = None;
         if let Some((index, q)) = vectors {
-            let full = index.score(&q[0]);
+            let mut views = index.score_all(q).into_iter();
+            let full = views.next().unwrap_or_default();
             let mut best: Vec<f32> = full.iter().map(DenseScore::combined).collect();
             let weights = query.parts.iter().map(|_| PART_WEIGHT).chain(query.cues.iter().map(|_| CUE_WEIGHT));
-            for (vector, weight) in q[1..].iter().zip(weights) {
-                for (b, d) in best.iter_mut().zip(index.score(vector)) {
+            for (scores, weight) in views.zip(weights) {
+                for (b, d) in best.iter_mut().zip(scores) {
                     *b = b.max(weight * d.combined());
                 }
             }

@@ -35,6 +35,14 @@ fn serve(data_dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Se
         command.env(k, v);
     }
     let mut child = command.spawn().unwrap();
+    // Drain stderr from the start: at trace level the server logs more before it prints its
+    // address than a pipe holds, and would block on a full pipe.
+    let mut err = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().expect("serve prints its address").unwrap();
     let url = first.rsplit(' ').next().unwrap().to_owned();
@@ -42,12 +50,6 @@ fn serve(data_dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Se
     let second = lines.next().expect("serve prints a token").unwrap();
     let token = second.rsplit(' ').next().unwrap().to_owned();
     std::thread::spawn(move || for _ in lines {});
-    let mut err = child.stderr.take().unwrap();
-    let stderr = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut err, &mut s);
-        s
-    });
     Served { child, url, token, stderr }
 }
 
