@@ -143,7 +143,7 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// A catalog entry as stored: the entry's JSON and what lookups and the embedding cache need.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct CatalogRecord {
     pub name: String,
     pub slug: String,

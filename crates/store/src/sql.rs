@@ -16,31 +16,6 @@ use sqlx::types::Json;
 use switchboard_domain::{Conversation, Id, Message, Role, User};
 
 #[derive(sqlx::FromRow)]
-pub struct CatalogRow {
-    pub name: String,
-    pub slug: String,
-    pub data: String,
-    pub content_hash: String,
-    pub embedding_model: Option<String>,
-    pub embedding: Option<Vec<u8>>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<CatalogRow> for crate::CatalogRecord {
-    fn from(r: CatalogRow) -> Self {
-        Self {
-            name: r.name,
-            slug: r.slug,
-            data: r.data,
-            content_hash: r.content_hash,
-            embedding_model: r.embedding_model,
-            embedding: r.embedding,
-            updated_at: r.updated_at,
-        }
-    }
-}
-
-#[derive(sqlx::FromRow)]
 pub struct UserRow {
     pub id: Id,
     pub issuer: String,
@@ -614,13 +589,13 @@ macro_rules! impl_sql_store {
             }
 
             async fn catalog_entries(&self) -> $crate::Result<Vec<$crate::CatalogRecord>> {
-                let rows: Vec<$crate::sql::CatalogRow> = $crate::sql::sqlx::query_as(
+                let rows: Vec<$crate::CatalogRecord> = $crate::sql::sqlx::query_as(
                     "SELECT name, slug, data, content_hash, embedding_model, embedding, updated_at \
                      FROM catalog_entries ORDER BY name",
                 )
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(rows.into_iter().map(Into::into).collect())
+                Ok(rows)
             }
 
             async fn catalog_entry_data(&self, name: &str) -> $crate::Result<Option<String>> {

@@ -9,6 +9,7 @@ use switchboard_catalog::eval::{self, EvalQuery, Metrics};
 use switchboard_catalog::{Catalog, ImportFile, Method, SearchHit};
 
 use crate::app;
+use crate::cli::StoreArgs;
 use crate::config::Settings;
 
 #[derive(Debug, Subcommand)]
@@ -27,22 +28,13 @@ pub enum CatalogCommand {
 /// Where the catalog lives; each overrides the setting of the same name.
 #[derive(Debug, Default, Args, Serialize)]
 pub struct CommonArgs {
-    /// TOML settings file [env: SWITCHBOARD_CONFIG]
-    #[arg(long, value_name = "FILE")]
-    #[serde(skip)]
-    pub config: Option<PathBuf>,
-    /// The server's data directory [env: SWITCHBOARD_DATA_DIR]
-    #[arg(long, value_name = "DIR")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data_dir: Option<PathBuf>,
-    /// The database, when not SQLite in the data directory [env: SWITCHBOARD_DATABASE_URL]
-    #[arg(long, value_name = "URL")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    store: StoreArgs,
     /// Directory of the all-MiniLM-L6-v2 model, for semantic search [env: SWITCHBOARD_EMBED_MODEL_DIR]
     #[arg(long, value_name = "DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub embed_model_dir: Option<PathBuf>,
+    embed_model_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -128,7 +120,7 @@ pub async fn run(command: CatalogCommand) -> anyhow::Result<()> {
 /// Opens the catalog in the configured database, with the built-in entries; with `embed`, loads
 /// the embedding model and brings the stored vectors up to date first.
 async fn open(args: &CommonArgs, embed: bool) -> anyhow::Result<Catalog> {
-    let file = crate::cli::config_file(args.config.clone());
+    let file = crate::cli::config_file(args.store.config.clone());
     let mut settings = Settings::load(file.as_deref(), args)?;
     if settings.log_level == "info" {
         settings.log_level = "warn".into();

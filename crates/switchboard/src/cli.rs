@@ -44,6 +44,14 @@ pub struct McpTasksArgs {
     #[arg(long)]
     #[serde(skip)]
     pub user: String,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Where a command finds the server's settings and database; each overrides the setting of the same name.
+#[derive(Debug, Default, Args, Serialize)]
+pub struct StoreArgs {
     /// TOML settings file [env: SWITCHBOARD_CONFIG]
     #[arg(long, value_name = "FILE")]
     #[serde(skip)]
@@ -264,7 +272,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn mcp_tasks(args: McpTasksArgs) -> anyhow::Result<()> {
-    let file = config_file(args.config.clone());
+    let file = config_file(args.store.config.clone());
     let mut settings = Settings::load(file.as_deref(), &args)?;
     // stdout carries the protocol: logs go to stderr, and only warnings by default.
     if settings.log_level == "info" {
