@@ -195,11 +195,6 @@ impl Catalog {
         Ok(vectors)
     }
 
-    /// Whether embeddings take part in search yet.
-    pub async fn semantic_ready(&self) -> bool {
-        self.current().await.is_ok_and(|l| l.index.has_vectors())
-    }
-
     /// Reloads when another server changed the catalog (call it periodically) and finishes
     /// embedding entries that lack vectors. Cheap when nothing changed.
     pub async fn refresh(&self) -> Result<(), CatalogError> {

@@ -66,7 +66,6 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// an optimised matrix product (far faster than one dot product at a time on large catalogs).
 #[derive(Debug, Clone)]
 pub struct Matrix {
-    rows: usize,
     tensor: Option<candle_core::Tensor>,
 }
 
@@ -75,17 +74,13 @@ impl Matrix {
     pub fn new(flat: Vec<f32>, dimension: usize) -> Result<Self, EmbedError> {
         let rows = flat.len().checked_div(dimension).unwrap_or(0);
         if rows == 0 {
-            return Ok(Self { rows, tensor: None });
+            return Ok(Self { tensor: None });
         }
         let tensor = candle_core::Tensor::from_vec(flat, (rows, dimension), &candle_core::Device::Cpu)
             .and_then(|t| t.t())
             .and_then(|t| t.contiguous())
             .map_err(|e| EmbedError::Compute(e.to_string()))?;
-        Ok(Self { rows, tensor: Some(tensor) })
-    }
-
-    pub fn rows(&self) -> usize {
-        self.rows
+        Ok(Self { tensor: Some(tensor) })
     }
 
     /// For each query, its dot product with every row: `out[q][row]`.

@@ -102,11 +102,6 @@ impl Vectors {
             })
             .collect()
     }
-
-    /// One score per entry for one query vector.
-    pub fn score(&self, query: &[f32]) -> Vec<DenseScore> {
-        self.score_all(&[query.to_vec()]).remove(0)
-    }
 }
 
 /// Packs an entry's vectors into bytes for storage (little-endian f32s, entry first).

@@ -119,16 +119,6 @@ impl SearchIndex {
         self.vectors.is_some()
     }
 
-    /// BM25 alone: (entry position, score), best first.
-    pub fn lexical(&self, text: &str, depth: usize) -> Vec<(usize, f32)> {
-        self.bm25.search(text, depth)
-    }
-
-    /// Cosine scores of every entry against one query vector.
-    pub fn semantic(&self, vector: &[f32]) -> Option<Vec<dense::DenseScore>> {
-        self.vectors.as_ref().map(|v| v.score(vector))
-    }
-
     pub fn search(&self, query: &Query, method: Method, limit: usize) -> Vec<SearchHit> {
         let vectors = match (&self.vectors, &query.vectors) {
             (Some(index), Some(q))
