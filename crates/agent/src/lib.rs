@@ -2,7 +2,12 @@
 //! calls it asks for (in parallel when it asks for several), feed the results back, and repeat
 //! until it answers or the step limit is reached.
 
+pub mod builder;
+pub mod credentials;
+pub mod export;
+pub mod launch;
 mod tools;
+pub mod workflow;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,7 +20,7 @@ use switchboard_llm::{
 };
 use tokio::sync::mpsc::UnboundedSender;
 
-pub use tools::{BuiltinTasks, ToolOutcome, Tools};
+pub use tools::{BuiltinTasks, Combined, ToolOutcome, Tools};
 
 /// Default number of model calls one turn may make.
 pub const DEFAULT_MAX_STEPS: usize = 8;
@@ -96,6 +101,10 @@ impl Agent {
         self.provider.name()
     }
 
+    pub fn provider(&self) -> Arc<dyn Provider> {
+        self.provider.clone()
+    }
+
     /// Runs one turn over `history` (oldest first, ending with the user's message).
     pub async fn run(
         &self,
@@ -104,8 +113,20 @@ impl Agent {
         model: Option<&str>,
         events: Option<&UnboundedSender<AgentEvent>>,
     ) -> Result<Turn, TurnFailure> {
+        self.run_as(SYSTEM_PROMPT, history, tools, model, events).await
+    }
+
+    /// Runs one turn with another system prompt (a configured agent's).
+    pub async fn run_as(
+        &self,
+        system_prompt: &str,
+        history: Vec<ChatMessage>,
+        tools: &dyn Tools,
+        model: Option<&str>,
+        events: Option<&UnboundedSender<AgentEvent>>,
+    ) -> Result<Turn, TurnFailure> {
         let mut messages = Vec::with_capacity(history.len() + 1);
-        messages.push(ChatMessage::text(ChatRole::System, SYSTEM_PROMPT));
+        messages.push(ChatMessage::text(ChatRole::System, system_prompt));
         messages.extend(history);
         let specs = tools.specs();
         let mut turn = Turn {

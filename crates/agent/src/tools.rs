@@ -62,3 +62,22 @@ impl Tools for BuiltinTasks {
         ToolOutcome { content, structured: result.structured_content, is_error: result.is_error.unwrap_or(false) }
     }
 }
+
+/// Several tool sets offered together; names must not collide (external ones are namespaced).
+pub struct Combined<'a>(pub Vec<&'a dyn Tools>);
+
+#[async_trait]
+impl Tools for Combined<'_> {
+    fn specs(&self) -> Vec<ToolSpec> {
+        self.0.iter().flat_map(|t| t.specs()).collect()
+    }
+
+    async fn call(&self, name: &str, arguments: serde_json::Value) -> ToolOutcome {
+        for tools in &self.0 {
+            if tools.specs().iter().any(|s| s.name == name) {
+                return tools.call(name, arguments).await;
+            }
+        }
+        ToolOutcome { content: format!("unknown tool {name}"), structured: None, is_error: true }
+    }
+}

@@ -52,6 +52,12 @@ pub struct ApiConfig {
     pub mcp: mcp_endpoint::McpConfig,
     /// Models a chat request may name: the configured one first (empty when offline).
     pub models: Vec<String>,
+    /// Longest an agent's MCP server may take to start or answer a tool call.
+    pub mcp_call_timeout: std::time::Duration,
+    /// Largest file attached to a chat message, in bytes.
+    pub max_file_bytes: usize,
+    /// Most files attached to one chat message.
+    pub max_files: usize,
 }
 
 impl Default for ApiConfig {
@@ -67,6 +73,9 @@ impl Default for ApiConfig {
                 allowed_origins: Vec::new(),
             },
             models: Vec::new(),
+            mcp_call_timeout: std::time::Duration::from_secs(30),
+            max_file_bytes: 256 * 1024,
+            max_files: 5,
         }
     }
 }
@@ -83,6 +92,8 @@ pub struct AppState {
     pub tasks: TaskService,
     /// The MCP server catalog and its search index.
     pub catalog: switchboard_catalog::Catalog,
+    /// Turns described workflows into agents; holds the credentials (vault) service.
+    pub builder: switchboard_agent::builder::Builder,
     /// The built-in tasks tools, called in-process by the agent.
     pub tasks_server: Arc<TasksServer>,
     /// Who owns each `/mcp` session.
@@ -105,6 +116,8 @@ pub struct AppState {
         (name = "conversations", description = "Conversation history"),
         (name = "tasks", description = "The user's tasks (also reachable as MCP tools and from chat)"),
         (name = "catalog", description = "The MCP servers Switchboard knows, and finding the ones a request needs"),
+        (name = "credentials", description = "The caller's credentials for catalog servers (write-only values, encrypted at rest)"),
+        (name = "agents", description = "Agents created from described workflows: export and run"),
         (name = "admin", description = "Administrators only"),
         (name = "compat", description = "The original task-chat specification's routes (a session is a conversation)"),
     )
@@ -137,7 +150,9 @@ fn split(state: Option<&AppState>) -> (Router<AppState>, utoipa::openapi::OpenAp
         .merge(routes::compat::routes())
         .merge(routes::admin::routes())
         .merge(routes::catalog::routes())
-        .merge(routes::catalog::admin_routes());
+        .merge(routes::catalog::admin_routes())
+        .merge(routes::credentials::routes())
+        .merge(routes::agents::routes());
     let mut anonymous = routes::google::routes();
     if let Some(state) = state {
         // Layers run outside-in: sign-in first, then the per-user limit.

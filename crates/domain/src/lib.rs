@@ -1,10 +1,12 @@
 //! Domain types shared by every part of Switchboard. No IO, no async.
 
+mod agent;
 mod conversation;
 mod page;
 mod task;
 mod user;
 
+pub use agent::{Agent, NewAgent, SealedCredential};
 pub use conversation::{Conversation, Message, NewMessage, Role};
 pub use page::{Cursor, Page, PageRequest, MAX_PAGE_SIZE};
 pub use task::{NewTask, Priority, Task, TaskChanges, TaskFilter, TaskRef, TaskStatus};

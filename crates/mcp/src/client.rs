@@ -28,6 +28,9 @@ pub struct ServerConfig {
     pub launch: Launch,
     /// Longest a tool call may take.
     pub call_timeout: Duration,
+    /// For a server whose URL a user influenced: the outbound rules its address must pass. The
+    /// connection then goes only to the checked addresses.
+    pub outbound: Option<std::sync::Arc<crate::outbound::OutboundPolicy>>,
 }
 
 /// What went wrong with an external server; the message names the server.
@@ -86,7 +89,14 @@ impl ExternalServer {
                         custom.insert(name, value);
                     }
                 }
-                let transport = StreamableHttpClientTransport::from_config(http.custom_headers(custom));
+                let http = http.custom_headers(custom);
+                let transport = match &config.outbound {
+                    Some(policy) => {
+                        let pinned = policy.check(url).await.map_err(|e| fail(e.to_string()))?;
+                        StreamableHttpClientTransport::with_client(policy.client(&pinned).map_err(fail)?, http)
+                    }
+                    None => StreamableHttpClientTransport::from_config(http),
+                };
                 let service = tokio::time::timeout(config.call_timeout, ().serve(transport))
                     .await
                     .map_err(|_| fail("no answer to initialize".into()))?

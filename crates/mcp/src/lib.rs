@@ -2,6 +2,7 @@
 //! HTTP at `/mcp`, and over stdio), and the client for external MCP servers.
 
 pub mod client;
+pub mod outbound;
 pub mod tasks_server;
 
 pub use tasks_server::TasksServer;

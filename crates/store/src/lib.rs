@@ -7,7 +7,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use switchboard_domain::{
-    Conversation, Id, Message, NewMessage, NewTask, Page, PageRequest, Task, TaskChanges, TaskFilter, TaskRef, User,
+    Agent, Conversation, Id, Message, NewAgent, NewMessage, NewTask, Page, PageRequest, SealedCredential, Task,
+    TaskChanges, TaskFilter, TaskRef, User,
 };
 
 #[doc(hidden)]
@@ -82,6 +83,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_conversation(&self, owner: Id, id: Id) -> Result<Option<Conversation>>;
 
+    /// Replaces the conversation's context (the workflow in progress); `false` when the
+    /// conversation is not the owner's.
+    async fn set_conversation_context(&self, owner: Id, id: Id, context: &serde_json::Value) -> Result<bool>;
+
     /// How many conversations the owner has.
     async fn count_conversations(&self, owner: Id) -> Result<i64>;
 
@@ -137,6 +142,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes the entry with this slug; `false` when there was none.
     async fn delete_catalog_entry(&self, slug: &str) -> Result<bool>;
+
+    /// Stores sealed credentials, replacing those with the same server and key, in one transaction.
+    async fn put_credentials(&self, owner: Id, items: &[SealedCredential]) -> Result<()>;
+
+    /// The owner's sealed credentials (of one server, or all), by server and key.
+    async fn credentials(&self, owner: Id, server: Option<&str>) -> Result<Vec<SealedCredential>>;
+
+    /// Deletes the owner's credentials of `server` (only `key`, when given); how many went.
+    async fn delete_credentials(&self, owner: Id, server: &str, key: Option<&str>) -> Result<u64>;
+
+    /// Every owner's sealed credentials, for key rotation.
+    async fn all_credentials(&self) -> Result<Vec<(Id, SealedCredential)>>;
+
+    /// Replaces one credential's seal if it is still `old_ciphertext` (a rotation racing a user's
+    /// update keeps the update); `false` when it changed or went.
+    async fn reseal_credential(&self, owner: Id, old_ciphertext: &[u8], new: &SealedCredential) -> Result<bool>;
+
+    async fn create_agent(&self, owner: Id, agent: NewAgent) -> Result<Agent>;
+
+    /// The owner's agents, newest first.
+    async fn list_agents(&self, owner: Id, page: PageRequest) -> Result<Page<Agent>>;
+
+    async fn get_agent(&self, owner: Id, id: Id) -> Result<Option<Agent>>;
+
+    /// `false` when there was none to delete.
+    async fn delete_agent(&self, owner: Id, id: Id) -> Result<bool>;
 
     /// Changes whenever the catalog does: the number of entries and the latest change.
     async fn catalog_revision(&self) -> Result<(i64, Option<DateTime<Utc>>)>;

@@ -132,6 +132,59 @@ pub fn contains_pattern(text: &str) -> String {
     out
 }
 
+#[derive(sqlx::FromRow)]
+pub struct CredentialRow {
+    pub user_id: Id,
+    pub server: String,
+    pub key: String,
+    pub ciphertext: Vec<u8>,
+    pub nonce: Vec<u8>,
+    pub key_version: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<CredentialRow> for switchboard_domain::SealedCredential {
+    fn from(r: CredentialRow) -> Self {
+        switchboard_domain::SealedCredential {
+            server: r.server,
+            key: r.key,
+            ciphertext: r.ciphertext,
+            nonce: r.nonce,
+            key_version: r.key_version,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct AgentRow {
+    pub id: Id,
+    pub name: String,
+    pub description: String,
+    pub servers: Json<Vec<String>>,
+    pub system_prompt: String,
+    pub steps: Json<Vec<String>>,
+    pub conversation_id: Option<Id>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<AgentRow> for switchboard_domain::Agent {
+    fn from(r: AgentRow) -> Self {
+        switchboard_domain::Agent {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            servers: r.servers.0,
+            system_prompt: r.system_prompt,
+            steps: r.steps.0,
+            conversation_id: r.conversation_id,
+            created_at: r.created_at,
+        }
+    }
+}
+
+pub const CREDENTIAL_COLUMNS: &str = "user_id, server, key, ciphertext, nonce, key_version, updated_at";
+pub const AGENT_COLUMNS: &str = "id, name, description, servers, system_prompt, steps, conversation_id, created_at";
 pub const USER_COLUMNS: &str = "id, issuer, subject, email, name, created_at";
 pub const CONVERSATION_COLUMNS: &str = "id, title, status, context, message_count, created_at, updated_at";
 pub const MESSAGE_COLUMNS: &str = "id, conversation_id, role, content, metadata, created_at";
@@ -264,6 +317,22 @@ macro_rules! impl_sql_store {
                 let row: Option<$crate::sql::ConversationRow> =
                     $crate::sql::sqlx::query_as(&sql).bind(owner).bind(id).fetch_optional(&self.pool).await?;
                 Ok(row.map(Into::into))
+            }
+
+            async fn set_conversation_context(
+                &self,
+                owner: ::switchboard_domain::Id,
+                id: ::switchboard_domain::Id,
+                context: &::serde_json::Value,
+            ) -> $crate::Result<bool> {
+                let changed = $crate::sql::sqlx::query("UPDATE conversations SET context = $1 WHERE user_id = $2 AND id = $3")
+                    .bind($crate::sql::sqlx::types::Json(context))
+                    .bind(owner)
+                    .bind(id)
+                    .execute(&self.writer)
+                    .await?
+                    .rows_affected();
+                Ok(changed > 0)
             }
 
             async fn count_conversations(&self, owner: ::switchboard_domain::Id) -> $crate::Result<i64> {
@@ -655,6 +724,177 @@ macro_rules! impl_sql_store {
             async fn delete_catalog_entry(&self, slug: &str) -> $crate::Result<bool> {
                 let deleted = $crate::sql::sqlx::query("DELETE FROM catalog_entries WHERE slug = $1")
                     .bind(slug)
+                    .execute(&self.writer)
+                    .await?
+                    .rows_affected();
+                Ok(deleted > 0)
+            }
+
+            async fn put_credentials(
+                &self,
+                owner: ::switchboard_domain::Id,
+                items: &[::switchboard_domain::SealedCredential],
+            ) -> $crate::Result<()> {
+                let mut tx = self.writer.begin().await?;
+                for c in items {
+                    $crate::sql::sqlx::query(
+                        "INSERT INTO credentials (user_id, server, key, ciphertext, nonce, key_version, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+                         ON CONFLICT (user_id, server, key) DO UPDATE SET ciphertext = excluded.ciphertext, \
+                           nonce = excluded.nonce, key_version = excluded.key_version, updated_at = excluded.updated_at",
+                    )
+                    .bind(owner)
+                    .bind(&c.server)
+                    .bind(&c.key)
+                    .bind(&c.ciphertext)
+                    .bind(&c.nonce)
+                    .bind(c.key_version)
+                    .bind(c.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn credentials(
+                &self,
+                owner: ::switchboard_domain::Id,
+                server: Option<&str>,
+            ) -> $crate::Result<Vec<::switchboard_domain::SealedCredential>> {
+                let sql = format!(
+                    "SELECT {} FROM credentials WHERE user_id = $1 AND ($2 IS NULL OR server = $2) ORDER BY server, key",
+                    $crate::sql::CREDENTIAL_COLUMNS
+                );
+                let rows: Vec<$crate::sql::CredentialRow> =
+                    $crate::sql::sqlx::query_as(&sql).bind(owner).bind(server).fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn delete_credentials(
+                &self,
+                owner: ::switchboard_domain::Id,
+                server: &str,
+                key: Option<&str>,
+            ) -> $crate::Result<u64> {
+                let deleted = $crate::sql::sqlx::query(
+                    "DELETE FROM credentials WHERE user_id = $1 AND server = $2 AND ($3 IS NULL OR key = $3)",
+                )
+                .bind(owner)
+                .bind(server)
+                .bind(key)
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
+                Ok(deleted)
+            }
+
+            async fn all_credentials(
+                &self,
+            ) -> $crate::Result<Vec<(::switchboard_domain::Id, ::switchboard_domain::SealedCredential)>> {
+                let sql = format!("SELECT {} FROM credentials ORDER BY user_id, server, key", $crate::sql::CREDENTIAL_COLUMNS);
+                let rows: Vec<$crate::sql::CredentialRow> = $crate::sql::sqlx::query_as(&sql).fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map(|r| (r.user_id, r.into())).collect())
+            }
+
+            async fn reseal_credential(
+                &self,
+                owner: ::switchboard_domain::Id,
+                old_ciphertext: &[u8],
+                new: &::switchboard_domain::SealedCredential,
+            ) -> $crate::Result<bool> {
+                let changed = $crate::sql::sqlx::query(
+                    "UPDATE credentials SET ciphertext = $1, nonce = $2, key_version = $3 \
+                     WHERE user_id = $4 AND server = $5 AND key = $6 AND ciphertext = $7",
+                )
+                .bind(&new.ciphertext)
+                .bind(&new.nonce)
+                .bind(new.key_version)
+                .bind(owner)
+                .bind(&new.server)
+                .bind(&new.key)
+                .bind(old_ciphertext)
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
+                Ok(changed > 0)
+            }
+
+            async fn create_agent(
+                &self,
+                owner: ::switchboard_domain::Id,
+                agent: ::switchboard_domain::NewAgent,
+            ) -> $crate::Result<::switchboard_domain::Agent> {
+                let id = ::switchboard_domain::new_id();
+                let now = ::switchboard_domain::now();
+                $crate::sql::sqlx::query(
+                    "INSERT INTO agents (id, user_id, name, description, servers, system_prompt, steps, conversation_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(id)
+                .bind(owner)
+                .bind(&agent.name)
+                .bind(&agent.description)
+                .bind($crate::sql::sqlx::types::Json(&agent.servers))
+                .bind(&agent.system_prompt)
+                .bind($crate::sql::sqlx::types::Json(&agent.steps))
+                .bind(agent.conversation_id)
+                .bind(now)
+                .execute(&self.writer)
+                .await?;
+                Ok(::switchboard_domain::Agent {
+                    id,
+                    name: agent.name,
+                    description: agent.description,
+                    servers: agent.servers,
+                    system_prompt: agent.system_prompt,
+                    steps: agent.steps,
+                    conversation_id: agent.conversation_id,
+                    created_at: now,
+                })
+            }
+
+            async fn list_agents(
+                &self,
+                owner: ::switchboard_domain::Id,
+                page: ::switchboard_domain::PageRequest,
+            ) -> $crate::Result<::switchboard_domain::Page<::switchboard_domain::Agent>> {
+                let (before, before_id) = $crate::sql::keyset(&page);
+                let sql = format!(
+                    "SELECT {} FROM agents \
+                     WHERE user_id = $1 AND ($2 IS NULL OR (created_at, id) < ($2, $3)) \
+                     ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5",
+                    $crate::sql::AGENT_COLUMNS
+                );
+                let rows: Vec<$crate::sql::AgentRow> = $crate::sql::sqlx::query_as(&sql)
+                    .bind(owner)
+                    .bind(before)
+                    .bind(before_id)
+                    .bind(i64::from(page.limit) + 1)
+                    .bind(page.offset as i64)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let items = rows.into_iter().map(::switchboard_domain::Agent::from).collect();
+                Ok($crate::sql::paginate(items, page.limit, |a: &::switchboard_domain::Agent| {
+                    ::switchboard_domain::Cursor { at: a.created_at, id: a.id }
+                }))
+            }
+
+            async fn get_agent(
+                &self,
+                owner: ::switchboard_domain::Id,
+                id: ::switchboard_domain::Id,
+            ) -> $crate::Result<Option<::switchboard_domain::Agent>> {
+                let sql = format!("SELECT {} FROM agents WHERE user_id = $1 AND id = $2", $crate::sql::AGENT_COLUMNS);
+                let row: Option<$crate::sql::AgentRow> =
+                    $crate::sql::sqlx::query_as(&sql).bind(owner).bind(id).fetch_optional(&self.pool).await?;
+                Ok(row.map(Into::into))
+            }
+
+            async fn delete_agent(&self, owner: ::switchboard_domain::Id, id: ::switchboard_domain::Id) -> $crate::Result<bool> {
+                let deleted = $crate::sql::sqlx::query("DELETE FROM agents WHERE user_id = $1 AND id = $2")
+                    .bind(owner)
+                    .bind(id)
                     .execute(&self.writer)
                     .await?
                     .rows_affected();

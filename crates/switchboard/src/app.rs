@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
+use switchboard_agent::builder::Builder;
+use switchboard_agent::credentials::Credentials;
 use switchboard_agent::Agent;
 use switchboard_api::auth::{AuthConfig, Authenticator, NewToken, TokenSigner};
 use switchboard_api::mcp_endpoint::McpConfig;
@@ -18,6 +20,7 @@ use switchboard_api::{ApiConfig, AppState};
 use switchboard_catalog::Catalog;
 use switchboard_embed::{Embedder, MiniLm, RemoteConfig, RemoteEmbedder};
 use switchboard_llm::{AnthropicProvider, HttpConfig, OfflineProvider, OpenAiProvider, Provider};
+use switchboard_mcp::outbound::OutboundPolicy;
 use switchboard_mcp::TasksServer;
 use switchboard_store::Store;
 use switchboard_store_postgres::PostgresStore;
@@ -127,7 +130,14 @@ impl Application {
         if let Some(dir) = &settings.embed_model_dir {
             MiniLm::check_dir(dir)?;
         }
+        let keyring = Arc::new(crate::vault::keyring(&settings)?);
+        let outbound = Arc::new(OutboundPolicy {
+            allow: settings.outbound_allow.clone(),
+            allow_http: settings.outbound_allow_http,
+        });
+        let credentials = Credentials::new(store.clone(), keyring, catalog.clone(), outbound);
         let state = AppState {
+            builder: Builder::new(store.clone(), catalog.clone(), credentials),
             catalog,
             tasks: TaskService::new(store.clone()),
             tasks_server: Arc::new(TasksServer::for_signed_in_users(TaskService::new(store.clone()))),
@@ -150,6 +160,9 @@ impl Application {
                     allowed_origins: settings.cors_allowed_origins.clone(),
                 },
                 models: chat_models(&settings),
+                mcp_call_timeout: Duration::from_secs(settings.mcp_call_timeout_secs.max(1)),
+                max_file_bytes: settings.max_file_bytes,
+                max_files: settings.max_files,
             }),
         };
         let local_token = local_user_token(state.auth.signer());
@@ -330,7 +343,7 @@ pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 #[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
@@ -339,7 +352,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 

@@ -30,6 +30,17 @@ pub enum Command {
     /// The MCP server catalog: import, export, search, evaluate.
     #[command(subcommand)]
     Catalog(crate::catalog_cli::CatalogCommand),
+    /// The credential vault.
+    #[command(subcommand)]
+    Vault(VaultCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Re-encrypt every stored credential under a new master key. With SWITCHBOARD_MASTER_KEY set,
+    /// set the new key there and the old one in SWITCHBOARD_PREVIOUS_MASTER_KEYS first; with the
+    /// key file, a new key is generated and replaces the old one once everything is re-encrypted.
+    Rotate(StoreArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,7 +92,13 @@ Lists in the environment are comma-separated. Settings without a flag:
   session_ttl_secs     SWITCHBOARD_SESSION_TTL_SECS   lifetime of tokens issued for a Google sign-in [86400]
   history_limit        SWITCHBOARD_HISTORY_LIMIT   earlier messages sent to the model per turn [20]
   llm_api_key          SWITCHBOARD_LLM_API_KEY     the model service's key (or OPENAI_API_KEY / ANTHROPIC_API_KEY); never logged
-  embed_api_key        SWITCHBOARD_EMBED_API_KEY   the embeddings endpoint's key (default: the model service's key); never logged";
+  embed_api_key        SWITCHBOARD_EMBED_API_KEY   the embeddings endpoint's key (default: the model service's key); never logged
+  master_key           SWITCHBOARD_MASTER_KEY      the credential vault's key: 32+ random bytes or base64 of 32 bytes
+                                                   (default: generated into <data-dir>/vault_key, 0600)
+  previous_master_keys SWITCHBOARD_PREVIOUS_MASTER_KEYS  keys being rotated away from (`switchboard vault rotate`)
+  mcp_call_timeout_secs SWITCHBOARD_MCP_CALL_TIMEOUT_SECS  longest an agent's MCP server may take to start or answer [30]
+  max_file_bytes       SWITCHBOARD_MAX_FILE_BYTES  largest file attached to POST /api/chat [262144]
+  max_files            SWITCHBOARD_MAX_FILES       most files attached to one message [5]";
 
 /// Flags of `serve`; each overrides the setting of the same name.
 #[derive(Debug, Default, Args, Serialize)]
@@ -193,6 +210,15 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NAME")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embed_model: Option<String>,
+    /// Internal network (CIDR) agents may reach on a user's behalf, e.g. a company's MCP servers (repeatable);
+    /// loopback, private and link-local addresses are refused otherwise [env: SWITCHBOARD_OUTBOUND_ALLOW]
+    #[arg(long = "outbound-allow", value_name = "CIDR")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outbound_allow: Vec<String>,
+    /// Allow remote MCP servers over plain http (https only otherwise) [env: SWITCHBOARD_OUTBOUND_ALLOW_HTTP] [default: false]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub outbound_allow_http: bool,
     /// Seconds between checks for catalog changes made by other servers [env: SWITCHBOARD_CATALOG_REFRESH_SECS] [default: 5]
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -249,6 +275,7 @@ pub async fn main() -> ExitCode {
         Command::Token(args) => token(args),
         Command::Mcp(McpCommand::Tasks(args)) => mcp_tasks(args).await,
         Command::Catalog(command) => crate::catalog_cli::run(command).await,
+        Command::Vault(VaultCommand::Rotate(args)) => vault_rotate(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -286,6 +313,25 @@ async fn mcp_tasks(args: McpTasksArgs) -> anyhow::Result<()> {
     let served = switchboard_mcp::serve_stdio(server).await;
     store.close().await;
     Ok(served?)
+}
+
+async fn vault_rotate(args: StoreArgs) -> anyhow::Result<()> {
+    let file = config_file(args.config.clone());
+    let mut settings = Settings::load(file.as_deref(), &args)?;
+    settings.validate()?;
+    if settings.log_level == "info" {
+        settings.log_level = "warn".into();
+    }
+    crate::telemetry::init(&settings);
+    let store = app::open_store(&settings).await?;
+    let outcome = crate::vault::rotate(&settings, store.clone()).await;
+    store.close().await;
+    let report = outcome?;
+    println!(
+        "re-encrypted {} credentials under key {:08x}; {} were already under it",
+        report.resealed, report.key_id, report.current
+    );
+    Ok(())
 }
 
 fn token(args: TokenArgs) -> anyhow::Result<()> {

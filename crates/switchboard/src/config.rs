@@ -58,6 +58,19 @@ pub struct Settings {
     pub embed_model: String,
     pub embed_api_key: Option<SecretString>,
     pub catalog_refresh_secs: u64,
+    /// The vault's master key (32+ bytes, or base64 of 32 bytes); a key file in the data
+    /// directory when absent.
+    pub master_key: Option<SecretString>,
+    /// Keys being rotated away from, comma-separated: values sealed under them still open.
+    pub previous_master_keys: Option<SecretString>,
+    /// Internal networks agents may reach on a user's behalf (remote MCP servers).
+    #[serde(deserialize_with = "list")]
+    pub outbound_allow: Vec<IpNet>,
+    /// Allow plain-http remote MCP servers.
+    pub outbound_allow_http: bool,
+    pub mcp_call_timeout_secs: u64,
+    pub max_file_bytes: usize,
+    pub max_files: usize,
     pub log_format: LogFormat,
     pub log_level: String,
     pub shutdown_grace_secs: u64,
@@ -99,6 +112,13 @@ pub(crate) const KEYS: &[&str] = &[
     "embed_model",
     "embed_api_key",
     "catalog_refresh_secs",
+    "master_key",
+    "previous_master_keys",
+    "outbound_allow",
+    "outbound_allow_http",
+    "mcp_call_timeout_secs",
+    "max_file_bytes",
+    "max_files",
     "log_format",
     "log_level",
     "shutdown_grace_secs",
@@ -141,6 +161,13 @@ impl Default for Settings {
             embed_model: "text-embedding-3-small".into(),
             embed_api_key: None,
             catalog_refresh_secs: 5,
+            master_key: None,
+            previous_master_keys: None,
+            outbound_allow: Vec::new(),
+            outbound_allow_http: false,
+            mcp_call_timeout_secs: 30,
+            max_file_bytes: 256 * 1024,
+            max_files: 5,
             log_format: LogFormat::Text,
             log_level: "info".into(),
             shutdown_grace_secs: 30,
@@ -264,6 +291,14 @@ impl Settings {
                     issuer.issuer
                 )));
             }
+        }
+        if let Some(key) = &self.master_key {
+            switchboard_vault::MasterKey::from_material(key.expose_secret())
+                .map_err(|e| SettingsError::Invalid(format!("SWITCHBOARD_MASTER_KEY: {e}")))?;
+        }
+        for key in self.previous_master_keys.iter().flat_map(|k| k.expose_secret().split(',')) {
+            switchboard_vault::MasterKey::from_material(key)
+                .map_err(|e| SettingsError::Invalid(format!("SWITCHBOARD_PREVIOUS_MASTER_KEYS: {e}")))?;
         }
         if self.max_agent_steps == 0 {
             return Err(SettingsError::Invalid("max_agent_steps must be at least 1".into()));

@@ -6,6 +6,7 @@ mod catalog_cli;
 pub mod cli;
 pub mod config;
 pub mod telemetry;
+pub mod vault;
 
 pub use app::Application;
 pub use config::Settings;

@@ -1,15 +1,19 @@
 //! `POST /api/v1/chat` and `/api/v1/chat/stream`: store the user's message, run the agent, store
 //! and return its reply (as one JSON body, or as Server-Sent Events while it happens).
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use switchboard_agent::{AgentEvent, BuiltinTasks, ToolRecord, Turn, TurnFailure};
+use switchboard_agent::builder::{Outcome, Pending, Status, WorkflowTool, WORKFLOW_TOOL};
+use switchboard_agent::credentials::MissingCredential;
+use switchboard_agent::{AgentEvent, BuiltinTasks, Combined, ToolRecord, Tools, Turn, TurnFailure, SYSTEM_PROMPT};
 use switchboard_domain::{NewMessage, Role};
 use switchboard_llm::{ChatMessage, ChatRole, ProviderError, Usage};
 use switchboard_store::StartTurn;
@@ -19,6 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::credentials::credential_error;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::JsonBody;
@@ -39,6 +44,11 @@ pub struct ChatRequest {
     /// Answer with this model instead of the configured one; it must be on the server's allow-list.
     #[serde(default)]
     pub model: Option<String>,
+    /// Credentials for the workflow being set up: `{"server": {"KEY": "value"}}`. Stored
+    /// encrypted before the turn runs; a pending workflow then continues.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub credentials: Option<BTreeMap<String, BTreeMap<String, SecretString>>>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -54,6 +64,14 @@ pub struct ChatReply {
     /// Tokens used by all model calls of the turn.
     #[schema(value_type = Object)]
     pub usage: Usage,
+    /// `success`; or, for a described workflow, `pending_credentials`, `analyzing` (a question
+    /// was asked) or `no_match`.
+    #[schema(value_type = String)]
+    pub status: Status,
+    /// Credentials the workflow still needs.
+    pub required_credentials: Vec<MissingCredential>,
+    pub agent_created: bool,
+    pub agent_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -86,16 +104,89 @@ async fn chat(
     Ok(Json(run_turn(&state, &begun).await?))
 }
 
-/// Runs a begun turn to its end (not streamed) and stores the outcome.
+/// Runs a begun chat turn to its end (not streamed) and stores the outcome: a pending workflow
+/// that can continue does so; otherwise the assistant runs with the tasks and workflow tools.
 pub(crate) async fn run_turn(state: &AppState, begun: &Begun) -> ApiResult<ChatReply> {
-    let tools = BuiltinTasks::new(state.tasks_server.clone(), begun.owner);
-    match state.agent.run(begun.messages.clone(), &tools, begun.model.as_deref(), None).await {
+    if let Some(reply) = resume_workflow(state, begun).await? {
+        return Ok(reply);
+    }
+    let tasks = BuiltinTasks::new(state.tasks_server.clone(), begun.owner);
+    let workflow = workflow_tool(state, begun);
+    run_turn_with(state, begun, SYSTEM_PROMPT, &Combined(vec![&tasks, &workflow])).await
+}
+
+/// Runs a begun turn with these tools and system prompt (a configured agent's run).
+pub(crate) async fn run_turn_with(
+    state: &AppState,
+    begun: &Begun,
+    system_prompt: &str,
+    tools: &dyn Tools,
+) -> ApiResult<ChatReply> {
+    match state.agent.run_as(system_prompt, begun.messages.clone(), tools, begun.model.as_deref(), None).await {
         Ok(turn) => finish(state, begun, turn).await,
         Err(failure) => {
             keep_partial(state, begun, &failure).await;
             Err(model_error(failure.error))
         }
     }
+}
+
+fn workflow_tool(state: &AppState, begun: &Begun) -> WorkflowTool {
+    WorkflowTool {
+        builder: state.builder.clone(),
+        provider: state.agent.provider(),
+        model: begun.model.clone(),
+        owner: begun.owner,
+        conversation: Some(begun.conversation_id),
+    }
+}
+
+/// The workflow waiting for credentials in this conversation, if any.
+fn pending_workflow(context: &serde_json::Value) -> Option<Pending> {
+    let workflow = context.get("workflow")?;
+    if workflow.get("status")?.as_str()? != "pending_credentials" {
+        return None;
+    }
+    serde_json::from_value(workflow.get("pending")?.clone()).ok()
+}
+
+/// Continues the conversation's pending workflow when credentials came with this message or are
+/// all stored by now; `None` when there is none to continue (the turn runs as usual).
+async fn resume_workflow(state: &AppState, begun: &Begun) -> ApiResult<Option<ChatReply>> {
+    let Some(pending) = pending_workflow(&begun.context) else { return Ok(None) };
+    let outcome = state
+        .builder
+        .resume(begun.owner, Some(begun.conversation_id), &pending)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    if outcome.status == Status::PendingCredentials && !begun.credentials_given {
+        return Ok(None);
+    }
+    let context = json!({
+        "provider": state.agent.provider_name(),
+        "user_message_id": begun.user_message_id,
+        "action_taken": "workflow",
+    });
+    let stored =
+        store_reply(state, begun, outcome.message.clone(), json!({ "context": context, "workflow": outcome })).await?;
+    remember_workflow(state, begun, &outcome, &pending).await?;
+    Ok(Some(reply_with(begun, stored, Vec::new(), context, Usage::default(), Some(&outcome))))
+}
+
+/// Keeps where the conversation's workflow stands in its context.
+async fn remember_workflow(state: &AppState, begun: &Begun, outcome: &Outcome, pending: &Pending) -> ApiResult<()> {
+    let workflow = match outcome.status {
+        Status::PendingCredentials => json!({ "status": "pending_credentials", "pending": pending }),
+        Status::Success => json!({ "status": "created", "agent_id": outcome.agent_id }),
+        _ => return Ok(()),
+    };
+    let mut context = begun.context.clone();
+    if !context.is_object() {
+        context = json!({});
+    }
+    context["workflow"] = workflow;
+    state.store.set_conversation_context(begun.owner, begun.conversation_id, &context).await?;
+    Ok(())
 }
 
 /// Like `POST /api/v1/chat`, answered as Server-Sent Events while the turn runs: `message_start`,
@@ -115,6 +206,7 @@ async fn chat_stream(
     JsonBody(req): JsonBody<ChatRequest>,
 ) -> ApiResult<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>> {
     let begun = begin(&state, p.user_id(), req).await?;
+    let resumed = resume_workflow(&state, &begun).await?;
     let (out, events) = mpsc::unbounded_channel::<Event>();
     let send = move |name: &str, data: serde_json::Value| {
         let _ = out.send(Event::default().event(name).data(data.to_string()));
@@ -124,8 +216,15 @@ async fn chat_stream(
             "message_start",
             json!({ "conversation_id": begun.conversation_id, "user_message_id": begun.user_message_id }),
         );
+        if let Some(reply) = resumed {
+            send("delta", json!({ "text": reply.message.content }));
+            send("message_end", json!(reply));
+            return;
+        }
         let (progress, mut updates) = mpsc::unbounded_channel::<AgentEvent>();
-        let tools = BuiltinTasks::new(state.tasks_server.clone(), begun.owner);
+        let tasks = BuiltinTasks::new(state.tasks_server.clone(), begun.owner);
+        let workflow = workflow_tool(&state, &begun);
+        let tools = Combined(vec![&tasks, &workflow]);
         let run = async {
             let progress = progress;
             state.agent.run(begun.messages.clone(), &tools, begun.model.as_deref(), Some(&progress)).await
@@ -166,10 +265,15 @@ pub(crate) struct Begun {
     history_messages: usize,
     messages: Vec<ChatMessage>,
     model: Option<String>,
+    /// The conversation's context when the turn began (the workflow in progress).
+    context: serde_json::Value,
+    /// Credentials came with this message.
+    credentials_given: bool,
 }
 
 /// Validates the request and stores the user's message before the model is called, so that a
-/// model failure loses nothing.
+/// model failure loses nothing. Credentials sent along are checked and stored first: a bad one
+/// refuses the whole request and stores nothing of it.
 pub(crate) async fn begin(state: &AppState, owner: Uuid, req: ChatRequest) -> ApiResult<Begun> {
     let text = validate_message(&req.message, state.config.max_message_chars)?;
     if let Some(model) = &req.model {
@@ -179,6 +283,17 @@ pub(crate) async fn begin(state: &AppState, owner: Uuid, req: ChatRequest) -> Ap
                 format!("this server answers with {}", allowed(&state.config.models)),
             ));
         }
+    }
+    let credentials = req.credentials.unwrap_or_default();
+    let credentials_given = !credentials.is_empty();
+    for (server, values) in &credentials {
+        if values.is_empty() {
+            return Err(ApiError::bad_request("no_values", format!("no credentials given for {server}")));
+        }
+        state.builder.credentials().entry(server).await.map_err(credential_error)?;
+    }
+    for (server, values) in &credentials {
+        state.builder.credentials().put(owner, server, values).await.map_err(credential_error)?;
     }
     let turn = StartTurn {
         conversation_id: req.conversation_id,
@@ -203,6 +318,8 @@ pub(crate) async fn begin(state: &AppState, owner: Uuid, req: ChatRequest) -> Ap
         history_messages: history.len(),
         messages,
         model: req.model,
+        context: conversation.context,
+        credentials_given,
     })
 }
 
@@ -225,17 +342,57 @@ async fn finish(state: &AppState, begun: &Begun, turn: Turn) -> ApiResult<ChatRe
         "steps": turn.steps,
         "stop": turn.stop,
     });
-    let metadata = json!({ "context": context, "tool_calls": turn.tool_calls, "usage": turn.usage });
-    let stored = state
+    // The last workflow the model set up this turn decides the reply's status.
+    let outcome: Option<Outcome> = turn
+        .tool_calls
+        .iter()
+        .rev()
+        .find(|c| c.tool == WORKFLOW_TOOL && !c.is_error)
+        .and_then(|c| serde_json::from_value(c.result.clone()).ok());
+    let mut usage = turn.usage;
+    if let Some(outcome) = &outcome {
+        usage.add(outcome.usage);
+        if let (Some(design), Some(description)) = (&outcome.design, workflow_description(&turn.tool_calls)) {
+            remember_workflow(state, begun, outcome, &Pending { description, design: design.clone() }).await?;
+        }
+    }
+    let metadata = json!({ "context": context, "tool_calls": turn.tool_calls, "usage": usage, "workflow": outcome });
+    let stored = store_reply(state, begun, turn.reply, metadata).await?;
+    Ok(reply_with(begun, stored, turn.tool_calls, context, usage, outcome.as_ref()))
+}
+
+/// The description the model passed to the workflow tool last.
+fn workflow_description(calls: &[ToolRecord]) -> Option<String> {
+    let call = calls.iter().rev().find(|c| c.tool == WORKFLOW_TOOL && !c.is_error)?;
+    call.args["description"].as_str().map(str::to_owned)
+}
+
+async fn store_reply(
+    state: &AppState,
+    begun: &Begun,
+    content: String,
+    metadata: serde_json::Value,
+) -> ApiResult<switchboard_domain::Message> {
+    state
         .store
-        .append_message(
-            begun.owner,
-            begun.conversation_id,
-            NewMessage { role: Role::Assistant, content: turn.reply, metadata },
-        )
+        .append_message(begun.owner, begun.conversation_id, NewMessage { role: Role::Assistant, content, metadata })
         .await?
-        .ok_or_else(|| ApiError::not_found("conversation"))?;
-    Ok(ChatReply {
+        .ok_or_else(|| ApiError::not_found("conversation"))
+}
+
+fn reply_with(
+    begun: &Begun,
+    stored: switchboard_domain::Message,
+    tool_calls: Vec<ToolRecord>,
+    context: serde_json::Value,
+    usage: Usage,
+    outcome: Option<&Outcome>,
+) -> ChatReply {
+    let status = match outcome.map(|o| o.status) {
+        None | Some(Status::NotAWorkflow) => Status::Success,
+        Some(status) => status,
+    };
+    ChatReply {
         conversation_id: begun.conversation_id,
         message: ReplyMessage {
             id: stored.id,
@@ -243,10 +400,14 @@ async fn finish(state: &AppState, begun: &Begun, turn: Turn) -> ApiResult<ChatRe
             sender: "assistant",
             timestamp: stored.created_at,
         },
-        tool_calls: turn.tool_calls,
+        tool_calls,
         context,
-        usage: turn.usage,
-    })
+        usage,
+        status,
+        required_credentials: outcome.map(|o| o.required_credentials.clone()).unwrap_or_default(),
+        agent_created: outcome.is_some_and(|o| o.agent_id.is_some()),
+        agent_id: outcome.and_then(|o| o.agent_id),
+    }
 }
 
 /// Keeps what a failed turn produced (streamed text, tool calls), flagged as incomplete.

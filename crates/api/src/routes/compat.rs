@@ -28,17 +28,22 @@ pub struct CompatChatRequest {
     /// The session (conversation) to continue; a new one when absent.
     #[serde(default)]
     pub session_id: Option<Uuid>,
+    /// Credentials for the workflow being set up: `{"server": {"KEY": "value"}}`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub credentials:
+        Option<std::collections::BTreeMap<String, std::collections::BTreeMap<String, secrecy::SecretString>>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CompatChatReply {
     pub reply: String,
     pub session_id: Uuid,
-    /// Credentials the workflow still needs (none yet: workflows come later).
-    #[schema(value_type = Vec<Object>)]
-    pub required_credentials: Vec<serde_json::Value>,
-    /// `success` when the turn completed.
-    pub status: &'static str,
+    /// Credentials the workflow still needs: `mcp_server`, `credential_key`, `description`, `instructions`.
+    pub required_credentials: Vec<switchboard_agent::credentials::MissingCredential>,
+    /// `success`, `pending_credentials`, `analyzing` or `no_match`.
+    #[schema(value_type = String)]
+    pub status: switchboard_agent::builder::Status,
     pub agent_created: bool,
     pub agent_id: Option<Uuid>,
 }
@@ -51,17 +56,21 @@ async fn chat(
     Auth(p): Auth,
     JsonBody(req): JsonBody<CompatChatRequest>,
 ) -> ApiResult<Json<CompatChatReply>> {
-    let begun =
-        begin(&state, p.user_id(), ChatRequest { message: req.message, conversation_id: req.session_id, model: None })
-            .await?;
+    let request = ChatRequest {
+        message: req.message,
+        conversation_id: req.session_id,
+        model: None,
+        credentials: req.credentials,
+    };
+    let begun = begin(&state, p.user_id(), request).await?;
     let reply = run_turn(&state, &begun).await?;
     Ok(Json(CompatChatReply {
         reply: reply.message.content,
         session_id: reply.conversation_id,
-        required_credentials: Vec::new(),
-        status: "success",
-        agent_created: false,
-        agent_id: None,
+        required_credentials: reply.required_credentials,
+        status: reply.status,
+        agent_created: reply.agent_created,
+        agent_id: reply.agent_id,
     }))
 }
 

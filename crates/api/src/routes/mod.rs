@@ -1,10 +1,12 @@
 //! One module per feature, each exposing `routes() -> OpenApiRouter<AppState>`.
 
 pub mod admin;
+pub mod agents;
 pub mod catalog;
 pub mod chat;
 pub mod compat;
 pub mod conversations;
+pub mod credentials;
 pub mod google;
 pub mod health;
 pub mod me;

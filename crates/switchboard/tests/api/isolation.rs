@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use crate::helpers::{spawn_app, Backend, TestApp};
 
 struct Seeded {
+    agents: Vec<String>,
     tasks: Vec<String>,
     conversations: Vec<String>,
     messages: Vec<String>,
@@ -18,7 +19,7 @@ struct Seeded {
 }
 
 async fn seed(app: &TestApp, token: &str, prefix: &str) -> Seeded {
-    let mut seeded = Seeded { conversations: vec![], messages: vec![], titles: vec![], tasks: vec![] };
+    let mut seeded = Seeded { agents: vec![], conversations: vec![], messages: vec![], titles: vec![], tasks: vec![] };
     for i in 0..5 {
         let title = format!("{prefix}-secret-title-{i}");
         let reply = app.chat(token, &title, None).await;
@@ -32,6 +33,15 @@ async fn seed(app: &TestApp, token: &str, prefix: &str) -> Seeded {
             .unwrap();
         seeded.tasks.push(task["id"].as_str().unwrap().to_owned());
         seeded.titles.push(title);
+        // An agent (the offline planner builds one for a server that needs no credentials) and
+        // a credential.
+        let reply = app.chat(token, "what time is it in Tokyo", None).await;
+        assert_eq!(reply["status"], "success", "{reply}");
+        seeded.agents.push(reply["agent_id"].as_str().unwrap().to_owned());
+        let body = json!({"values": {"NOTION_TOKEN": format!("{prefix}-secret-notion-{i}")}});
+        let put =
+            app.client.put(app.url("/api/v1/credentials/notion")).bearer_auth(token).json(&body).send().await.unwrap();
+        assert_eq!(put.status(), StatusCode::OK);
     }
     seeded
 }
@@ -39,12 +49,14 @@ async fn seed(app: &TestApp, token: &str, prefix: &str) -> Seeded {
 /// Row counts plus everything the owner can read: any change shows up here.
 async fn snapshot(app: &TestApp, owner: &str) -> (Vec<i64>, Value, Value) {
     let mut counts = Vec::new();
-    for table in ["conversations", "messages", "tasks"] {
+    for table in ["conversations", "messages", "tasks", "agents", "credentials"] {
         counts.push(app.count_rows(table).await);
     }
     let conversations = app.get("/api/v1/conversations?limit=100", owner).await.json().await.unwrap();
-    let tasks = app.get("/api/v1/tasks?limit=100", owner).await.json().await.unwrap();
-    (counts, conversations, tasks)
+    let tasks: Value = app.get("/api/v1/tasks?limit=100", owner).await.json().await.unwrap();
+    let agents: Value = app.get("/api/v1/agents?limit=100", owner).await.json().await.unwrap();
+    let credentials: Value = app.get("/api/v1/credentials", owner).await.json().await.unwrap();
+    (counts, conversations, json!([tasks, agents, credentials]))
 }
 
 /// B2.10: every operation with a path id, called by B with A's ids, with GET, PATCH, DELETE and
@@ -68,7 +80,7 @@ async fn another_users_ids_answer_404_on_every_operation(backend: Backend) {
     assert!(!templates.is_empty());
 
     let mut attempts = 0;
-    let ids: Vec<&String> = a.conversations.iter().chain(&a.messages).chain(&a.tasks).collect();
+    let ids: Vec<&String> = a.conversations.iter().chain(&a.messages).chain(&a.tasks).chain(&a.agents).collect();
     for (template, methods) in &templates {
         for id in &ids {
             let path = template.replace("{id}", id);
@@ -77,7 +89,7 @@ async fn another_users_ids_answer_404_on_every_operation(backend: Backend) {
                     .client
                     .request(method.clone(), app.url(&path))
                     .bearer_auth(&bob)
-                    .json(&json!({"title": "hijacked"}))
+                    .json(&json!({"title": "hijacked", "input": "hijacked"}))
                     .send()
                     .await
                     .unwrap();
@@ -107,6 +119,13 @@ async fn another_users_ids_answer_404_on_every_operation(backend: Backend) {
     eprintln!("{attempts} cross-tenant attempts, all refused");
     assert!(attempts >= 300, "RELIABILITY B2.10 asks for at least 300 attempts, made {attempts}");
     assert_eq!(snapshot(&app, &alice).await, before, "nothing of Alice's changed");
+    // Credentials are addressed by server: Bob deleting "his" Notion credential touches none of Alice's.
+    let alices: Value = app.get("/api/v1/credentials", &alice).await.json().await.unwrap();
+    let response = app.delete("/api/v1/credentials/notion", &bob).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT, "Bob's own");
+    let response = app.delete("/api/v1/credentials/notion", &bob).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND, "Bob has none left; Alice's are not his to delete");
+    assert_eq!(app.get("/api/v1/credentials", &alice).await.json::<Value>().await.unwrap(), alices);
     // A still sees all of hers.
     let list: Value = app.get("/api/v1/conversations", &alice).await.json().await.unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 5);

@@ -36,6 +36,7 @@ fn stdio(name: &str, command: PathBuf, env: &[(&str, &str)]) -> ServerConfig {
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         },
         call_timeout: Duration::from_secs(20),
+        outbound: None,
     }
 }
 
@@ -79,6 +80,7 @@ async fn a_crashed_server_fails_clearly_while_another_keeps_working() {
             headers: BTreeMap::from([("Authorization".to_string(), format!("Bearer {}", app.token_for("alice")))]),
         },
         call_timeout: Duration::from_secs(10),
+        outbound: None,
     })
     .await
     .unwrap();
@@ -105,6 +107,7 @@ async fn unreachable_servers_give_connect_errors_that_name_them() {
         name: "closed".into(),
         launch: Launch::Http { url: "http://127.0.0.1:9/mcp".into(), headers: BTreeMap::new() },
         call_timeout: Duration::from_secs(5),
+        outbound: None,
     })
     .await;
     assert!(matches!(&closed, Err(ClientError::Connect { server, .. }) if server == "closed"));

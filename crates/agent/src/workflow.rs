@@ -1,0 +1,321 @@
+//! Workflow analysis: from a described workflow to a design — the servers it needs, its steps and
+//! the agent's instructions. A model designs from catalog candidates in a structured reply checked
+//! against [`design_schema`] (one retry with the problems named); without a model the design is
+//! read off the catalog search, one server per part of the request.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use switchboard_catalog::{CatalogEntry, SearchHit};
+use switchboard_llm::{ChatMessage, ChatRequest, ChatRole, Provider, ProviderError, Usage};
+
+/// How many catalog candidates the model chooses from, unless configured.
+pub const DEFAULT_CANDIDATES: usize = 10;
+/// Without a model, a candidate is chosen when its BM25 score for the whole request reaches this
+/// share of the best one's…
+const OFFLINE_RELATIVE_BM25: f32 = 0.5;
+/// …or when it ranks first for a part of the request and reaches this share.
+const OFFLINE_PART_BM25: f32 = 0.25;
+/// Without a model, at most this many servers are chosen.
+const OFFLINE_MAX_SERVERS: usize = 4;
+
+/// A workflow ready to become an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Design {
+    pub name: String,
+    /// Catalog entry names, in the order the workflow uses them.
+    pub servers: Vec<String>,
+    pub steps: Vec<String>,
+    pub system_prompt: String,
+}
+
+/// What the analysis concluded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Analysis {
+    Ready(Design),
+    /// The model needs to know more; the question is for the user.
+    Clarify(String),
+    /// Nothing in the catalog fits.
+    NoMatch(String),
+    /// The message does not describe a workflow after all.
+    NotAWorkflow,
+}
+
+/// The analysis failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnalysisError {
+    #[error(transparent)]
+    Model(#[from] ProviderError),
+    /// The model's reply did not match the schema twice.
+    #[error("the model's workflow design was invalid twice: {0}")]
+    InvalidDesign(String),
+}
+
+/// The JSON Schema the model's design must match.
+pub fn design_schema() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["status"],
+        "properties": {
+            "status": {"enum": ["ready", "clarify", "no_match", "not_a_workflow"],
+                       "description": "ready: the servers and steps are chosen; clarify: a question for the user; no_match: no candidate fits; not_a_workflow: the message is not a workflow to automate"},
+            "name": {"type": "string", "minLength": 1, "maxLength": 80, "description": "A short name for the agent (ready)"},
+            "servers": {"type": "array", "minItems": 1, "maxItems": 10, "items": {"type": "string"},
+                        "description": "Names of the chosen candidates, exactly as given (ready)"},
+            "steps": {"type": "array", "minItems": 1, "maxItems": 20, "items": {"type": "string", "minLength": 1},
+                      "description": "The workflow's steps in order (ready)"},
+            "system_prompt": {"type": "string", "maxLength": 4000, "description": "Instructions for the agent that runs the workflow (ready)"},
+            "question": {"type": "string", "minLength": 1, "description": "What to ask the user (clarify)"},
+            "reason": {"type": "string", "description": "Why nothing fits (no_match)"}
+        }
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDesign {
+    status: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    servers: Option<Vec<String>>,
+    #[serde(default)]
+    steps: Option<Vec<String>>,
+    #[serde(default)]
+    system_prompt: Option<String>,
+    #[serde(default)]
+    question: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Asks the model to design the workflow from `candidates`. Returns the analysis and the tokens used.
+pub async fn design_with_model(
+    provider: &dyn Provider,
+    model: Option<&str>,
+    request: &str,
+    candidates: &[SearchHit],
+) -> Result<(Analysis, Usage), AnalysisError> {
+    let listed: Vec<Value> = candidates
+        .iter()
+        .map(|hit| {
+            let e = &hit.entry;
+            json!({
+                "name": e.name,
+                "description": e.description,
+                "tools": e.tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+                "credentials": e.credentials.iter().filter(|c| c.required).map(|c| c.key.as_str()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let system = format!(
+        "You design agents that automate workflows with MCP servers. Choose, from the candidate servers \
+         below, the ones the user's workflow needs (only those), write the workflow's steps, a short name, \
+         and the instructions the agent will follow. If the request is ambiguous, ask one question; if no \
+         candidate fits, say so; if the message is not a workflow to automate, say that.\n\
+         Answer with one JSON object and nothing else. It must match this JSON Schema:\n{}\n\nCandidates:\n{}",
+        design_schema(),
+        serde_json::to_string_pretty(&listed).unwrap_or_default()
+    );
+    let mut messages = vec![ChatMessage::text(ChatRole::System, system), ChatMessage::text(ChatRole::User, request)];
+    let mut usage = Usage::default();
+    let mut last_problem = String::new();
+    for attempt in 0..2 {
+        let request = ChatRequest { messages: messages.clone(), tools: Vec::new(), model: model.map(str::to_owned) };
+        let response = provider.complete(request).await?;
+        usage.add(response.usage);
+        match validate(&response.content, candidates) {
+            Ok(analysis) => return Ok((analysis, usage)),
+            Err(problem) => {
+                tracing::warn!(attempt, problem = %problem, "the model's workflow design was invalid");
+                messages.push(ChatMessage::text(ChatRole::Assistant, response.content));
+                messages.push(ChatMessage::text(
+                    ChatRole::User,
+                    format!("That answer is invalid: {problem}. Answer again with only the JSON object."),
+                ));
+                last_problem = problem;
+            }
+        }
+    }
+    Err(AnalysisError::InvalidDesign(last_problem))
+}
+
+/// Checks a model's reply against the schema and the candidates.
+fn validate(reply: &str, candidates: &[SearchHit]) -> Result<Analysis, String> {
+    let text = strip_fences(reply);
+    let raw: RawDesign = serde_json::from_str(text).map_err(|e| format!("not the JSON object asked for ({e})"))?;
+    let nonblank = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    match raw.status.as_str() {
+        "ready" => {
+            let name = nonblank(&raw.name).ok_or("status ready needs a name")?;
+            if name.chars().count() > 80 {
+                return Err("the name is longer than 80 characters".into());
+            }
+            let chosen = raw.servers.unwrap_or_default();
+            if chosen.is_empty() || chosen.len() > 10 {
+                return Err("status ready needs 1 to 10 servers".into());
+            }
+            let mut servers = Vec::new();
+            for wanted in &chosen {
+                let found = candidates
+                    .iter()
+                    .find(|h| h.entry.name.eq_ignore_ascii_case(wanted.trim()) || h.entry.slug == wanted.trim())
+                    .ok_or_else(|| format!("{wanted:?} is not one of the candidates"))?;
+                if !servers.contains(&found.entry.name) {
+                    servers.push(found.entry.name.clone());
+                }
+            }
+            let steps: Vec<String> = raw
+                .steps
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+            if steps.is_empty() || steps.len() > 20 {
+                return Err("status ready needs 1 to 20 steps".into());
+            }
+            let system_prompt = nonblank(&raw.system_prompt).unwrap_or_else(|| default_prompt(&name, &steps));
+            if system_prompt.chars().count() > 4000 {
+                return Err("the system prompt is longer than 4000 characters".into());
+            }
+            Ok(Analysis::Ready(Design { name, servers, steps, system_prompt }))
+        }
+        "clarify" => {
+            nonblank(&raw.question).map(Analysis::Clarify).ok_or_else(|| "status clarify needs a question".into())
+        }
+        "no_match" => Ok(Analysis::NoMatch(
+            nonblank(&raw.reason).unwrap_or_else(|| "no server in the catalog does what this workflow needs".into()),
+        )),
+        "not_a_workflow" => Ok(Analysis::NotAWorkflow),
+        other => Err(format!("unknown status {other:?}")),
+    }
+}
+
+/// The JSON inside a Markdown code fence, or the text itself.
+fn strip_fences(reply: &str) -> &str {
+    let text = reply.trim();
+    let Some(rest) = text.strip_prefix("```") else { return text };
+    let rest = rest.trim_start_matches(|c: char| c.is_ascii_alphanumeric());
+    rest.strip_suffix("```").unwrap_or(rest).trim()
+}
+
+/// Without a model: the servers that match the request's words clearly — those close to the best
+/// match, and those that best match one part of the request ("…gmail… and …notion"), named in
+/// `part_tops`. `NotAWorkflow` when no word matches (the message is probably something else).
+pub fn design_offline(request: &str, hits: &[SearchHit], part_tops: &[String]) -> Analysis {
+    let best = hits.iter().filter_map(|h| h.bm25).fold(0.0_f32, f32::max);
+    if best <= 0.0 {
+        return Analysis::NotAWorkflow;
+    }
+    let mut chosen: Vec<&Arc<CatalogEntry>> = Vec::new();
+    for hit in hits {
+        let share = hit.bm25.unwrap_or(0.0) / best;
+        let tops_a_part = part_tops.contains(&hit.entry.name);
+        if (share >= OFFLINE_RELATIVE_BM25 || (tops_a_part && share >= OFFLINE_PART_BM25))
+            && chosen.len() < OFFLINE_MAX_SERVERS
+        {
+            chosen.push(&hit.entry);
+        }
+    }
+    let titles: Vec<String> = chosen.iter().map(|e| e.name.clone()).collect();
+    let name = format!("{} agent", titles.join(" + "));
+    let mut steps: Vec<String> = chosen
+        .iter()
+        .map(|e| {
+            let tools: Vec<&str> = e.tools.iter().take(4).map(|t| t.name.as_str()).collect();
+            if tools.is_empty() {
+                format!("Use {} for its part of the request", e.name)
+            } else {
+                format!("Use {} ({}) for its part of the request", e.name, tools.join(", "))
+            }
+        })
+        .collect();
+    steps.push("Report what was done".into());
+    let system_prompt = format!(
+        "You run this workflow for the user: {}\nUse the tools of {} to carry it out. Report what you did; never invent results.",
+        request.trim(),
+        titles.join(", ")
+    );
+    Analysis::Ready(Design { name, servers: chosen.iter().map(|e| e.name.clone()).collect(), steps, system_prompt })
+}
+
+fn default_prompt(name: &str, steps: &[String]) -> String {
+    let numbered: Vec<String> = steps.iter().enumerate().map(|(i, s)| format!("{}. {s}", i + 1)).collect();
+    format!("You are the agent \"{name}\". Carry out these steps with your tools:\n{}\nReport what you did; never invent results.", numbered.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_catalog::ToolInfo;
+
+    fn hit(name: &str, score: f32) -> SearchHit {
+        SearchHit {
+            entry: Arc::new(CatalogEntry {
+                name: name.into(),
+                slug: switchboard_catalog::slugify(name),
+                title: None,
+                description: format!("{name} server"),
+                tools: vec![ToolInfo { name: "do".into(), description: String::new() }],
+                launch: None,
+                credentials: vec![],
+                homepage: None,
+                source: "test".into(),
+            }),
+            score,
+            matched: vec!["bm25"],
+            bm25: Some(1.0),
+            cosine: None,
+            tool: None,
+        }
+    }
+
+    #[test]
+    fn a_valid_design_names_candidates_and_fills_a_missing_prompt() {
+        let c = [hit("Gmail", 1.0), hit("Notion", 0.9)];
+        let reply = r#"```json
+{"status":"ready","name":"Invoices","servers":["gmail","Notion"],"steps":["find invoices","save them"]}
+```"#;
+        let Analysis::Ready(d) = validate(reply, &c).unwrap() else { panic!() };
+        assert_eq!(d.servers, ["Gmail", "Notion"]);
+        assert!(d.system_prompt.contains("1. find invoices"));
+    }
+
+    #[test]
+    fn invalid_designs_are_refused_with_the_reason() {
+        let c = [hit("Gmail", 1.0)];
+        for (reply, problem) in [
+            ("sure! here it is", "not the JSON object"),
+            (r#"{"status":"ready","name":"x","servers":["Slack"],"steps":["a"]}"#, "not one of the candidates"),
+            (r#"{"status":"ready","name":"x","servers":["Gmail"],"steps":[]}"#, "1 to 20 steps"),
+            (r#"{"status":"ready","servers":["Gmail"],"steps":["a"]}"#, "needs a name"),
+            (r#"{"status":"clarify"}"#, "needs a question"),
+            (r#"{"status":"maybe"}"#, "unknown status"),
+            (r#"{"status":"ready","name":"x","servers":["Gmail"],"steps":["a"],"owner_id":"1"}"#, "unknown field"),
+        ] {
+            let err = validate(reply, &c).unwrap_err();
+            assert!(err.contains(problem), "{reply}: {err}");
+        }
+    }
+
+    #[test]
+    fn offline_designs_take_clear_matches_and_the_best_match_of_each_part() {
+        let with_bm25 = |name, bm25| SearchHit { bm25: Some(bm25), ..hit(name, 1.0) };
+        let hits =
+            [with_bm25("Gmail", 18.0), with_bm25("Notion", 15.0), with_bm25("Stripe", 7.7), with_bm25("AWS", 3.0)];
+        let Analysis::Ready(d) = design_offline("save gmail invoices to notion", &hits, &[]) else { panic!() };
+        assert_eq!(d.servers, ["Gmail", "Notion"]);
+        let Analysis::Ready(d) = design_offline("…", &hits, &["Stripe".into(), "AWS".into()]) else { panic!() };
+        assert_eq!(
+            d.servers,
+            ["Gmail", "Notion", "Stripe"],
+            "a part's best match still needs a quarter of the best score"
+        );
+        let no_words = SearchHit { bm25: None, ..hit("Slack", 0.2) };
+        assert_eq!(design_offline("hello", &[no_words], &[]), Analysis::NotAWorkflow);
+    }
+}
