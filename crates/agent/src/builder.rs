@@ -18,7 +18,7 @@ use crate::tools::{ToolOutcome, Tools};
 use crate::workflow::{design_offline, design_with_model, Analysis, AnalysisError, Design, DEFAULT_CANDIDATES};
 
 /// The tool a model calls when the user describes a workflow to automate.
-pub const WORKFLOW_TOOL: &str = switchboard_llm::offline::WORKFLOW_TOOL;
+pub const WORKFLOW_TOOL: &str = "create_workflow_agent";
 
 /// Where a workflow stands after a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

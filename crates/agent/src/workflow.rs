@@ -12,6 +12,10 @@ use switchboard_llm::{ChatMessage, ChatRequest, ChatRole, Provider, ProviderErro
 
 /// How many catalog candidates the model chooses from, unless configured.
 pub const DEFAULT_CANDIDATES: usize = 10;
+/// Without a model, a request is taken for a workflow only when its best BM25 score reaches this
+/// (a server's name or several of its distinctive words; measured on the built-in catalog, where
+/// workflow requests score 14–35 and chat such as "plan my week" under 10).
+pub const OFFLINE_MIN_BM25: f32 = 12.0;
 /// Without a model, a candidate is chosen when its BM25 score for the whole request reaches this
 /// share of the best one's…
 const OFFLINE_RELATIVE_BM25: f32 = 0.5;
@@ -205,10 +209,10 @@ fn strip_fences(reply: &str) -> &str {
 
 /// Without a model: the servers that match the request's words clearly — those close to the best
 /// match, and those that best match one part of the request ("…gmail… and …notion"), named in
-/// `part_tops`. `NotAWorkflow` when no word matches (the message is probably something else).
+/// `part_tops`. `NotAWorkflow` when nothing matches clearly (the message is probably something else).
 pub fn design_offline(request: &str, hits: &[SearchHit], part_tops: &[String]) -> Analysis {
     let best = hits.iter().filter_map(|h| h.bm25).fold(0.0_f32, f32::max);
-    if best <= 0.0 {
+    if best < OFFLINE_MIN_BM25 {
         return Analysis::NotAWorkflow;
     }
     let mut chosen: Vec<&Arc<CatalogEntry>> = Vec::new();
@@ -317,5 +321,7 @@ mod tests {
         );
         let no_words = SearchHit { bm25: None, ..hit("Slack", 0.2) };
         assert_eq!(design_offline("hello", &[no_words], &[]), Analysis::NotAWorkflow);
+        let weak = with_bm25("Google Maps", 6.8);
+        assert_eq!(design_offline("plan my week", &[weak], &[]), Analysis::NotAWorkflow);
     }
 }

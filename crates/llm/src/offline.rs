@@ -17,10 +17,6 @@ pub const HELP: &str = "I'm running without a language model, so I understand on
 To talk about anything else, configure a model: set SWITCHBOARD_LLM_PROVIDER (openai or anthropic), \
 SWITCHBOARD_LLM_MODEL and SWITCHBOARD_LLM_API_KEY.";
 
-/// The tool that turns a described workflow into an agent; when it is offered, anything that is
-/// not a task command goes to it (it plans from the catalog search).
-pub const WORKFLOW_TOOL: &str = "create_workflow_agent";
-
 #[derive(Debug, Default, Clone)]
 pub struct OfflineProvider;
 
@@ -49,14 +45,6 @@ impl Provider for OfflineProvider {
             Some((tool, arguments)) if available(tool) => {
                 answer(String::new(), vec![ToolCall { id: "call_offline_1".into(), name: tool.into(), arguments }])
             }
-            None if available(WORKFLOW_TOOL) && !last.trim().is_empty() => answer(
-                String::new(),
-                vec![ToolCall {
-                    id: "call_offline_1".into(),
-                    name: WORKFLOW_TOOL.into(),
-                    arguments: json!({ "description": last }),
-                }],
-            ),
             _ => answer(HELP.into(), Vec::new()),
         }
     }

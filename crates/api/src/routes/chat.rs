@@ -110,6 +110,9 @@ pub(crate) async fn run_turn(state: &AppState, begun: &Begun) -> ApiResult<ChatR
     if let Some(reply) = resume_workflow(state, begun).await? {
         return Ok(reply);
     }
+    if let Some(reply) = offline_workflow(state, begun).await? {
+        return Ok(reply);
+    }
     let tasks = BuiltinTasks::new(state.tasks_server.clone(), begun.owner);
     let workflow = workflow_tool(state, begun);
     run_turn_with(state, begun, SYSTEM_PROMPT, &Combined(vec![&tasks, &workflow])).await
@@ -170,6 +173,35 @@ async fn resume_workflow(state: &AppState, begun: &Begun) -> ApiResult<Option<Ch
     let stored =
         store_reply(state, begun, outcome.message.clone(), json!({ "context": context, "workflow": outcome })).await?;
     remember_workflow(state, begun, &outcome, &pending).await?;
+    Ok(Some(reply_with(begun, stored, Vec::new(), context, Usage::default(), Some(&outcome))))
+}
+
+/// Without a model: a message that is not a task command but clearly names catalog servers is a
+/// workflow, designed from the search; `None` for anything else (the offline provider answers).
+async fn offline_workflow(state: &AppState, begun: &Begun) -> ApiResult<Option<ChatReply>> {
+    if state.agent.provider_name() != "offline" || switchboard_llm::offline::parse_command(&begun.text).is_some() {
+        return Ok(None);
+    }
+    let provider = state.agent.provider();
+    let outcome = state
+        .builder
+        .analyze(provider.as_ref(), None, begun.owner, Some(begun.conversation_id), &begun.text)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    if outcome.status == Status::NotAWorkflow {
+        return Ok(None);
+    }
+    let context = json!({
+        "provider": state.agent.provider_name(),
+        "user_message_id": begun.user_message_id,
+        "action_taken": "workflow",
+    });
+    let stored =
+        store_reply(state, begun, outcome.message.clone(), json!({ "context": context, "workflow": outcome })).await?;
+    if let Some(design) = &outcome.design {
+        remember_workflow(state, begun, &outcome, &Pending { description: begun.text.clone(), design: design.clone() })
+            .await?;
+    }
     Ok(Some(reply_with(begun, stored, Vec::new(), context, Usage::default(), Some(&outcome))))
 }
 
@@ -269,6 +301,8 @@ pub(crate) struct Begun {
     context: serde_json::Value,
     /// Credentials came with this message.
     credentials_given: bool,
+    /// The user's message, trimmed.
+    text: String,
 }
 
 /// Validates the request and stores the user's message before the model is called, so that a
@@ -320,6 +354,7 @@ pub(crate) async fn begin(state: &AppState, owner: Uuid, req: ChatRequest) -> Ap
         model: req.model,
         context: conversation.context,
         credentials_given,
+        text: text.to_owned(),
     })
 }
 

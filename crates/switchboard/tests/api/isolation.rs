@@ -37,6 +37,7 @@ async fn seed(app: &TestApp, token: &str, prefix: &str) -> Seeded {
         // a credential.
         let reply = app.chat(token, "what time is it in Tokyo", None).await;
         assert_eq!(reply["status"], "success", "{reply}");
+        seeded.conversations.push(reply["conversation_id"].as_str().unwrap().to_owned());
         seeded.agents.push(reply["agent_id"].as_str().unwrap().to_owned());
         let body = json!({"values": {"NOTION_TOKEN": format!("{prefix}-secret-notion-{i}")}});
         let put =
@@ -89,7 +90,7 @@ async fn another_users_ids_answer_404_on_every_operation(backend: Backend) {
                     .client
                     .request(method.clone(), app.url(&path))
                     .bearer_auth(&bob)
-                    .json(&json!({"title": "hijacked", "input": "hijacked"}))
+                    .json(&json!({"title": "hijacked"}))
                     .send()
                     .await
                     .unwrap();
@@ -128,7 +129,7 @@ async fn another_users_ids_answer_404_on_every_operation(backend: Backend) {
     assert_eq!(app.get("/api/v1/credentials", &alice).await.json::<Value>().await.unwrap(), alices);
     // A still sees all of hers.
     let list: Value = app.get("/api/v1/conversations", &alice).await.json().await.unwrap();
-    assert_eq!(list["items"].as_array().unwrap().len(), 5);
+    assert_eq!(list["items"].as_array().unwrap().len(), 10, "5 chats and 5 agent set-ups");
 }
 
 /// B2.11: lists with injected owner filters and A's cursors return none of A's objects.

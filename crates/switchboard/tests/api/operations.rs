@@ -63,10 +63,16 @@ async fn the_openapi_document_lists_every_route_and_its_schemas(backend: Backend
         "/api/v1/admin/catalog/import",
         "/api/v1/admin/catalog/export",
         "/api/v1/admin/catalog/{slug}",
+        "/api/v1/credentials",
+        "/api/v1/credentials/{server}",
+        "/api/v1/agents",
+        "/api/v1/agents/{id}",
+        "/api/v1/agents/{id}/config",
+        "/api/v1/agents/{id}/run",
     ] {
         assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
     }
-    assert_eq!(paths.len(), 24, "a route was added without being listed here: {:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 30, "a route was added without being listed here: {:?}", paths.keys().collect::<Vec<_>>());
     let schemas = spec["components"]["schemas"].as_object().unwrap();
     for schema in [
         "ChatRequest",
