@@ -22,3 +22,4 @@ mod rate_limits;
 mod sign_in;
 mod sign_in_oidc;
 mod tasks;
+mod workflows;
