@@ -5,6 +5,7 @@ mod helpers;
 mod model_server;
 
 mod agent;
+mod agent_runs;
 mod bad_input;
 mod catalog;
 mod chat;

@@ -14,7 +14,7 @@ use crate::helpers::{spawn_app, Backend};
 /// Where `.ci/run` installs the npm MCP servers; absent on a developer machine: skipped there,
 /// failing in CI.
 #[allow(clippy::disallowed_methods)] // tests read their own environment
-fn everything_server() -> Option<PathBuf> {
+pub fn everything_server() -> Option<PathBuf> {
     match std::env::var("SWITCHBOARD_TEST_MCP_SERVERS") {
         Ok(dir) => Some(PathBuf::from(dir).join("node_modules/.bin/mcp-server-everything")),
         Err(_) if std::env::var_os("CI").is_some() => {

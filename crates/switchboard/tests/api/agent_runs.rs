@@ -1,0 +1,271 @@
+//! Running agents here: their catalog servers started with the owner's credentials (a real
+//! third-party server over stdio, Switchboard's own `/mcp` as a remote server), the faults a run
+//! meets, and the outbound rules that keep a user from pointing the server at internal addresses.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use switchboard::config::LlmProvider;
+
+use crate::helpers::{error_code, Backend, TestApp};
+use crate::mcp_client::everything_server;
+use crate::model_server::{app_with_model, ModelServer, Reply};
+
+async fn import(app: &TestApp, entries: Value) {
+    let response = app
+        .client
+        .post(app.url("/api/v1/admin/catalog/import?file=test.json"))
+        .bearer_auth(&app.local_token)
+        .json(&entries)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
+}
+
+async fn put_credentials(app: &TestApp, token: &str, server: &str, values: Value) -> reqwest::Response {
+    app.client
+        .put(app.url(&format!("/api/v1/credentials/{server}")))
+        .bearer_auth(token)
+        .json(&json!({ "values": values }))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The model replies that create an agent using `servers`, through the workflow tool.
+fn workflow_replies(description: &str, servers: &[&str]) -> Vec<Reply> {
+    let design = json!({"status": "ready", "name": "Test agent", "servers": servers,
+                        "steps": ["Use the tools"], "system_prompt": "You are the test agent. Use your tools."});
+    vec![
+        Reply::tools(&[("create_workflow_agent", json!({ "description": description }))]),
+        Reply::text(&design.to_string()),
+        Reply::text("Give me the credentials."),
+    ]
+}
+
+/// Describes the workflow, stores the credentials, and returns the created agent's id.
+async fn create_agent(app: &TestApp, token: &str, description: &str, credentials: &[(&str, Value)]) -> String {
+    let first = app.chat(token, description, None).await;
+    let conversation = first["conversation_id"].as_str().unwrap().to_owned();
+    for (server, values) in credentials {
+        let response = put_credentials(app, token, server, values.clone()).await;
+        assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
+    }
+    let done = app.chat(token, "all set", Some(&conversation)).await;
+    assert_eq!(done["status"], "success", "{first} {done}");
+    done["agent_id"].as_str().unwrap().to_owned()
+}
+
+async fn run(app: &TestApp, token: &str, agent: &str, input: &str) -> reqwest::Response {
+    app.post_json(&format!("/api/v1/agents/{agent}/run"), token, &json!({ "input": input })).await
+}
+
+async fn an_agent_runs_a_real_stdio_server_with_the_owners_credential_injected(backend: Backend) {
+    let Some(command) = everything_server() else { return };
+    let description = "echo messages with the everything test server";
+    let mut script = workflow_replies(description, &["Everything Test"]);
+    script.push(Reply::tools(&[
+        ("everything-test__echo", json!({"message": "hello from the agent"})),
+        ("everything-test__get-env", json!({})),
+    ]));
+    script.push(Reply::text("I echoed your message."));
+    let model = ModelServer::start(script).await;
+    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |_| {}).await;
+    import(
+        &app,
+        json!([{"name": "Everything Test", "description": "The MCP reference server: echo, sums, environment",
+                "tools": [{"name": "echo", "description": "Echo a message"}],
+                "launch": {"transport": "stdio", "command": command.display().to_string(), "args": ["stdio"],
+                           "env": {"EVERYTHING_TOKEN": "${EVERYTHING_TOKEN}"}},
+                "credentials": [{"key": "EVERYTHING_TOKEN", "description": "A token the server reads", "secret": true}]}]),
+    )
+    .await;
+    let token = app.token_for("alice");
+    let agent =
+        create_agent(&app, &token, description, &[("everything-test", json!({"EVERYTHING_TOKEN": "injected-value-77"}))])
+            .await;
+
+    let response = run(&app, &token, &agent, "echo hello").await;
+    assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
+    let reply: Value = response.json().await.unwrap();
+    assert_eq!(reply["message"]["content"], "I echoed your message.");
+    let calls = reply["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 2);
+    assert!(calls[0]["result"].to_string().contains("hello from the agent"), "{}", calls[0]);
+    assert_eq!(calls[0]["is_error"], false);
+    let env = calls[1]["result"].to_string();
+    assert!(env.contains("EVERYTHING_TOKEN") && env.contains("injected-value-77"), "the credential reached the server");
+    assert!(!env.contains("SWITCHBOARD_TEST_POSTGRES_URL"), "nothing of the server's own environment leaks");
+
+    // The model ran as the agent, with the agent's server's tools only.
+    let asked = &model.received()[3].body;
+    assert_eq!(asked["messages"][0]["content"], "You are the test agent. Use your tools.");
+    let tools: Vec<&str> =
+        asked["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+    assert!(tools.iter().all(|t| t.starts_with("everything-test__")) && tools.contains(&"everything-test__echo"));
+
+    // The run is a conversation of its own, kept like chat.
+    let conversation = reply["conversation_id"].as_str().unwrap();
+    let messages: Value =
+        app.get(&format!("/api/v1/conversations/{conversation}/messages"), &token).await.json().await.unwrap();
+    assert_eq!(messages["items"].as_array().unwrap().len(), 2);
+}
+
+async fn runs_answer_missing_credentials_and_dead_servers_clearly_and_keep_the_input(backend: Backend) {
+    let description = "use the broken test server";
+    let model = ModelServer::start(workflow_replies(description, &["Broken Test"])).await;
+    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |_| {}).await;
+    import(
+        &app,
+        json!([{"name": "Broken Test", "description": "A server whose program does not exist",
+                "launch": {"transport": "stdio", "command": "/nonexistent/switchboard-test-server", "args": [],
+                           "env": {"BROKEN_TOKEN": "${BROKEN_TOKEN}"}},
+                "credentials": [{"key": "BROKEN_TOKEN", "description": "A token"}]}]),
+    )
+    .await;
+    let token = app.token_for("alice");
+    let agent = create_agent(&app, &token, description, &[("broken-test", json!({"BROKEN_TOKEN": "CANARY-broken-1"}))]).await;
+    let before = app.count_rows("messages").await;
+
+    let (status, code) = error_code(run(&app, &token, &agent, "go").await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_GATEWAY, "mcp_server_unavailable"));
+    assert_eq!(app.count_rows("messages").await, before + 1, "the input was kept");
+
+    assert_eq!(app.delete("/api/v1/credentials/broken-test", &token).await.status(), StatusCode::NO_CONTENT);
+    let (status, code) = error_code(run(&app, &token, &agent, "go").await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "missing_credentials"));
+
+    let (status, code) = error_code(
+        app.post_json(&format!("/api/v1/agents/{agent}/run"), &token, &json!({"input": "x", "owner_id": "y"})).await,
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"));
+    assert_eq!(run(&app, &app.token_for("bob"), &agent, "go").await.status(), StatusCode::NOT_FOUND);
+}
+
+/// A listener that counts the connections it accepts: the canary of the SSRF tests.
+async fn canary_listener() -> (u16, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((_socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (port, accepted)
+}
+
+fn remote_entry() -> Value {
+    json!([{"name": "Remote Tasks", "description": "Tasks on another Switchboard, over Streamable HTTP",
+            "launch": {"transport": "remote", "url": "${SERVER_URL}", "headers": {"Authorization": "Bearer ${REMOTE_TOKEN}"}},
+            "credentials": [{"key": "SERVER_URL", "description": "The server's /mcp address", "secret": false},
+                            {"key": "REMOTE_TOKEN", "description": "A bearer token for it"}]}])
+}
+
+async fn internal_and_malformed_addresses_are_refused_before_any_connection(backend: Backend) {
+    let model = ModelServer::start(vec![Reply::text("unused")]).await;
+    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |s| {
+        s.outbound_allow_http = true;
+    })
+    .await;
+    import(&app, remote_entry()).await;
+    let token = app.token_for("alice");
+    let (port, accepted) = canary_listener().await;
+    let hostile = [
+        format!("http://127.0.0.1:{port}/mcp"),
+        format!("http://localhost:{port}/mcp"),
+        format!("http://0.0.0.0:{port}/"),
+        format!("http://[::1]:{port}/"),
+        format!("http://[::ffff:127.0.0.1]:{port}/"),
+        format!("http://2130706433:{port}/"),
+        format!("http://0177.0.0.1:{port}/"),
+        format!("http://0x7f000001:{port}/"),
+        format!("http://127.1:{port}/"),
+        format!("http://a@127.0.0.1:{port}/"),
+        format!("http://example.com@127.0.0.1:{port}/"),
+        "http://169.254.169.254/latest/meta-data/".into(),
+        "http://10.0.0.1/".into(),
+        "http://172.16.0.1/".into(),
+        "http://192.168.1.1/".into(),
+        "http://100.64.0.1/".into(),
+        "http://[fc00::1]/".into(),
+        "http://[fe80::1]/".into(),
+        "http://[64:ff9b::7f00:1]/".into(),
+        "javascript:alert(1)".into(),
+        "file:///etc/passwd".into(),
+        "data:text/plain,hello".into(),
+        "gopher://127.0.0.1:6379/_INFO".into(),
+        "ftp://example.com/".into(),
+        "not a url".into(),
+        "http://user:pass@example.com/".into(),
+        format!("http://[::]:{port}/"),
+        "http://224.0.0.1/".into(),
+        "http://255.255.255.255/".into(),
+        "http://198.18.0.1/".into(),
+    ];
+    assert!(hostile.len() >= 30);
+    for url in &hostile {
+        let response = put_credentials(&app, &token, "remote-tasks", json!({"SERVER_URL": url})).await;
+        let (status, code) = error_code(response).await;
+        assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "address_not_allowed"), "{url}");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 0, "no connection reached the canary");
+    assert_eq!(app.count_rows("credentials").await, 0);
+}
+
+async fn plain_http_is_refused_unless_allowed(backend: Backend) {
+    let model = ModelServer::start(vec![Reply::text("unused")]).await;
+    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |_| {}).await;
+    import(&app, remote_entry()).await;
+    let token = app.token_for("alice");
+    let response = put_credentials(&app, &token, "remote-tasks", json!({"SERVER_URL": "http://93.184.215.14/mcp"})).await;
+    let (status, code) = error_code(response).await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "address_not_allowed"));
+    let response = put_credentials(&app, &token, "remote-tasks", json!({"SERVER_URL": "https://93.184.215.14/mcp"})).await;
+    assert_eq!(response.status(), StatusCode::OK, "a public https address is fine (no connection is made yet)");
+}
+
+async fn an_agent_reaches_an_allowed_remote_server_with_the_vault_credential_not_the_callers_token(backend: Backend) {
+    let description = "manage tasks on the remote tasks server";
+    let mut script = workflow_replies(description, &["Remote Tasks"]);
+    script.push(Reply::tools(&[("remote-tasks__add_task", json!({"title": "filed by the agent"}))]));
+    script.push(Reply::text("Added it."));
+    let model = ModelServer::start(script).await;
+    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |s| {
+        s.outbound_allow = vec!["127.0.0.1/32".parse().unwrap()];
+        s.outbound_allow_http = true;
+    })
+    .await;
+    import(&app, remote_entry()).await;
+    let (alice, robot) = (app.token_for("alice"), app.token_for("robot"));
+    let agent = create_agent(
+        &app,
+        &alice,
+        description,
+        &[("remote-tasks", json!({"SERVER_URL": app.url("/mcp"), "REMOTE_TOKEN": robot}))],
+    )
+    .await;
+    let response = run(&app, &alice, &agent, "add a task").await;
+    assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
+    let reply: Value = response.json().await.unwrap();
+    assert_eq!(reply["tool_calls"][0]["is_error"], false, "{reply}");
+    // The remote server saw the vault's credential (robot's token), not Alice's own bearer.
+    let robots: Value = app.get("/api/v1/tasks", &robot).await.json().await.unwrap();
+    let titles: Vec<&str> = robots["items"].as_array().unwrap().iter().map(|t| t["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, ["filed by the agent"]);
+    let alices: Value = app.get("/api/v1/tasks", &alice).await.json().await.unwrap();
+    assert_eq!(alices["items"], json!([]));
+}
+
+crate::on_both_backends!(
+    an_agent_runs_a_real_stdio_server_with_the_owners_credential_injected,
+    runs_answer_missing_credentials_and_dead_servers_clearly_and_keep_the_input,
+    internal_and_malformed_addresses_are_refused_before_any_connection,
+    plain_http_is_refused_unless_allowed,
+    an_agent_reaches_an_allowed_remote_server_with_the_vault_credential_not_the_callers_token,
+);
