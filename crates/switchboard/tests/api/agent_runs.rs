@@ -84,9 +84,13 @@ async fn an_agent_runs_a_real_stdio_server_with_the_owners_credential_injected(b
     )
     .await;
     let token = app.token_for("alice");
-    let agent =
-        create_agent(&app, &token, description, &[("everything-test", json!({"EVERYTHING_TOKEN": "injected-value-77"}))])
-            .await;
+    let agent = create_agent(
+        &app,
+        &token,
+        description,
+        &[("everything-test", json!({"EVERYTHING_TOKEN": "injected-value-77"}))],
+    )
+    .await;
 
     let response = run(&app, &token, &agent, "echo hello").await;
     assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
@@ -127,7 +131,8 @@ async fn runs_answer_missing_credentials_and_dead_servers_clearly_and_keep_the_i
     )
     .await;
     let token = app.token_for("alice");
-    let agent = create_agent(&app, &token, description, &[("broken-test", json!({"BROKEN_TOKEN": "CANARY-broken-1"}))]).await;
+    let agent =
+        create_agent(&app, &token, description, &[("broken-test", json!({"BROKEN_TOKEN": "CANARY-broken-1"}))]).await;
     let before = app.count_rows("messages").await;
 
     let (status, code) = error_code(run(&app, &token, &agent, "go").await).await;
@@ -223,10 +228,12 @@ async fn plain_http_is_refused_unless_allowed(backend: Backend) {
     let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |_| {}).await;
     import(&app, remote_entry()).await;
     let token = app.token_for("alice");
-    let response = put_credentials(&app, &token, "remote-tasks", json!({"SERVER_URL": "http://93.184.215.14/mcp"})).await;
+    let response =
+        put_credentials(&app, &token, "remote-tasks", json!({"SERVER_URL": "http://93.184.215.14/mcp"})).await;
     let (status, code) = error_code(response).await;
     assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "address_not_allowed"));
-    let response = put_credentials(&app, &token, "remote-tasks", json!({"SERVER_URL": "https://93.184.215.14/mcp"})).await;
+    let response =
+        put_credentials(&app, &token, "remote-tasks", json!({"SERVER_URL": "https://93.184.215.14/mcp"})).await;
     assert_eq!(response.status(), StatusCode::OK, "a public https address is fine (no connection is made yet)");
 }
 

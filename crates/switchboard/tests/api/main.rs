@@ -23,4 +23,5 @@ mod rate_limits;
 mod sign_in;
 mod sign_in_oidc;
 mod tasks;
+mod vault;
 mod workflows;

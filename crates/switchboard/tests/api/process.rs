@@ -11,17 +11,17 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
 /// A `switchboard serve` child process with its printed URL and token.
-struct Served {
-    child: Child,
-    url: String,
-    token: String,
-    stderr: std::thread::JoinHandle<String>,
+pub struct Served {
+    pub child: Child,
+    pub url: String,
+    pub token: String,
+    pub stderr: std::thread::JoinHandle<String>,
 }
 
-fn serve(data_dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
+pub fn serve(data_dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
     let mut command = Command::new(BIN);
     command
         .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
@@ -53,12 +53,12 @@ fn serve(data_dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Se
     Served { child, url, token, stderr }
 }
 
-fn sigterm(child: &Child) {
+pub fn sigterm(child: &Child) {
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
 
-fn wait_with_deadline(child: &mut Child, deadline: Duration) -> std::process::ExitStatus {
+pub fn wait_with_deadline(child: &mut Child, deadline: Duration) -> std::process::ExitStatus {
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -160,8 +160,12 @@ async fn without_a_model_a_described_workflow_becomes_an_agent_once_its_credenti
 async fn the_original_chat_route_answers_the_workflow_fields(backend: Backend) {
     let app = spawn_app(&backend).await;
     let token = app.token_for("alice");
-    let first: Value =
-        app.post_json("/api/chat", &token, &json!({"message": "post to slack when a github issue is opened"})).await.json().await.unwrap();
+    let first: Value = app
+        .post_json("/api/chat", &token, &json!({"message": "post to slack when a github issue is opened"}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(first["status"], "pending_credentials", "{first}");
     let servers: BTreeSet<&str> =
         first["required_credentials"].as_array().unwrap().iter().map(|r| r["mcp_server"].as_str().unwrap()).collect();
