@@ -212,7 +212,7 @@ impl Keyring {
 
     /// Whether the value was sealed under an older key and should be sealed again.
     pub fn needs_reseal(&self, sealed: &Sealed) -> bool {
-        sealed.key_id().map_or(true, |id| id != self.current.id)
+        !sealed.key_id().is_ok_and(|id| id == self.current.id)
     }
 
     /// Opens with any key and seals under the current one.

@@ -167,7 +167,13 @@ async fn run_agent(
     let begun = begin(
         &state,
         owner,
-        ChatRequest { message: req.input, conversation_id: req.conversation_id, model: None, credentials: None },
+        ChatRequest {
+            message: req.input,
+            conversation_id: req.conversation_id,
+            model: None,
+            credentials: None,
+            attachments: Vec::new(),
+        },
     )
     .await?;
     let tools = ServerTools::connect(configs).await.map_err(|e| {

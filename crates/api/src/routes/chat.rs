@@ -49,6 +49,9 @@ pub struct ChatRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub credentials: Option<BTreeMap<String, BTreeMap<String, SecretString>>>,
+    /// Text files attached through the multipart form of `POST /api/chat`.
+    #[serde(skip)]
+    pub attachments: Vec<super::attachments::Attachment>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -332,7 +335,15 @@ pub(crate) async fn begin(state: &AppState, owner: Uuid, req: ChatRequest) -> Ap
     let turn = StartTurn {
         conversation_id: req.conversation_id,
         title: title_from(text),
-        message: NewMessage { role: Role::User, content: req.message.clone(), metadata: json!({}) },
+        message: NewMessage {
+            role: Role::User,
+            content: super::attachments::with_files(&req.message, &req.attachments),
+            metadata: if req.attachments.is_empty() {
+                json!({})
+            } else {
+                json!({ "attachments": req.attachments.iter().map(|a| json!({"name": a.name, "bytes": a.text.len()})).collect::<Vec<_>>() })
+            },
+        },
     };
     let (conversation, user_message) =
         state.store.start_turn(owner, turn).await?.ok_or_else(|| ApiError::not_found("conversation"))?;

@@ -1,7 +1,7 @@
 //! The original task-chat specification's routes, as thin adapters over the canonical handlers:
 //! a session there is a conversation here.
 
-use axum::extract::State;
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::attachments;
 use super::chat::{begin, run_turn, ChatRequest};
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -48,19 +49,47 @@ pub struct CompatChatReply {
     pub agent_id: Option<Uuid>,
 }
 
-/// `POST /api/chat`: `POST /api/v1/chat` in the original specification's shape.
-#[utoipa::path(post, path = "/api/chat", tag = "compat", security(("bearer" = [])), request_body = CompatChatRequest,
-    responses((status = 200, body = CompatChatReply), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn chat(
-    State(state): State<AppState>,
-    Auth(p): Auth,
-    JsonBody(req): JsonBody<CompatChatRequest>,
-) -> ApiResult<Json<CompatChatReply>> {
+/// The form `POST /api/chat` also accepts, to attach text files to the message.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the multipart form; the fields are read by `attachments`
+pub struct CompatChatForm {
+    pub message: String,
+    pub session_id: Option<Uuid>,
+    /// Text-like files (plain text, Markdown, CSV, JSON, YAML, XML, source code), UTF-8; their
+    /// content is given to the model after the message.
+    #[schema(value_type = Vec<String>, format = Binary)]
+    #[allow(non_snake_case)]
+    pub files: Vec<Vec<u8>>,
+}
+
+/// `POST /api/chat`: `POST /api/v1/chat` in the original specification's shape. Send JSON, or
+/// `multipart/form-data` with `message`, `session_id` and `files[]` to attach text files.
+#[utoipa::path(post, path = "/api/chat", tag = "compat", security(("bearer" = [])),
+    request_body(content((CompatChatRequest = "application/json"), (CompatChatForm = "multipart/form-data"))),
+    responses((status = 200, body = CompatChatReply), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, description = "A file (or the body) is larger than allowed", body = ErrorBody),
+        (status = 415, description = "A file that is not text", body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn chat(State(state): State<AppState>, Auth(p): Auth, request: Request) -> ApiResult<Json<CompatChatReply>> {
+    let is_form = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let (req, files) = if is_form {
+        let form = Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::bad_request("invalid_form", e.body_text()))?;
+        attachments::read_form(form, &state.config).await?
+    } else {
+        let JsonBody(req) = JsonBody::<CompatChatRequest>::from_request(request, &state).await?;
+        (req, Vec::new())
+    };
     let request = ChatRequest {
         message: req.message,
         conversation_id: req.session_id,
         model: None,
         credentials: req.credentials,
+        attachments: files,
     };
     let begun = begin(&state, p.user_id(), request).await?;
     let reply = run_turn(&state, &begun).await?;

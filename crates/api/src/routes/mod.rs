@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod agents;
+pub mod attachments;
 pub mod catalog;
 pub mod chat;
 pub mod compat;

@@ -115,6 +115,9 @@ async fn canary_credentials_never_appear_in_responses_logs_or_database_files() {
     }
     let (_, spec) = client.send(reqwest::Method::GET, "/openapi.json", None).await;
     assert!(spec.len() > 1000);
+    let (status, metrics) = client.send(reqwest::Method::GET, "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(metrics.contains("http_requests"), "{}", &metrics[..metrics.len().min(300)]);
 
     sigterm(&served.child);
     wait_with_deadline(&mut served.child, Duration::from_secs(10));
