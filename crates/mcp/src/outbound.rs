@@ -220,6 +220,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn connections_go_to_the_checked_addresses_without_a_second_lookup_and_follow_no_redirect() {
+        // B4.27: the name is never resolved again at connect time (here it does not resolve at
+        // all), so DNS rebinding between the check and the connection cannot move it.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = socket.read(&mut buf).await;
+                let reply = "HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/latest/meta-data/\r\nContent-Length: 0\r\n\r\n";
+                let _ = socket.write_all(reply.as_bytes()).await;
+            }
+        });
+        let policy = OutboundPolicy { allow: vec!["127.0.0.1/32".parse().unwrap()], allow_http: true };
+        let pinned = Pinned {
+            url: format!("http://rebinding.invalid:{}/mcp", addr.port()).parse().unwrap(),
+            host: "rebinding.invalid".into(),
+            addrs: vec![addr],
+        };
+        let response = policy.client(&pinned).unwrap().get(pinned.url.clone()).send().await.unwrap();
+        assert_eq!(response.status(), 302, "reached the pinned address, and did not follow the redirect");
+    }
+
+    #[tokio::test]
     async fn an_allow_list_entry_opens_exactly_its_network() {
         let policy = OutboundPolicy { allow: vec!["127.0.0.1/32".parse().unwrap()], allow_http: true };
         let pinned = policy.check("http://127.0.0.1:9/mcp").await.unwrap();

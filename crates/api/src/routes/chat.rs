@@ -110,10 +110,7 @@ async fn chat(
 /// Runs a begun chat turn to its end (not streamed) and stores the outcome: a pending workflow
 /// that can continue does so; otherwise the assistant runs with the tasks and workflow tools.
 pub(crate) async fn run_turn(state: &AppState, begun: &Begun) -> ApiResult<ChatReply> {
-    if let Some(reply) = resume_workflow(state, begun).await? {
-        return Ok(reply);
-    }
-    if let Some(reply) = offline_workflow(state, begun).await? {
+    if let Some(reply) = workflow_step(state, begun).await? {
         return Ok(reply);
     }
     let tasks = BuiltinTasks::new(state.tasks_server.clone(), begun.owner);
@@ -144,6 +141,15 @@ fn workflow_tool(state: &AppState, begun: &Begun) -> WorkflowTool {
         model: begun.model.clone(),
         owner: begun.owner,
         conversation: Some(begun.conversation_id),
+    }
+}
+
+/// A reply that needs no model turn: a pending workflow continuing, or (offline) a workflow
+/// recognised from the catalog.
+async fn workflow_step(state: &AppState, begun: &Begun) -> ApiResult<Option<ChatReply>> {
+    match resume_workflow(state, begun).await? {
+        Some(reply) => Ok(Some(reply)),
+        None => offline_workflow(state, begun).await,
     }
 }
 
@@ -241,7 +247,7 @@ async fn chat_stream(
     JsonBody(req): JsonBody<ChatRequest>,
 ) -> ApiResult<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>> {
     let begun = begin(&state, p.user_id(), req).await?;
-    let resumed = resume_workflow(&state, &begun).await?;
+    let resumed = workflow_step(&state, &begun).await?;
     let (out, events) = mpsc::unbounded_channel::<Event>();
     let send = move |name: &str, data: serde_json::Value| {
         let _ = out.send(Event::default().event(name).data(data.to_string()));

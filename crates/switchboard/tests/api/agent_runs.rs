@@ -269,7 +269,48 @@ async fn an_agent_reaches_an_allowed_remote_server_with_the_vault_credential_not
     assert_eq!(alices["items"], json!([]));
 }
 
+async fn a_remote_server_that_redirects_is_not_followed(backend: Backend) {
+    // The first hop is allowed (127.0.0.0/8); it redirects to a canary on 127.0.0.2, which a
+    // redirect-following client would reach.
+    let canary = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let canary_port = canary.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let count = hits.clone();
+    tokio::spawn(async move {
+        while let Ok(_connection) = canary.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let redirector = axum::Router::new().fallback(move || async move {
+        (StatusCode::FOUND, [("location", format!("http://127.0.0.2:{canary_port}/mcp"))])
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let remote = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, redirector).await.unwrap() });
+
+    let description = "manage tasks on the remote tasks server";
+    let model = ModelServer::start(workflow_replies(description, &["Remote Tasks"])).await;
+    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |s| {
+        s.outbound_allow = vec!["127.0.0.0/8".parse().unwrap()];
+        s.outbound_allow_http = true;
+    })
+    .await;
+    import(&app, remote_entry()).await;
+    let token = app.token_for("alice");
+    let agent = create_agent(
+        &app,
+        &token,
+        description,
+        &[("remote-tasks", json!({"SERVER_URL": remote, "REMOTE_TOKEN": "t"}))],
+    )
+    .await;
+    let (status, code) = error_code(run(&app, &token, &agent, "go").await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_GATEWAY, "mcp_server_unavailable"));
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the redirect was not followed");
+}
+
 crate::on_both_backends!(
+    a_remote_server_that_redirects_is_not_followed,
     an_agent_runs_a_real_stdio_server_with_the_owners_credential_injected,
     runs_answer_missing_credentials_and_dead_servers_clearly_and_keep_the_input,
     internal_and_malformed_addresses_are_refused_before_any_connection,

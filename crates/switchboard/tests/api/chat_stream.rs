@@ -10,7 +10,12 @@ use crate::model_server::{app_with_model, ModelServer, Reply};
 
 /// Sends a streamed chat request and returns its events as (name, data).
 async fn stream(app: &TestApp, token: &str, message: &str) -> Vec<(String, Value)> {
-    let response = app.post_json("/api/v1/chat/stream", token, &json!({"message": message})).await;
+    stream_body(app, token, &json!({ "message": message })).await
+}
+
+/// Like [`stream`], with any request body.
+pub async fn stream_body(app: &TestApp, token: &str, body: &Value) -> Vec<(String, Value)> {
+    let response = app.post_json("/api/v1/chat/stream", token, body).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     let text = response.text().await.unwrap();

@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use switchboard::config::LlmProvider;
 
+use crate::chat_stream::stream_body;
 use crate::helpers::{error_code, spawn_app, Backend, TestApp};
 use crate::model_server::{app_with_model, ModelServer, Reply};
 
@@ -324,7 +325,32 @@ async fn questions_and_no_match_designs_set_the_status(backend: Backend) {
     assert_eq!(model.received().len(), 6, "each design was asked of the model");
 }
 
+async fn a_streamed_workflow_reports_its_status_in_message_end(backend: Backend) {
+    let app = spawn_app(&backend).await;
+    let token = app.token_for("alice");
+    let events = stream_body(&app, &token, &json!({ "message": WORKFLOW })).await;
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["message_start", "delta", "message_end"]);
+    let end = &events[2].1;
+    assert_eq!(end["status"], "pending_credentials");
+    assert_eq!(required(end).len(), 3);
+    let conversation = end["conversation_id"].as_str().unwrap();
+    let events = stream_body(
+        &app,
+        &token,
+        &json!({"message": "here", "conversation_id": conversation, "credentials": {
+            "notion": {"NOTION_TOKEN": NOTION_CANARY},
+            "gmail": {"GOOGLE_OAUTH_CLIENT_ID": GOOGLE_ID, "GOOGLE_OAUTH_CLIENT_SECRET": GOOGLE_SECRET}}}),
+    )
+    .await;
+    let end = &events.last().unwrap().1;
+    assert_eq!(end["status"], "success", "{end}");
+    assert_eq!(end["agent_created"], true);
+    assert!(!events.iter().any(|(_, data)| data.to_string().contains("CANARY")));
+}
+
 crate::on_both_backends!(
+    a_streamed_workflow_reports_its_status_in_message_end,
     without_a_model_a_described_workflow_becomes_an_agent_once_its_credentials_are_given,
     the_original_chat_route_answers_the_workflow_fields,
     bad_credentials_in_a_chat_request_are_refused_and_nothing_is_stored,
