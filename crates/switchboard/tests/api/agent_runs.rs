@@ -35,6 +35,20 @@ async fn put_credentials(app: &TestApp, token: &str, server: &str, values: Value
         .unwrap()
 }
 
+/// A server answering with the scripted model, with `entries` in its catalog and internal
+/// networks `allow`ed outbound (plain http too when any is).
+async fn app_for(backend: &Backend, script: Vec<Reply>, entries: Value, allow: &[&str]) -> (ModelServer, TestApp) {
+    let model = ModelServer::start(script).await;
+    let allow: Vec<ipnet::IpNet> = allow.iter().map(|a| a.parse().unwrap()).collect();
+    let app = app_with_model(backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |s| {
+        s.outbound_allow_http = !allow.is_empty();
+        s.outbound_allow = allow;
+    })
+    .await;
+    import(&app, entries).await;
+    (model, app)
+}
+
 /// The model replies that create an agent using `servers`, through the workflow tool.
 fn workflow_replies(description: &str, servers: &[&str]) -> Vec<Reply> {
     let design = json!({"status": "ready", "name": "Test agent", "servers": servers,
@@ -72,15 +86,15 @@ async fn an_agent_runs_a_real_stdio_server_with_the_owners_credential_injected(b
         ("everything-test__get-env", json!({})),
     ]));
     script.push(Reply::text("I echoed your message."));
-    let model = ModelServer::start(script).await;
-    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |_| {}).await;
-    import(
-        &app,
+    let (model, app) = app_for(
+        &backend,
+        script,
         json!([{"name": "Everything Test", "description": "The MCP reference server: echo, sums, environment",
                 "tools": [{"name": "echo", "description": "Echo a message"}],
                 "launch": {"transport": "stdio", "command": command.display().to_string(), "args": ["stdio"],
                            "env": {"EVERYTHING_TOKEN": "${EVERYTHING_TOKEN}"}},
                 "credentials": [{"key": "EVERYTHING_TOKEN", "description": "A token the server reads", "secret": true}]}]),
+        &[],
     )
     .await;
     let token = app.token_for("alice");
@@ -120,14 +134,14 @@ async fn an_agent_runs_a_real_stdio_server_with_the_owners_credential_injected(b
 
 async fn runs_answer_missing_credentials_and_dead_servers_clearly_and_keep_the_input(backend: Backend) {
     let description = "use the broken test server";
-    let model = ModelServer::start(workflow_replies(description, &["Broken Test"])).await;
-    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |_| {}).await;
-    import(
-        &app,
+    let (_model, app) = app_for(
+        &backend,
+        workflow_replies(description, &["Broken Test"]),
         json!([{"name": "Broken Test", "description": "A server whose program does not exist",
                 "launch": {"transport": "stdio", "command": "/nonexistent/switchboard-test-server", "args": [],
                            "env": {"BROKEN_TOKEN": "${BROKEN_TOKEN}"}},
                 "credentials": [{"key": "BROKEN_TOKEN", "description": "A token"}]}]),
+        &[],
     )
     .await;
     let token = app.token_for("alice");
@@ -224,9 +238,7 @@ async fn internal_and_malformed_addresses_are_refused_before_any_connection(back
 }
 
 async fn plain_http_is_refused_unless_allowed(backend: Backend) {
-    let model = ModelServer::start(vec![Reply::text("unused")]).await;
-    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |_| {}).await;
-    import(&app, remote_entry()).await;
+    let (_model, app) = app_for(&backend, vec![Reply::text("unused")], remote_entry(), &[]).await;
     let token = app.token_for("alice");
     let response =
         put_credentials(&app, &token, "remote-tasks", json!({"SERVER_URL": "http://93.184.215.14/mcp"})).await;
@@ -242,13 +254,7 @@ async fn an_agent_reaches_an_allowed_remote_server_with_the_vault_credential_not
     let mut script = workflow_replies(description, &["Remote Tasks"]);
     script.push(Reply::tools(&[("remote-tasks__add_task", json!({"title": "filed by the agent"}))]));
     script.push(Reply::text("Added it."));
-    let model = ModelServer::start(script).await;
-    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |s| {
-        s.outbound_allow = vec!["127.0.0.1/32".parse().unwrap()];
-        s.outbound_allow_http = true;
-    })
-    .await;
-    import(&app, remote_entry()).await;
+    let (_model, app) = app_for(&backend, script, remote_entry(), &["127.0.0.1/32"]).await;
     let (alice, robot) = (app.token_for("alice"), app.token_for("robot"));
     let agent = create_agent(
         &app,
@@ -289,13 +295,8 @@ async fn a_remote_server_that_redirects_is_not_followed(backend: Backend) {
     tokio::spawn(async move { axum::serve(listener, redirector).await.unwrap() });
 
     let description = "manage tasks on the remote tasks server";
-    let model = ModelServer::start(workflow_replies(description, &["Remote Tasks"])).await;
-    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |s| {
-        s.outbound_allow = vec!["127.0.0.0/8".parse().unwrap()];
-        s.outbound_allow_http = true;
-    })
-    .await;
-    import(&app, remote_entry()).await;
+    let (_model, app) =
+        app_for(&backend, workflow_replies(description, &["Remote Tasks"]), remote_entry(), &["127.0.0.0/8"]).await;
     let token = app.token_for("alice");
     let agent = create_agent(
         &app,
