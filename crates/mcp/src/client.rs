@@ -11,6 +11,9 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
 
+/// Largest Server-Sent Event accepted from a remote server; a larger one ends the connection.
+pub const MAX_SSE_EVENT_BYTES: usize = 10 * 1024 * 1024;
+
 /// How to reach a server.
 #[derive(Debug, Clone)]
 pub enum Launch {
@@ -89,7 +92,8 @@ impl ExternalServer {
                         custom.insert(name, value);
                     }
                 }
-                let http = http.custom_headers(custom);
+                // rmcp bounds JSON answers at 16 MiB; SSE events are held to 10 MiB here.
+                let http = http.custom_headers(custom).max_sse_event_size(MAX_SSE_EVENT_BYTES);
                 let transport = match &config.outbound {
                     Some(policy) => {
                         let pinned = policy.check(url).await.map_err(|e| fail(e.to_string()))?;

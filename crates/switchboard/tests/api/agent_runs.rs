@@ -310,7 +310,56 @@ async fn a_remote_server_that_redirects_is_not_followed(backend: Backend) {
     assert_eq!(hits.load(Ordering::SeqCst), 0, "the redirect was not followed");
 }
 
+/// A minimal Streamable HTTP MCP server whose `initialize` answer carries `pad` bytes of
+/// instructions, as JSON or as one Server-Sent Event.
+async fn padded_mcp_server(pad: usize, sse: bool) -> String {
+    let answer = move |body: String| async move {
+        let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let Some(id) = request.get("id").cloned() else {
+            return (StatusCode::ACCEPTED, [("content-type", "application/json")], String::new());
+        };
+        let result = match request["method"].as_str() {
+            Some("initialize") => json!({"protocolVersion": request["params"]["protocolVersion"],
+                "capabilities": {"tools": {}}, "serverInfo": {"name": "padded", "version": "1"},
+                "instructions": "x".repeat(pad)}),
+            _ => json!({"tools": []}),
+        };
+        let message = json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string();
+        if sse {
+            (StatusCode::OK, [("content-type", "text/event-stream")], format!("data: {message}\n\n"))
+        } else {
+            (StatusCode::OK, [("content-type", "application/json")], message)
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, axum::Router::new().fallback(axum::routing::post(answer))).await.unwrap() });
+    url
+}
+
+async fn oversized_answers_from_a_remote_server_are_cut_off(backend: Backend) {
+    // B4.28: a 1 MiB answer is fine; a 20 MiB one (JSON, or a single event) ends the connection.
+    for (pad, sse, fine) in [(1 << 20, false, true), (1 << 20, true, true), (20 << 20, false, false), (20 << 20, true, false)] {
+        let remote = padded_mcp_server(pad, sse).await;
+        let description = "manage tasks on the remote tasks server";
+        let mut script = workflow_replies(description, &["Remote Tasks"]);
+        script.push(Reply::text("Nothing to do."));
+        let (_model, app) = app_for(&backend, script, remote_entry(), &["127.0.0.1/32"]).await;
+        let token = app.token_for("alice");
+        let credentials = [("remote-tasks", json!({"SERVER_URL": remote, "REMOTE_TOKEN": "t"}))];
+        let agent = create_agent(&app, &token, description, &credentials).await;
+        let response = run(&app, &token, &agent, "go").await;
+        if fine {
+            assert_eq!(response.status(), StatusCode::OK, "{pad} bytes, sse {sse}: {}", response.text().await.unwrap());
+        } else {
+            let (status, code) = error_code(response).await;
+            assert_eq!((status, code.as_str()), (StatusCode::BAD_GATEWAY, "mcp_server_unavailable"), "sse {sse}");
+        }
+    }
+}
+
 crate::on_both_backends!(
+    oversized_answers_from_a_remote_server_are_cut_off,
     a_remote_server_that_redirects_is_not_followed,
     an_agent_runs_a_real_stdio_server_with_the_owners_credential_injected,
     runs_answer_missing_credentials_and_dead_servers_clearly_and_keep_the_input,

@@ -295,3 +295,44 @@ fn bad_master_keys_stop_the_server_at_start() {
         }
     }
 }
+
+/// B5.29, database half on both backends: after credentials are stored, replaced and used by a
+/// workflow, neither a `pg_dump` of the PostgreSQL database nor the SQLite files hold any value
+/// in clear, base64 or hex.
+async fn stored_credentials_are_only_ciphertext_in_the_database(backend: crate::helpers::Backend) {
+    let app = crate::helpers::spawn_app(&backend).await;
+    let token = app.token_for("alice");
+    let mut canaries = Vec::new();
+    for round in 0..2 {
+        let values: Vec<String> = (0..3).map(|i| format!("CANARY-{round}-{i}-{}", uuid::Uuid::new_v4())).collect();
+        canaries.extend(values.iter().cloned());
+        for (server, body) in [
+            ("gmail", json!({"values": {"GOOGLE_OAUTH_CLIENT_ID": values[0], "GOOGLE_OAUTH_CLIENT_SECRET": values[1]}})),
+            ("notion", json!({"values": {"NOTION_TOKEN": values[2]}})),
+        ] {
+            let response =
+                app.client.put(app.url(&format!("/api/v1/credentials/{server}"))).bearer_auth(&token).json(&body).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+    }
+    let reply = app.chat(&token, "monitor gmail for invoices and save them to notion", None).await;
+    assert_eq!(reply["status"], "success");
+    let dump: Vec<u8> = match &app.settings.database_url {
+        Some(url) => {
+            let output = Command::new("pg_dump").arg(url.expose()).output().expect("pg_dump runs");
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            assert!(contains(&output.stdout, "credentials"), "the dump holds the credentials table");
+            output.stdout
+        }
+        None => files_text(&app.settings.data_dir).into_iter().flat_map(|(_, bytes)| bytes).collect(),
+    };
+    assert!(!dump.is_empty());
+    for canary in &canaries {
+        for form in forms(canary) {
+            assert!(!contains(&dump, &form), "the database holds a credential in clear");
+        }
+    }
+    assert_eq!(app.count_rows("credentials").await, 3);
+}
+
+crate::on_both_backends!(stored_credentials_are_only_ciphertext_in_the_database);
