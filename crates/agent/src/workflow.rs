@@ -66,32 +66,42 @@ pub fn design_schema() -> Value {
         "properties": {
             "status": {"enum": ["ready", "clarify", "no_match", "not_a_workflow"],
                        "description": "ready: the servers and steps are chosen; clarify: a question for the user; no_match: no candidate fits; not_a_workflow: the message is not a workflow to automate"},
-            "name": {"type": "string", "minLength": 1, "maxLength": 80, "description": "A short name for the agent (ready)"},
-            "servers": {"type": "array", "minItems": 1, "maxItems": 10, "items": {"type": "string"},
+            "name": {"type": "string", "minLength": 1, "maxLength": 80, "pattern": "\\S", "description": "A short name for the agent (ready)"},
+            "servers": {"type": "array", "minItems": 1, "maxItems": 10, "items": {"type": "string", "minLength": 1},
                         "description": "Names of the chosen candidates, exactly as given (ready)"},
-            "steps": {"type": "array", "minItems": 1, "maxItems": 20, "items": {"type": "string", "minLength": 1},
+            "steps": {"type": "array", "minItems": 1, "maxItems": 20, "items": {"type": "string", "minLength": 1, "pattern": "\\S"},
                       "description": "The workflow's steps in order (ready)"},
             "system_prompt": {"type": "string", "maxLength": 4000, "description": "Instructions for the agent that runs the workflow (ready)"},
-            "question": {"type": "string", "minLength": 1, "description": "What to ask the user (clarify)"},
+            "question": {"type": "string", "minLength": 1, "pattern": "\\S", "description": "What to ask the user (clarify)"},
             "reason": {"type": "string", "description": "Why nothing fits (no_match)"}
-        }
+        },
+        "allOf": [
+            {"if": {"properties": {"status": {"const": "ready"}}}, "then": {"required": ["name", "servers", "steps"]}},
+            {"if": {"properties": {"status": {"const": "clarify"}}}, "then": {"required": ["question"]}}
+        ]
     })
 }
 
+/// The schema, compiled once.
+fn design_validator() -> &'static jsonschema::Validator {
+    static VALIDATOR: std::sync::LazyLock<jsonschema::Validator> =
+        std::sync::LazyLock::new(|| jsonschema::validator_for(&design_schema()).expect("the design schema is valid"));
+    &VALIDATOR
+}
+
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawDesign {
     status: String,
     #[serde(default)]
-    name: Option<String>,
+    name: String,
     #[serde(default)]
-    servers: Option<Vec<String>>,
+    servers: Vec<String>,
     #[serde(default)]
-    steps: Option<Vec<String>>,
+    steps: Vec<String>,
     #[serde(default)]
     system_prompt: Option<String>,
     #[serde(default)]
-    question: Option<String>,
+    question: String,
     #[serde(default)]
     reason: Option<String>,
 }
@@ -147,23 +157,30 @@ pub async fn design_with_model(
     Err(AnalysisError::InvalidDesign(last_problem))
 }
 
-/// Checks a model's reply against the schema and the candidates.
+/// Checks a model's reply against the schema, then its servers against the candidates.
 fn validate(reply: &str, candidates: &[SearchHit]) -> Result<Analysis, String> {
-    let text = strip_fences(reply);
-    let raw: RawDesign = serde_json::from_str(text).map_err(|e| format!("not the JSON object asked for ({e})"))?;
-    let nonblank = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let value: Value =
+        serde_json::from_str(strip_fences(reply)).map_err(|e| format!("not the JSON object asked for ({e})"))?;
+    let problems: Vec<String> = design_validator()
+        .iter_errors(&value)
+        .take(3)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            if at.is_empty() {
+                e.to_string()
+            } else {
+                format!("{at}: {e}")
+            }
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(format!("it does not match the schema: {}", problems.join("; ")));
+    }
+    let raw: RawDesign = serde_json::from_value(value).map_err(|e| e.to_string())?;
     match raw.status.as_str() {
         "ready" => {
-            let name = nonblank(&raw.name).ok_or("status ready needs a name")?;
-            if name.chars().count() > 80 {
-                return Err("the name is longer than 80 characters".into());
-            }
-            let chosen = raw.servers.unwrap_or_default();
-            if chosen.is_empty() || chosen.len() > 10 {
-                return Err("status ready needs 1 to 10 servers".into());
-            }
             let mut servers = Vec::new();
-            for wanted in &chosen {
+            for wanted in &raw.servers {
                 let found = candidates
                     .iter()
                     .find(|h| h.entry.name.eq_ignore_ascii_case(wanted.trim()) || h.entry.slug == wanted.trim())
@@ -172,30 +189,23 @@ fn validate(reply: &str, candidates: &[SearchHit]) -> Result<Analysis, String> {
                     servers.push(found.entry.name.clone());
                 }
             }
-            let steps: Vec<String> = raw
-                .steps
-                .unwrap_or_default()
-                .into_iter()
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect();
-            if steps.is_empty() || steps.len() > 20 {
-                return Err("status ready needs 1 to 20 steps".into());
-            }
-            let system_prompt = nonblank(&raw.system_prompt).unwrap_or_else(|| default_prompt(&name, &steps));
-            if system_prompt.chars().count() > 4000 {
-                return Err("the system prompt is longer than 4000 characters".into());
-            }
+            let name = raw.name.trim().to_owned();
+            let steps: Vec<String> = raw.steps.iter().map(|s| s.trim().to_owned()).collect();
+            let system_prompt = raw
+                .system_prompt
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| default_prompt(&name, &steps));
             Ok(Analysis::Ready(Design { name, servers, steps, system_prompt }))
         }
-        "clarify" => {
-            nonblank(&raw.question).map(Analysis::Clarify).ok_or_else(|| "status clarify needs a question".into())
-        }
+        "clarify" => Ok(Analysis::Clarify(raw.question.trim().to_owned())),
         "no_match" => Ok(Analysis::NoMatch(
-            nonblank(&raw.reason).unwrap_or_else(|| "no server in the catalog does what this workflow needs".into()),
+            raw.reason
+                .map(|r| r.trim().to_owned())
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| "no server in the catalog does what this workflow needs".into()),
         )),
-        "not_a_workflow" => Ok(Analysis::NotAWorkflow),
-        other => Err(format!("unknown status {other:?}")),
+        _ => Ok(Analysis::NotAWorkflow),
     }
 }
 
@@ -295,11 +305,13 @@ mod tests {
         for (reply, problem) in [
             ("sure! here it is", "not the JSON object"),
             (r#"{"status":"ready","name":"x","servers":["Slack"],"steps":["a"]}"#, "not one of the candidates"),
-            (r#"{"status":"ready","name":"x","servers":["Gmail"],"steps":[]}"#, "1 to 20 steps"),
-            (r#"{"status":"ready","servers":["Gmail"],"steps":["a"]}"#, "needs a name"),
-            (r#"{"status":"clarify"}"#, "needs a question"),
-            (r#"{"status":"maybe"}"#, "unknown status"),
-            (r#"{"status":"ready","name":"x","servers":["Gmail"],"steps":["a"],"owner_id":"1"}"#, "unknown field"),
+            (r#"{"status":"ready","name":"x","servers":["Gmail"],"steps":[]}"#, "/steps"),
+            (r#"{"status":"ready","name":"  ","servers":["Gmail"],"steps":["a"]}"#, "/name"),
+            (r#"{"status":"ready","servers":["Gmail"],"steps":["a"]}"#, "\"name\" is a required property"),
+            (r#"{"status":"clarify"}"#, "\"question\" is a required property"),
+            (r#"{"status":"maybe"}"#, "/status"),
+            (r#"{"status":"ready","name":"x","servers":["Gmail"],"steps":["a"],"owner_id":"1"}"#, "owner_id"),
+            (r#"["status","ready"]"#, "not of type"),
         ] {
             let err = validate(reply, &c).unwrap_err();
             assert!(err.contains(problem), "{reply}: {err}");

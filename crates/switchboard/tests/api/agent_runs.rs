@@ -333,13 +333,17 @@ async fn padded_mcp_server(pad: usize, sse: bool) -> String {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, axum::Router::new().fallback(axum::routing::post(answer))).await.unwrap() });
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().fallback(axum::routing::post(answer))).await.unwrap()
+    });
     url
 }
 
 async fn oversized_answers_from_a_remote_server_are_cut_off(backend: Backend) {
     // B4.28: a 1 MiB answer is fine; a 20 MiB one (JSON, or a single event) ends the connection.
-    for (pad, sse, fine) in [(1 << 20, false, true), (1 << 20, true, true), (20 << 20, false, false), (20 << 20, true, false)] {
+    for (pad, sse, fine) in
+        [(1 << 20, false, true), (1 << 20, true, true), (20 << 20, false, false), (20 << 20, true, false)]
+    {
         let remote = padded_mcp_server(pad, sse).await;
         let description = "manage tasks on the remote tasks server";
         let mut script = workflow_replies(description, &["Remote Tasks"]);

@@ -307,11 +307,20 @@ async fn stored_credentials_are_only_ciphertext_in_the_database(backend: crate::
         let values: Vec<String> = (0..3).map(|i| format!("CANARY-{round}-{i}-{}", uuid::Uuid::new_v4())).collect();
         canaries.extend(values.iter().cloned());
         for (server, body) in [
-            ("gmail", json!({"values": {"GOOGLE_OAUTH_CLIENT_ID": values[0], "GOOGLE_OAUTH_CLIENT_SECRET": values[1]}})),
+            (
+                "gmail",
+                json!({"values": {"GOOGLE_OAUTH_CLIENT_ID": values[0], "GOOGLE_OAUTH_CLIENT_SECRET": values[1]}}),
+            ),
             ("notion", json!({"values": {"NOTION_TOKEN": values[2]}})),
         ] {
-            let response =
-                app.client.put(app.url(&format!("/api/v1/credentials/{server}"))).bearer_auth(&token).json(&body).send().await.unwrap();
+            let response = app
+                .client
+                .put(app.url(&format!("/api/v1/credentials/{server}")))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(response.status(), StatusCode::OK);
         }
     }
