@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod jobs;
 pub mod mcp_endpoint;
 pub mod metrics;
 pub mod ratelimit;
@@ -54,6 +55,8 @@ pub struct ApiConfig {
     pub models: Vec<String>,
     /// Longest an agent's MCP server may take to start or answer a tool call.
     pub mcp_call_timeout: std::time::Duration,
+    /// Attempts a job gets before it fails.
+    pub job_max_attempts: i32,
     /// Largest file attached to a chat message, in bytes.
     pub max_file_bytes: usize,
     /// Most files attached to one chat message.
@@ -74,6 +77,7 @@ impl Default for ApiConfig {
             },
             models: Vec::new(),
             mcp_call_timeout: std::time::Duration::from_secs(30),
+            job_max_attempts: 3,
             max_file_bytes: 256 * 1024,
             max_files: 5,
         }
@@ -92,6 +96,8 @@ pub struct AppState {
     pub tasks: TaskService,
     /// The MCP server catalog and its search index.
     pub catalog: switchboard_catalog::Catalog,
+    /// Wakes this process's idle workers when a job is enqueued.
+    pub jobs_wake: switchboard_jobs::Wake,
     /// Turns described workflows into agents; holds the credentials (vault) service.
     pub builder: switchboard_agent::builder::Builder,
     /// The built-in tasks tools, called in-process by the agent.
@@ -118,6 +124,7 @@ pub struct AppState {
         (name = "catalog", description = "The MCP servers Switchboard knows, and finding the ones a request needs"),
         (name = "credentials", description = "The caller's credentials for catalog servers (write-only values, encrypted at rest)"),
         (name = "agents", description = "Agents created from described workflows: export and run"),
+        (name = "jobs", description = "Background runs: enqueue, follow, cancel"),
         (name = "admin", description = "Administrators only"),
         (name = "compat", description = "The original task-chat specification's routes (a session is a conversation)"),
     )
@@ -152,7 +159,9 @@ fn split(state: Option<&AppState>) -> (Router<AppState>, utoipa::openapi::OpenAp
         .merge(routes::catalog::routes())
         .merge(routes::catalog::admin_routes())
         .merge(routes::credentials::routes())
-        .merge(routes::agents::routes());
+        .merge(routes::agents::routes())
+        .merge(routes::jobs::routes())
+        .merge(routes::jobs::admin_routes());
     let mut anonymous = routes::google::routes();
     if let Some(state) = state {
         // Layers run outside-in: sign-in first, then the per-user limit.

@@ -5,7 +5,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::AppState;
 
@@ -14,6 +14,9 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    jobs: IntGaugeVec,
+    jobs_failed_last_hour: IntGauge,
+    workers: IntGauge,
 }
 
 impl Default for Metrics {
@@ -34,9 +37,34 @@ impl Metrics {
             labels,
         )
         .expect("static metric definition");
+        let jobs = IntGaugeVec::new(Opts::new("switchboard_jobs", "Jobs in the queue by status"), &["status"])
+            .expect("static metric definition");
+        let jobs_failed_last_hour =
+            IntGauge::new("switchboard_jobs_failed_last_hour", "Jobs that failed in the last hour")
+                .expect("static metric definition");
+        let workers = IntGauge::new("switchboard_workers", "Workers that sent a heartbeat in the last 30 s")
+            .expect("static metric definition");
         registry.register(Box::new(requests.clone())).expect("unique metric");
         registry.register(Box::new(latency.clone())).expect("unique metric");
-        Metrics { registry, requests, latency }
+        registry.register(Box::new(jobs.clone())).expect("unique metric");
+        registry.register(Box::new(jobs_failed_last_hour.clone())).expect("unique metric");
+        registry.register(Box::new(workers.clone())).expect("unique metric");
+        Metrics { registry, requests, latency, jobs, jobs_failed_last_hour, workers }
+    }
+
+    /// Sets the queue gauges (read from the database when scraped).
+    pub fn set_queue(&self, stats: &switchboard_domain::QueueStats) {
+        for (status, n) in [
+            ("queued", stats.queued),
+            ("running", stats.running),
+            ("completed", stats.completed),
+            ("failed", stats.failed),
+            ("cancelled", stats.cancelled),
+        ] {
+            self.jobs.with_label_values(&[status]).set(n);
+        }
+        self.jobs_failed_last_hour.set(stats.failed_last_hour);
+        self.workers.set(stats.workers.len() as i64);
     }
 
     /// The Prometheus text exposition of every metric.

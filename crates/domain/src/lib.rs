@@ -2,12 +2,14 @@
 
 mod agent;
 mod conversation;
+mod job;
 mod page;
 mod task;
 mod user;
 
 pub use agent::{Agent, NewAgent, SealedCredential};
 pub use conversation::{Conversation, Message, NewMessage, Role};
+pub use job::{Job, JobEvent, JobOutcome, JobStatus, NewJob, QueueStats, WorkerInfo};
 pub use page::{Cursor, Page, PageRequest, MAX_PAGE_SIZE};
 pub use task::{NewTask, Priority, Task, TaskChanges, TaskFilter, TaskRef, TaskStatus};
 pub use user::{Principal, User};

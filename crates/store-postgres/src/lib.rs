@@ -52,4 +52,24 @@ fn is_transient(e: &sqlx::Error) -> bool {
     }
 }
 
-switchboard_store::impl_sql_store!(PostgresStore, sqlx::Postgres, "postgres");
+switchboard_store::impl_sql_store!(PostgresStore, sqlx::Postgres, "postgres", "FOR UPDATE SKIP LOCKED");
+
+/// The channel enqueues are announced on.
+const JOBS_CHANNEL: &str = "switchboard_jobs";
+
+impl PostgresStore {
+    /// Wakes idle workers of every process at once.
+    async fn jobs_enqueued(&self) {
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(JOBS_CHANNEL).execute(&self.pool).await {
+            tracing::warn!(error = %e, "could not announce a new job; workers will find it by polling");
+        }
+    }
+
+    /// LISTEN on the jobs channel; the listener reconnects by itself after a database restart.
+    async fn listen_for_jobs(&self) -> Result<Option<futures::stream::BoxStream<'static, ()>>> {
+        use futures::StreamExt;
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(JOBS_CHANNEL).await?;
+        Ok(Some(listener.into_stream().map(|_| ()).boxed()))
+    }
+}

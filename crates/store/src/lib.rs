@@ -7,8 +7,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use switchboard_domain::{
-    Agent, Conversation, Id, Message, NewAgent, NewMessage, NewTask, Page, PageRequest, SealedCredential, Task,
-    TaskChanges, TaskFilter, TaskRef, User,
+    Agent, Conversation, Id, Job, JobEvent, JobOutcome, JobStatus, Message, NewAgent, NewJob, NewMessage, NewTask,
+    Page, PageRequest, QueueStats, SealedCredential, Task, TaskChanges, TaskFilter, TaskRef, User,
 };
 
 #[doc(hidden)]
@@ -168,6 +168,52 @@ pub trait Store: Send + Sync + 'static {
 
     /// `false` when there was none to delete.
     async fn delete_agent(&self, owner: Id, id: Id) -> Result<bool>;
+
+    /// Enqueues a job for the owner.
+    async fn create_job(&self, owner: Id, job: NewJob) -> Result<Job>;
+
+    async fn get_job(&self, owner: Id, id: Id) -> Result<Option<Job>>;
+
+    /// The owner's jobs, newest first, optionally of one status.
+    async fn list_jobs(&self, owner: Id, status: Option<JobStatus>, page: PageRequest) -> Result<Page<Job>>;
+
+    /// Cancels a queued job at once, or flags a running one for its worker to stop; a finished
+    /// job is left as it is. `None` when the job is not the owner's.
+    async fn cancel_job(&self, owner: Id, id: Id) -> Result<Option<Job>>;
+
+    /// Takes the next job that is due — queued, or running under a lease that expired (its
+    /// worker died) — for `worker`, until `lease_until`. Concurrent workers never take the same job.
+    async fn claim_job(&self, worker: &str, lease_until: DateTime<Utc>) -> Result<Option<Job>>;
+
+    /// Extends the worker's lease on a running job. `None` when the worker no longer holds it;
+    /// otherwise whether the owner asked for it to stop.
+    async fn renew_job_lease(&self, id: Id, worker: &str, lease_until: DateTime<Utc>) -> Result<Option<bool>>;
+
+    /// Records how the run ended, if `worker` still holds the job; `false` otherwise (another
+    /// worker took it over, and its result is the one kept).
+    async fn finish_job(&self, id: Id, worker: &str, outcome: &JobOutcome) -> Result<bool>;
+
+    /// Puts a failed attempt back in the queue until `run_after`, if `worker` still holds the job.
+    async fn retry_job(&self, id: Id, worker: &str, run_after: DateTime<Utc>, error: &str) -> Result<bool>;
+
+    /// A stream that yields whenever another process enqueues a job (PostgreSQL LISTEN/NOTIFY);
+    /// `None` on a backend that cannot tell (workers then poll).
+    async fn job_wakeups(&self) -> Result<Option<futures::stream::BoxStream<'static, ()>>>;
+
+    /// Appends a progress event; returns its number.
+    async fn append_job_event(&self, job: Id, kind: &str, payload: &serde_json::Value) -> Result<i64>;
+
+    /// The job's events after `after_seq`, in order; `None` when the job is not the owner's.
+    async fn job_events(&self, owner: Id, job: Id, after_seq: i64) -> Result<Option<Vec<JobEvent>>>;
+
+    /// Records that a worker is alive and how many jobs it runs.
+    async fn worker_heartbeat(&self, worker: &str, running: i64) -> Result<()>;
+
+    /// Forgets a worker that stopped.
+    async fn remove_worker(&self, worker: &str) -> Result<()>;
+
+    /// Queue depth by status, recent failures and live workers (seen within `alive_since`).
+    async fn queue_stats(&self, alive_since: DateTime<Utc>) -> Result<QueueStats>;
 
     /// Changes whenever the catalog does: the number of entries and the latest change.
     async fn catalog_revision(&self) -> Result<(i64, Option<DateTime<Utc>>)>;

@@ -183,6 +183,64 @@ impl From<AgentRow> for switchboard_domain::Agent {
     }
 }
 
+#[derive(sqlx::FromRow)]
+pub struct JobRow {
+    pub id: Id,
+    pub user_id: Id,
+    pub kind: String,
+    pub input: Json<serde_json::Value>,
+    pub status: String,
+    pub result: Option<Json<serde_json::Value>>,
+    pub error: Option<String>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub total_tokens: i64,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub cancel_requested: bool,
+    pub worker: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl JobRow {
+    pub fn into_job(self) -> Result<switchboard_domain::Job, sqlx::Error> {
+        let status = switchboard_domain::JobStatus::parse(&self.status)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown job status {:?}", self.status).into()))?;
+        Ok(switchboard_domain::Job {
+            id: self.id,
+            user_id: self.user_id,
+            kind: self.kind,
+            input: self.input.0,
+            status,
+            result: self.result.map(|r| r.0),
+            error: self.error,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            total_tokens: self.total_tokens,
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+            cancel_requested: self.cancel_requested,
+            worker: self.worker,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            completed_at: self.completed_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct JobEventRow {
+    pub seq: i64,
+    pub kind: String,
+    pub payload: Json<serde_json::Value>,
+    pub at: DateTime<Utc>,
+}
+
+pub const JOB_COLUMNS: &str = "id, user_id, kind, input, status, result, error, input_tokens, output_tokens, \
+    total_tokens, attempts, max_attempts, cancel_requested, worker, created_at, started_at, completed_at";
+
 pub const CREDENTIAL_COLUMNS: &str = "user_id, server, key, ciphertext, nonce, key_version, updated_at";
 pub const AGENT_COLUMNS: &str = "id, name, description, servers, system_prompt, steps, conversation_id, created_at";
 pub const USER_COLUMNS: &str = "id, issuer, subject, email, name, created_at";
@@ -212,9 +270,12 @@ pub fn paginate<T>(
 /// Implements [`Store`](crate::Store) for `$store`, a struct with two `sqlx::Pool<$db>` fields:
 /// `pool` for reads and `writer` for writes (the same pool on PostgreSQL; on SQLite a single
 /// connection, so writers queue in-process instead of sleeping in SQLite's busy handler).
+/// `$skip_locked` ends the job-claim subquery (`FOR UPDATE SKIP LOCKED` on PostgreSQL; empty on
+/// SQLite, whose single writer already takes claims one at a time). The backend provides two
+/// inherent methods: `jobs_enqueued()` (tell other processes) and `listen_for_jobs()`.
 #[macro_export]
 macro_rules! impl_sql_store {
-    ($store:ty, $db:ty, $backend:literal) => {
+    ($store:ty, $db:ty, $backend:literal, $skip_locked:literal) => {
         #[$crate::sql::async_trait_reexport::async_trait]
         impl $crate::Store for $store {
             fn backend(&self) -> &'static str {
@@ -899,6 +960,304 @@ macro_rules! impl_sql_store {
                     .await?
                     .rows_affected();
                 Ok(deleted > 0)
+            }
+
+            async fn create_job(
+                &self,
+                owner: ::switchboard_domain::Id,
+                job: ::switchboard_domain::NewJob,
+            ) -> $crate::Result<::switchboard_domain::Job> {
+                let id = ::switchboard_domain::new_id();
+                let now = ::switchboard_domain::now();
+                let sql = format!(
+                    "INSERT INTO jobs (id, user_id, kind, input, status, max_attempts, run_after, created_at) \
+                     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $6) RETURNING {}",
+                    $crate::sql::JOB_COLUMNS
+                );
+                let row: $crate::sql::JobRow = $crate::sql::sqlx::query_as(&sql)
+                    .bind(id)
+                    .bind(owner)
+                    .bind(&job.kind)
+                    .bind($crate::sql::sqlx::types::Json(&job.input))
+                    .bind(job.max_attempts)
+                    .bind(now)
+                    .fetch_one(&self.writer)
+                    .await?;
+                self.jobs_enqueued().await;
+                Ok(row.into_job()?)
+            }
+
+            async fn job_wakeups(&self) -> $crate::Result<Option<::futures::stream::BoxStream<'static, ()>>> {
+                self.listen_for_jobs().await
+            }
+
+            async fn get_job(
+                &self,
+                owner: ::switchboard_domain::Id,
+                id: ::switchboard_domain::Id,
+            ) -> $crate::Result<Option<::switchboard_domain::Job>> {
+                let sql = format!("SELECT {} FROM jobs WHERE user_id = $1 AND id = $2", $crate::sql::JOB_COLUMNS);
+                let row: Option<$crate::sql::JobRow> =
+                    $crate::sql::sqlx::query_as(&sql).bind(owner).bind(id).fetch_optional(&self.pool).await?;
+                Ok(row.map(|r| r.into_job()).transpose()?)
+            }
+
+            async fn list_jobs(
+                &self,
+                owner: ::switchboard_domain::Id,
+                status: Option<::switchboard_domain::JobStatus>,
+                page: ::switchboard_domain::PageRequest,
+            ) -> $crate::Result<::switchboard_domain::Page<::switchboard_domain::Job>> {
+                let (before, before_id) = $crate::sql::keyset(&page);
+                let sql = format!(
+                    "SELECT {} FROM jobs WHERE user_id = $1 AND ($2 IS NULL OR status = $2) \
+                     AND ($3 IS NULL OR (created_at, id) < ($3, $4)) \
+                     ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6",
+                    $crate::sql::JOB_COLUMNS
+                );
+                let rows: Vec<$crate::sql::JobRow> = $crate::sql::sqlx::query_as(&sql)
+                    .bind(owner)
+                    .bind(status.map(|s| s.as_str()))
+                    .bind(before)
+                    .bind(before_id)
+                    .bind(i64::from(page.limit) + 1)
+                    .bind(page.offset as i64)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let items = rows.into_iter().map(|r| r.into_job()).collect::<::std::result::Result<Vec<_>, $crate::sql::sqlx::Error>>()?;
+                Ok($crate::sql::paginate(items, page.limit, |j: &::switchboard_domain::Job| {
+                    ::switchboard_domain::Cursor { at: j.created_at, id: j.id }
+                }))
+            }
+
+            async fn cancel_job(
+                &self,
+                owner: ::switchboard_domain::Id,
+                id: ::switchboard_domain::Id,
+            ) -> $crate::Result<Option<::switchboard_domain::Job>> {
+                let now = ::switchboard_domain::now();
+                let mut tx = self.writer.begin().await?;
+                $crate::sql::sqlx::query(
+                    "UPDATE jobs SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END, \
+                       completed_at = CASE WHEN status = 'queued' THEN $1 ELSE completed_at END, \
+                       cancel_requested = CASE WHEN status IN ('queued', 'running') THEN TRUE ELSE cancel_requested END \
+                     WHERE user_id = $2 AND id = $3",
+                )
+                .bind(now)
+                .bind(owner)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                let sql = format!("SELECT {} FROM jobs WHERE user_id = $1 AND id = $2", $crate::sql::JOB_COLUMNS);
+                let row: Option<$crate::sql::JobRow> =
+                    $crate::sql::sqlx::query_as(&sql).bind(owner).bind(id).fetch_optional(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(row.map(|r| r.into_job()).transpose()?)
+            }
+
+            async fn claim_job(
+                &self,
+                worker: &str,
+                lease_until: ::chrono::DateTime<::chrono::Utc>,
+            ) -> $crate::Result<Option<::switchboard_domain::Job>> {
+                let now = ::switchboard_domain::now();
+                let sql = format!(
+                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, worker = $1, lease_until = $2, \
+                       started_at = COALESCE(started_at, $3) \
+                     WHERE id = (SELECT id FROM jobs \
+                       WHERE (status = 'queued' AND run_after <= $3) OR (status = 'running' AND lease_until < $3) \
+                       ORDER BY run_after, id LIMIT 1 {}) \
+                     RETURNING {}",
+                    $skip_locked,
+                    $crate::sql::JOB_COLUMNS
+                );
+                let row: Option<$crate::sql::JobRow> = $crate::sql::sqlx::query_as(&sql)
+                    .bind(worker)
+                    .bind(lease_until)
+                    .bind(now)
+                    .fetch_optional(&self.writer)
+                    .await?;
+                Ok(row.map(|r| r.into_job()).transpose()?)
+            }
+
+            async fn renew_job_lease(
+                &self,
+                id: ::switchboard_domain::Id,
+                worker: &str,
+                lease_until: ::chrono::DateTime<::chrono::Utc>,
+            ) -> $crate::Result<Option<bool>> {
+                let row: Option<(bool,)> = $crate::sql::sqlx::query_as(
+                    "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND worker = $3 AND status = 'running' \
+                     RETURNING cancel_requested",
+                )
+                .bind(lease_until)
+                .bind(id)
+                .bind(worker)
+                .fetch_optional(&self.writer)
+                .await?;
+                Ok(row.map(|(c,)| c))
+            }
+
+            async fn finish_job(
+                &self,
+                id: ::switchboard_domain::Id,
+                worker: &str,
+                outcome: &::switchboard_domain::JobOutcome,
+            ) -> $crate::Result<bool> {
+                let changed = $crate::sql::sqlx::query(
+                    "UPDATE jobs SET status = $1, result = $2, error = $3, input_tokens = input_tokens + $4, \
+                       output_tokens = output_tokens + $5, total_tokens = total_tokens + $6, completed_at = $7, \
+                       lease_until = NULL \
+                     WHERE id = $8 AND worker = $9 AND status = 'running'",
+                )
+                .bind(outcome.status.as_str())
+                .bind(outcome.result.as_ref().map($crate::sql::sqlx::types::Json))
+                .bind(&outcome.error)
+                .bind(outcome.input_tokens)
+                .bind(outcome.output_tokens)
+                .bind(outcome.total_tokens)
+                .bind(::switchboard_domain::now())
+                .bind(id)
+                .bind(worker)
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
+                Ok(changed > 0)
+            }
+
+            async fn retry_job(
+                &self,
+                id: ::switchboard_domain::Id,
+                worker: &str,
+                run_after: ::chrono::DateTime<::chrono::Utc>,
+                error: &str,
+            ) -> $crate::Result<bool> {
+                let changed = $crate::sql::sqlx::query(
+                    "UPDATE jobs SET status = 'queued', run_after = $1, error = $2, lease_until = NULL \
+                     WHERE id = $3 AND worker = $4 AND status = 'running'",
+                )
+                .bind(run_after)
+                .bind(error)
+                .bind(id)
+                .bind(worker)
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
+                Ok(changed > 0)
+            }
+
+            async fn append_job_event(
+                &self,
+                job: ::switchboard_domain::Id,
+                kind: &str,
+                payload: &::serde_json::Value,
+            ) -> $crate::Result<i64> {
+                let (seq,): (i64,) = $crate::sql::sqlx::query_as(
+                    "INSERT INTO job_events (job_id, seq, kind, payload, at) \
+                     SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM job_events WHERE job_id = $1 \
+                     RETURNING seq",
+                )
+                .bind(job)
+                .bind(kind)
+                .bind($crate::sql::sqlx::types::Json(payload))
+                .bind(::switchboard_domain::now())
+                .fetch_one(&self.writer)
+                .await?;
+                Ok(seq)
+            }
+
+            async fn job_events(
+                &self,
+                owner: ::switchboard_domain::Id,
+                job: ::switchboard_domain::Id,
+                after_seq: i64,
+            ) -> $crate::Result<Option<Vec<::switchboard_domain::JobEvent>>> {
+                let owned: Option<(::switchboard_domain::Id,)> =
+                    $crate::sql::sqlx::query_as("SELECT id FROM jobs WHERE user_id = $1 AND id = $2")
+                        .bind(owner)
+                        .bind(job)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                if owned.is_none() {
+                    return Ok(None);
+                }
+                let rows: Vec<$crate::sql::JobEventRow> = $crate::sql::sqlx::query_as(
+                    "SELECT seq, kind, payload, at FROM job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq",
+                )
+                .bind(job)
+                .bind(after_seq)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(Some(
+                    rows.into_iter()
+                        .map(|r| ::switchboard_domain::JobEvent { seq: r.seq, kind: r.kind, payload: r.payload.0, at: r.at })
+                        .collect(),
+                ))
+            }
+
+            async fn worker_heartbeat(&self, worker: &str, running: i64) -> $crate::Result<()> {
+                let now = ::switchboard_domain::now();
+                $crate::sql::sqlx::query(
+                    "INSERT INTO workers (id, running, started_at, heartbeat_at) VALUES ($1, $2, $3, $3) \
+                     ON CONFLICT (id) DO UPDATE SET running = excluded.running, heartbeat_at = excluded.heartbeat_at",
+                )
+                .bind(worker)
+                .bind(running)
+                .bind(now)
+                .execute(&self.writer)
+                .await?;
+                Ok(())
+            }
+
+            async fn remove_worker(&self, worker: &str) -> $crate::Result<()> {
+                $crate::sql::sqlx::query("DELETE FROM workers WHERE id = $1").bind(worker).execute(&self.writer).await?;
+                Ok(())
+            }
+
+            async fn queue_stats(
+                &self,
+                alive_since: ::chrono::DateTime<::chrono::Utc>,
+            ) -> $crate::Result<::switchboard_domain::QueueStats> {
+                let mut stats = ::switchboard_domain::QueueStats::default();
+                let counts: Vec<(String, i64)> =
+                    $crate::sql::sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status")
+                        .fetch_all(&self.pool)
+                        .await?;
+                for (status, n) in counts {
+                    match status.as_str() {
+                        "queued" => stats.queued = n,
+                        "running" => stats.running = n,
+                        "completed" => stats.completed = n,
+                        "failed" => stats.failed = n,
+                        "cancelled" => stats.cancelled = n,
+                        _ => {}
+                    }
+                }
+                let hour_ago = ::switchboard_domain::now() - ::chrono::Duration::hours(1);
+                let (failed,): (i64,) = $crate::sql::sqlx::query_as(
+                    "SELECT COUNT(*) FROM jobs WHERE status = 'failed' AND completed_at >= $1",
+                )
+                .bind(hour_ago)
+                .fetch_one(&self.pool)
+                .await?;
+                stats.failed_last_hour = failed;
+                let workers: Vec<(String, i64, ::chrono::DateTime<::chrono::Utc>, ::chrono::DateTime<::chrono::Utc>)> =
+                    $crate::sql::sqlx::query_as(
+                        "SELECT id, running, started_at, heartbeat_at FROM workers WHERE heartbeat_at >= $1 ORDER BY id",
+                    )
+                    .bind(alive_since)
+                    .fetch_all(&self.pool)
+                    .await?;
+                stats.workers = workers
+                    .into_iter()
+                    .map(|(id, running, started_at, heartbeat_at)| ::switchboard_domain::WorkerInfo {
+                        id,
+                        running,
+                        started_at,
+                        heartbeat_at,
+                    })
+                    .collect();
+                Ok(stats)
             }
 
             async fn catalog_revision(&self) -> $crate::Result<(i64, Option<::chrono::DateTime<::chrono::Utc>>)> {

@@ -13,12 +13,14 @@ use switchboard_agent::builder::Builder;
 use switchboard_agent::credentials::Credentials;
 use switchboard_agent::Agent;
 use switchboard_api::auth::{AuthConfig, Authenticator, NewToken, TokenSigner};
+use switchboard_api::jobs::JobRunner;
 use switchboard_api::mcp_endpoint::McpConfig;
 use switchboard_api::metrics::Metrics;
 use switchboard_api::ratelimit::{InMemoryRateLimiter, RateLimiter};
 use switchboard_api::{ApiConfig, AppState};
 use switchboard_catalog::Catalog;
 use switchboard_embed::{Embedder, MiniLm, RemoteConfig, RemoteEmbedder};
+use switchboard_jobs::{WorkerConfig, Workers};
 use switchboard_llm::{AnthropicProvider, HttpConfig, OfflineProvider, OpenAiProvider, Provider};
 use switchboard_mcp::outbound::OutboundPolicy;
 use switchboard_mcp::TasksServer;
@@ -102,69 +104,7 @@ impl Application {
 
     /// [`Application::build`] with some parts supplied by the caller.
     pub async fn build_with(settings: Settings, parts: Parts) -> anyhow::Result<Application> {
-        settings.validate()?;
-        create_private_dir(&settings.data_dir)
-            .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
-        let store = open_store(&settings).await?;
-        let secret = signing_secret(&settings)?;
-
-        let auth = Authenticator::new(
-            AuthConfig {
-                secret: secret.clone(),
-                audience: settings.jwt_audience.clone(),
-                oidc: settings.oidc.clone(),
-                google_client_ids: settings.google_client_ids.clone(),
-                google_jwks_url: settings.google_jwks_url.clone(),
-                admin_emails: settings.admin_emails.clone(),
-                session_ttl: Duration::from_secs(settings.session_ttl_secs),
-                jwks_refresh_interval: Duration::from_secs(settings.jwks_refresh_secs),
-            },
-            store.clone(),
-        );
-        let limiter = parts.rate_limiter.or_else(|| {
-            NonZeroU32::new(settings.rate_limit_per_minute)
-                .map(|n| Arc::new(InMemoryRateLimiter::per_minute(n)) as Arc<dyn RateLimiter>)
-        });
-        let catalog = Catalog::new(store.clone(), None);
-        catalog.seed_builtin().await.context("cannot load the built-in catalog")?;
-        if let Some(dir) = &settings.embed_model_dir {
-            MiniLm::check_dir(dir)?;
-        }
-        let keyring = Arc::new(crate::vault::keyring(&settings)?);
-        let outbound = Arc::new(OutboundPolicy {
-            allow: settings.outbound_allow.clone(),
-            allow_http: settings.outbound_allow_http,
-        });
-        let credentials = Credentials::new(store.clone(), keyring, catalog.clone(), outbound);
-        let state = AppState {
-            builder: Builder::new(store.clone(), catalog.clone(), credentials),
-            catalog,
-            tasks: TaskService::new(store.clone()),
-            tasks_server: Arc::new(TasksServer::for_signed_in_users(TaskService::new(store.clone()))),
-            mcp_sessions: Default::default(),
-            shutdown: tokio_util::sync::CancellationToken::new(),
-            store,
-            auth: Arc::new(auth),
-            limiter,
-            agent: agent(&settings),
-
-            metrics: Arc::new(Metrics::new()),
-            config: Arc::new(ApiConfig {
-                body_limit: settings.body_limit_bytes,
-                max_message_chars: settings.max_message_chars,
-                history_limit: settings.history_limit,
-                cors_allowed_origins: settings.cors_allowed_origins.clone(),
-                trusted_proxies: settings.trusted_proxies.clone(),
-                mcp: McpConfig {
-                    allowed_hosts: mcp_allowed_hosts(&settings),
-                    allowed_origins: settings.cors_allowed_origins.clone(),
-                },
-                models: chat_models(&settings),
-                mcp_call_timeout: Duration::from_secs(settings.mcp_call_timeout_secs.max(1)),
-                max_file_bytes: settings.max_file_bytes,
-                max_files: settings.max_files,
-            }),
-        };
+        let state = build_state(&settings, parts).await?;
         let local_token = local_user_token(state.auth.signer());
         let listener =
             TcpListener::bind(settings.addr).await.with_context(|| format!("cannot listen on {}", settings.addr))?;
@@ -191,6 +131,8 @@ impl Application {
             self.settings.clone(),
             self.state.shutdown.clone(),
         ));
+        let jobs = (self.settings.workers > 0)
+            .then(|| tokio::spawn(workers(&self.settings, &self.state).run(self.state.shutdown.clone())));
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
         let signal = async move {
             shutdown.await;
@@ -211,10 +153,115 @@ impl Application {
             served = server => served.context("the HTTP server failed")?,
             () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping the remaining connections"),
         }
+        // Jobs still running stop here; their leases run out and another worker takes them over.
+        if let Some(jobs) = jobs {
+            let _ = jobs.await;
+        }
         store.close().await;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Everything the handlers and workers share: the database (migrated), keys, catalog, agent.
+async fn build_state(settings: &Settings, parts: Parts) -> anyhow::Result<AppState> {
+    settings.validate()?;
+    create_private_dir(&settings.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
+    let store = open_store(settings).await?;
+    let secret = signing_secret(settings)?;
+
+    let auth = Authenticator::new(
+        AuthConfig {
+            secret: secret.clone(),
+            audience: settings.jwt_audience.clone(),
+            oidc: settings.oidc.clone(),
+            google_client_ids: settings.google_client_ids.clone(),
+            google_jwks_url: settings.google_jwks_url.clone(),
+            admin_emails: settings.admin_emails.clone(),
+            session_ttl: Duration::from_secs(settings.session_ttl_secs),
+            jwks_refresh_interval: Duration::from_secs(settings.jwks_refresh_secs),
+        },
+        store.clone(),
+    );
+    let limiter = parts.rate_limiter.or_else(|| {
+        NonZeroU32::new(settings.rate_limit_per_minute)
+            .map(|n| Arc::new(InMemoryRateLimiter::per_minute(n)) as Arc<dyn RateLimiter>)
+    });
+    let catalog = Catalog::new(store.clone(), None);
+    catalog.seed_builtin().await.context("cannot load the built-in catalog")?;
+    if let Some(dir) = &settings.embed_model_dir {
+        MiniLm::check_dir(dir)?;
+    }
+    let keyring = Arc::new(crate::vault::keyring(settings)?);
+    let outbound =
+        Arc::new(OutboundPolicy { allow: settings.outbound_allow.clone(), allow_http: settings.outbound_allow_http });
+    let credentials = Credentials::new(store.clone(), keyring, catalog.clone(), outbound);
+    let state = AppState {
+        builder: Builder::new(store.clone(), catalog.clone(), credentials),
+        catalog,
+        tasks: TaskService::new(store.clone()),
+        tasks_server: Arc::new(TasksServer::for_signed_in_users(TaskService::new(store.clone()))),
+        mcp_sessions: Default::default(),
+        shutdown: tokio_util::sync::CancellationToken::new(),
+        store,
+        auth: Arc::new(auth),
+        limiter,
+        agent: agent(settings),
+        jobs_wake: switchboard_jobs::Wake::default(),
+
+        metrics: Arc::new(Metrics::new()),
+        config: Arc::new(ApiConfig {
+            body_limit: settings.body_limit_bytes,
+            max_message_chars: settings.max_message_chars,
+            history_limit: settings.history_limit,
+            cors_allowed_origins: settings.cors_allowed_origins.clone(),
+            trusted_proxies: settings.trusted_proxies.clone(),
+            mcp: McpConfig {
+                allowed_hosts: mcp_allowed_hosts(settings),
+                allowed_origins: settings.cors_allowed_origins.clone(),
+            },
+            models: chat_models(settings),
+            mcp_call_timeout: Duration::from_secs(settings.mcp_call_timeout_secs.max(1)),
+            job_max_attempts: settings.job_max_attempts,
+            max_file_bytes: settings.max_file_bytes,
+            max_files: settings.max_files,
+        }),
+    };
+    Ok(state)
+}
+
+/// The workers of this process, over its state.
+fn workers(settings: &Settings, state: &AppState) -> Workers {
+    let config = WorkerConfig {
+        concurrency: settings.workers.max(1),
+        lease: Duration::from_secs(settings.job_lease_secs),
+        renew_every: Duration::from_millis(500).min(Duration::from_secs(settings.job_lease_secs) / 3),
+        poll_every: Duration::from_millis(settings.job_poll_ms.max(10)),
+        backoff: Duration::from_millis(settings.job_retry_backoff_ms),
+        max_backoff: Duration::from_secs(60),
+        name: "sb".into(),
+    };
+    Workers::new(state.store.clone(), Arc::new(JobRunner { state: state.clone() }), config, state.jobs_wake.clone())
+}
+
+/// `switchboard worker`: runs jobs until `shutdown`, with no HTTP server.
+pub async fn run_workers(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = build_state(&settings, Parts::default()).await?;
+    let stop = state.shutdown.clone();
+    tokio::spawn(keep_catalog_fresh(state.catalog.clone(), settings.clone(), stop.clone()));
+    let workers = workers(&settings, &state);
+    println!("Switchboard worker {} running {} jobs at a time", workers.id(), settings.workers.max(1));
+    let running = tokio::spawn(workers.run(stop.clone()));
+    shutdown.await;
+    tracing::info!("stopping the workers");
+    stop.cancel();
+    let _ = running.await;
+    state.store.close().await;
+    Ok(())
 }
 
 /// The agent with the configured model provider.

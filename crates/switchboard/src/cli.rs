@@ -33,6 +33,19 @@ pub enum Command {
     /// The credential vault.
     #[command(subcommand)]
     Vault(VaultCommand),
+    /// Run background jobs only (no HTTP), against the configured database; run any number.
+    Worker(WorkerArgs),
+}
+
+#[derive(Debug, Args, Serialize)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub store: StoreArgs,
+    /// Jobs run at once [env: SWITCHBOARD_WORKERS] [default: 2]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,7 +111,11 @@ Lists in the environment are comma-separated. Settings without a flag:
   previous_master_keys SWITCHBOARD_PREVIOUS_MASTER_KEYS  keys being rotated away from (`switchboard vault rotate`)
   mcp_call_timeout_secs SWITCHBOARD_MCP_CALL_TIMEOUT_SECS  longest an agent's MCP server may take to start or answer [30]
   max_file_bytes       SWITCHBOARD_MAX_FILE_BYTES  largest file attached to POST /api/chat [262144]
-  max_files            SWITCHBOARD_MAX_FILES       most files attached to one message [5]";
+  max_files            SWITCHBOARD_MAX_FILES       most files attached to one message [5]
+  job_max_attempts     SWITCHBOARD_JOB_MAX_ATTEMPTS  attempts a job gets before it fails [3]
+  job_lease_secs       SWITCHBOARD_JOB_LEASE_SECS  a running job's lease; a worker silent this long loses it [30]
+  job_retry_backoff_ms SWITCHBOARD_JOB_RETRY_BACKOFF_MS  first retry delay, doubled per attempt (at most 60 s) [1000]
+  job_poll_ms          SWITCHBOARD_JOB_POLL_MS     how often idle workers look for due jobs unwoken [1000]";
 
 /// Flags of `serve`; each overrides the setting of the same name.
 #[derive(Debug, Default, Args, Serialize)]
@@ -219,6 +236,10 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub outbound_allow_http: bool,
+    /// Jobs this process runs at once; 0 leaves them to `switchboard worker` processes [env: SWITCHBOARD_WORKERS] [default: 2]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
     /// Seconds between checks for catalog changes made by other servers [env: SWITCHBOARD_CATALOG_REFRESH_SECS] [default: 5]
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -276,6 +297,7 @@ pub async fn main() -> ExitCode {
         Command::Mcp(McpCommand::Tasks(args)) => mcp_tasks(args).await,
         Command::Catalog(command) => crate::catalog_cli::run(command).await,
         Command::Vault(VaultCommand::Rotate(args)) => vault_rotate(args).await,
+        Command::Worker(args) => worker(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -313,6 +335,13 @@ async fn mcp_tasks(args: McpTasksArgs) -> anyhow::Result<()> {
     let served = switchboard_mcp::serve_stdio(server).await;
     store.close().await;
     Ok(served?)
+}
+
+async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let file = config_file(args.store.config.clone());
+    let settings = Settings::load(file.as_deref(), &args)?;
+    crate::telemetry::init(&settings);
+    app::run_workers(settings, app::shutdown_signal()).await
 }
 
 async fn vault_rotate(args: StoreArgs) -> anyhow::Result<()> {

@@ -69,6 +69,12 @@ pub struct Settings {
     /// Allow plain-http remote MCP servers.
     pub outbound_allow_http: bool,
     pub mcp_call_timeout_secs: u64,
+    /// Jobs this process runs at once (0: this process runs none; `switchboard worker` does).
+    pub workers: usize,
+    pub job_max_attempts: i32,
+    pub job_lease_secs: u64,
+    pub job_retry_backoff_ms: u64,
+    pub job_poll_ms: u64,
     pub max_file_bytes: usize,
     pub max_files: usize,
     pub log_format: LogFormat,
@@ -117,6 +123,11 @@ pub(crate) const KEYS: &[&str] = &[
     "outbound_allow",
     "outbound_allow_http",
     "mcp_call_timeout_secs",
+    "workers",
+    "job_max_attempts",
+    "job_lease_secs",
+    "job_retry_backoff_ms",
+    "job_poll_ms",
     "max_file_bytes",
     "max_files",
     "log_format",
@@ -166,6 +177,11 @@ impl Default for Settings {
             outbound_allow: Vec::new(),
             outbound_allow_http: false,
             mcp_call_timeout_secs: 30,
+            workers: 2,
+            job_max_attempts: 3,
+            job_lease_secs: 30,
+            job_retry_backoff_ms: 1000,
+            job_poll_ms: 1000,
             max_file_bytes: 256 * 1024,
             max_files: 5,
             log_format: LogFormat::Text,
@@ -299,6 +315,11 @@ impl Settings {
         for key in self.previous_master_keys.iter().flat_map(|k| k.expose_secret().split(',')) {
             switchboard_vault::MasterKey::from_material(key)
                 .map_err(|e| SettingsError::Invalid(format!("SWITCHBOARD_PREVIOUS_MASTER_KEYS: {e}")))?;
+        }
+        if self.job_max_attempts < 1 || self.job_lease_secs < 2 {
+            return Err(SettingsError::Invalid(
+                "job_max_attempts must be at least 1 and job_lease_secs at least 2".into(),
+            ));
         }
         if self.max_agent_steps == 0 {
             return Err(SettingsError::Invalid("max_agent_steps must be at least 1".into()));

@@ -17,13 +17,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::chat::{begin, run_turn_with, ChatReply, ChatRequest};
+use super::chat::{begin, run_turn_with, Begun, ChatReply, ChatRequest};
 use super::credentials::credential_error;
 use super::PageQuery;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, Path, Query};
 use crate::AppState;
+use switchboard_agent::AgentEvent;
+use tokio::sync::mpsc::UnboundedSender;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -153,29 +155,49 @@ async fn run_agent(
     // Another user's agent is a 404 whatever the body holds.
     let agent = owned_agent(&state, owner, id).await?;
     let JsonBody(req) = body?;
+    let servers = prepare_servers(&state, owner, &agent).await?;
+    let request = ChatRequest {
+        message: req.input,
+        conversation_id: req.conversation_id,
+        model: None,
+        credentials: None,
+        attachments: Vec::new(),
+    };
+    let begun = begin(&state, owner, request).await?;
+    Ok(Json(run_prepared(&state, &begun, &agent, servers, None).await?))
+}
+
+/// An agent's servers, ready to start: their configurations with the owner's credentials, and
+/// those credentials' values (to scrub from error messages).
+pub(crate) struct PreparedServers {
+    configs: Vec<switchboard_mcp::client::ServerConfig>,
+    secrets: Vec<secrecy::SecretString>,
+}
+
+/// Resolves the agent's servers; a missing credential is 409.
+pub(crate) async fn prepare_servers(state: &AppState, owner: Id, agent: &Agent) -> ApiResult<PreparedServers> {
     let credentials = state.builder.credentials();
-    let mut configs = Vec::new();
-    let mut secrets = Vec::new();
+    let mut prepared = PreparedServers { configs: Vec::new(), secrets: Vec::new() };
     for name in &agent.servers {
         let entry = credentials.entry(name).await.map_err(credential_error)?;
         let values = credentials.values(owner, &entry).await.map_err(credential_error)?;
-        secrets.extend(values.values().cloned());
+        prepared.secrets.extend(values.values().cloned());
         let config = resolve(&entry, &values, state.config.mcp_call_timeout, Some(credentials.outbound()))
             .map_err(|e| ApiError::new(StatusCode::CONFLICT, "missing_credentials", e.to_string()))?;
-        configs.push(config);
+        prepared.configs.push(config);
     }
-    let begun = begin(
-        &state,
-        owner,
-        ChatRequest {
-            message: req.input,
-            conversation_id: req.conversation_id,
-            model: None,
-            credentials: None,
-            attachments: Vec::new(),
-        },
-    )
-    .await?;
+    Ok(prepared)
+}
+
+/// Starts the servers, runs the begun turn as the agent, and stops them.
+pub(crate) async fn run_prepared(
+    state: &AppState,
+    begun: &Begun,
+    agent: &Agent,
+    servers: PreparedServers,
+    events: Option<&UnboundedSender<AgentEvent>>,
+) -> ApiResult<ChatReply> {
+    let PreparedServers { configs, secrets } = servers;
     let tools = ServerTools::connect(configs).await.map_err(|e| {
         // The cause may quote an address built from a credential: it is scrubbed before the log,
         // and the client hears only which server failed.
@@ -192,11 +214,11 @@ async fn run_agent(
             format!("the MCP server {server} could not be started or reached (your input was kept)"),
         )
     })?;
-    let reply = run_turn_with(&state, &begun, &agent.system_prompt, &tools).await;
+    let reply = run_turn_with(state, begun, &agent.system_prompt, &tools, events).await;
     tools.shutdown().await;
-    Ok(Json(reply?))
+    reply
 }
 
-async fn owned_agent(state: &AppState, owner: Id, id: Uuid) -> ApiResult<Agent> {
+pub(crate) async fn owned_agent(state: &AppState, owner: Id, id: Uuid) -> ApiResult<Agent> {
     state.store.get_agent(owner, id).await?.ok_or_else(|| ApiError::not_found("agent"))
 }

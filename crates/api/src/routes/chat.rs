@@ -17,7 +17,7 @@ use switchboard_agent::{AgentEvent, BuiltinTasks, Combined, ToolRecord, Tools, T
 use switchboard_domain::{NewMessage, Role};
 use switchboard_llm::{ChatMessage, ChatRole, ProviderError, Usage};
 use switchboard_store::StartTurn;
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, UnboundedSender};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -104,18 +104,22 @@ async fn chat(
     JsonBody(req): JsonBody<ChatRequest>,
 ) -> ApiResult<Json<ChatReply>> {
     let begun = begin(&state, p.user_id(), req).await?;
-    Ok(Json(run_turn(&state, &begun).await?))
+    Ok(Json(run_turn(&state, &begun, None).await?))
 }
 
 /// Runs a begun chat turn to its end (not streamed) and stores the outcome: a pending workflow
 /// that can continue does so; otherwise the assistant runs with the tasks and workflow tools.
-pub(crate) async fn run_turn(state: &AppState, begun: &Begun) -> ApiResult<ChatReply> {
+pub(crate) async fn run_turn(
+    state: &AppState,
+    begun: &Begun,
+    events: Option<&UnboundedSender<AgentEvent>>,
+) -> ApiResult<ChatReply> {
     if let Some(reply) = workflow_step(state, begun).await? {
         return Ok(reply);
     }
     let tasks = BuiltinTasks::new(state.tasks_server.clone(), begun.owner);
     let workflow = workflow_tool(state, begun);
-    run_turn_with(state, begun, SYSTEM_PROMPT, &Combined(vec![&tasks, &workflow])).await
+    run_turn_with(state, begun, SYSTEM_PROMPT, &Combined(vec![&tasks, &workflow]), events).await
 }
 
 /// Runs a begun turn with these tools and system prompt (a configured agent's run).
@@ -124,8 +128,9 @@ pub(crate) async fn run_turn_with(
     begun: &Begun,
     system_prompt: &str,
     tools: &dyn Tools,
+    events: Option<&UnboundedSender<AgentEvent>>,
 ) -> ApiResult<ChatReply> {
-    match state.agent.run_as(system_prompt, begun.messages.clone(), tools, begun.model.as_deref(), None).await {
+    match state.agent.run_as(system_prompt, begun.messages.clone(), tools, begun.model.as_deref(), events).await {
         Ok(turn) => finish(state, begun, turn).await,
         Err(failure) => {
             keep_partial(state, begun, &failure).await;
@@ -353,6 +358,32 @@ pub(crate) async fn begin(state: &AppState, owner: Uuid, req: ChatRequest) -> Ap
     };
     let (conversation, user_message) =
         state.store.start_turn(owner, turn).await?.ok_or_else(|| ApiError::not_found("conversation"))?;
+    load_turn(state, owner, conversation, user_message.id, req.model, credentials_given, text.to_owned()).await
+}
+
+/// A turn whose user message was stored earlier (a queued job's), with the history as it is now.
+pub(crate) async fn reopen(
+    state: &AppState,
+    owner: Uuid,
+    conversation: Uuid,
+    user_message_id: Uuid,
+    model: Option<String>,
+    text: String,
+) -> ApiResult<Begun> {
+    let conversation =
+        state.store.get_conversation(owner, conversation).await?.ok_or_else(|| ApiError::not_found("conversation"))?;
+    load_turn(state, owner, conversation, user_message_id, model, false, text).await
+}
+
+async fn load_turn(
+    state: &AppState,
+    owner: Uuid,
+    conversation: switchboard_domain::Conversation,
+    user_message_id: Uuid,
+    model: Option<String>,
+    credentials_given: bool,
+    text: String,
+) -> ApiResult<Begun> {
     let history = state.store.recent_messages(owner, conversation.id, state.config.history_limit).await?;
     let messages = history
         .iter()
@@ -365,14 +396,24 @@ pub(crate) async fn begin(state: &AppState, owner: Uuid, req: ChatRequest) -> Ap
     Ok(Begun {
         owner,
         conversation_id: conversation.id,
-        user_message_id: user_message.id,
+        user_message_id,
         history_messages: history.len(),
         messages,
-        model: req.model,
+        model,
         context: conversation.context,
         credentials_given,
-        text: text.to_owned(),
+        text,
     })
+}
+
+impl Begun {
+    pub(crate) fn conversation_id(&self) -> Uuid {
+        self.conversation_id
+    }
+
+    pub(crate) fn user_message_id(&self) -> Uuid {
+        self.user_message_id
+    }
 }
 
 /// Stores the assistant's reply with what the turn did, and builds the response.

@@ -19,7 +19,13 @@ use crate::extract::{JsonBody, Path, Query};
 use crate::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(chat)).routes(routes!(history)).routes(routes!(session_messages))
+    OpenApiRouter::new()
+        .routes(routes!(chat))
+        .routes(routes!(history))
+        .routes(routes!(session_messages))
+        .routes(routes!(run))
+        .routes(routes!(result))
+        .routes(routes!(jobs))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -92,7 +98,7 @@ async fn chat(State(state): State<AppState>, Auth(p): Auth, request: Request) ->
         attachments: files,
     };
     let begun = begin(&state, p.user_id(), request).await?;
-    let reply = run_turn(&state, &begun).await?;
+    let reply = run_turn(&state, &begun, None).await?;
     Ok(Json(CompatChatReply {
         reply: reply.message.content,
         session_id: reply.conversation_id,
@@ -209,4 +215,120 @@ async fn session_messages(
         session: CompatSession { session_id: c.id, title: c.title, created_at: c.created_at, updated_at: c.updated_at },
         messages,
     }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompatRunRequest {
+    pub message: String,
+    /// Continue this session.
+    #[serde(default)]
+    pub session_id: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompatRunAccepted {
+    pub job_id: Uuid,
+    /// `queued`.
+    pub status: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompatTokenUsage {
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub total_tokens: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompatJob {
+    pub job_id: Uuid,
+    pub status: String,
+    /// The assistant's reply, when completed.
+    pub result: Option<String>,
+    pub error_message: Option<String>,
+    pub token_usage: CompatTokenUsage,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+fn compat_job(job: switchboard_domain::Job) -> CompatJob {
+    CompatJob {
+        job_id: job.id,
+        status: job.status.as_str().to_owned(),
+        result: job.result.as_ref().and_then(|r| r["message"]["content"].as_str()).map(str::to_owned),
+        error_message: job.error,
+        token_usage: CompatTokenUsage {
+            input_tokens: job.input_tokens,
+            output_tokens: job.output_tokens,
+            total_tokens: job.total_tokens,
+        },
+        created_at: job.created_at,
+        started_at: job.started_at,
+        completed_at: job.completed_at,
+    }
+}
+
+/// `POST /run`: a chat message run in the background (`POST /api/v1/jobs`).
+#[utoipa::path(post, path = "/run", tag = "compat", security(("bearer" = [])), request_body = CompatRunRequest,
+    responses((status = 202, body = CompatRunAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn run(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    JsonBody(req): JsonBody<CompatRunRequest>,
+) -> ApiResult<(axum::http::StatusCode, Json<CompatRunAccepted>)> {
+    let request = super::jobs::JobRequest {
+        message: Some(req.message),
+        conversation_id: req.session_id,
+        model: None,
+        agent_id: None,
+        input: None,
+    };
+    let job = super::jobs::enqueue(&state, p.user_id(), request).await?;
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(CompatRunAccepted {
+            job_id: job.id,
+            status: job.status.as_str().to_owned(),
+            message: format!("job queued; follow it at /result/{}", job.id),
+        }),
+    ))
+}
+
+/// `GET /result/{job_id}`: the job in the original specification's shape.
+#[utoipa::path(get, path = "/result/{job_id}", tag = "compat", security(("bearer" = [])), params(("job_id" = Uuid, Path)),
+    responses((status = 200, body = CompatJob), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn result(State(state): State<AppState>, Auth(p): Auth, Path(job_id): Path<Uuid>) -> ApiResult<Json<CompatJob>> {
+    let job = state.store.get_job(p.user_id(), job_id).await?.ok_or_else(|| ApiError::not_found("job"))?;
+    Ok(Json(compat_job(job)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CompatJobsQuery {
+    pub status: Option<String>,
+    /// 1–100 (default 20).
+    pub limit: Option<u32>,
+    pub offset: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompatJobList {
+    pub jobs: Vec<CompatJob>,
+}
+
+/// `GET /jobs`: the caller's jobs, newest first.
+#[utoipa::path(get, path = "/jobs", tag = "compat", security(("bearer" = [])), params(CompatJobsQuery),
+    responses((status = 200, body = CompatJobList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn jobs(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Query(q): Query<CompatJobsQuery>,
+) -> ApiResult<Json<CompatJobList>> {
+    let status = super::jobs::parse_status(q.status.as_deref())?;
+    let page = PageRequest::new(q.limit, None, q.offset);
+    let page = state.store.list_jobs(p.user_id(), status, page).await?;
+    Ok(Json(CompatJobList { jobs: page.items.into_iter().map(compat_job).collect() }))
 }

@@ -22,23 +22,27 @@ pub struct Health {
     /// The database backend (`/ready` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<&'static str>,
+    /// The job queue's backend (`/ready` only): the database, so it is as healthy as the database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<&'static str>,
 }
 
 /// Liveness: answers as long as the process serves HTTP.
 #[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, body = Health)))]
 async fn health() -> Json<Health> {
-    Json(Health { status: "ok", database: None })
+    Json(Health { status: "ok", database: None, queue: None })
 }
 
 /// Readiness: 200 when the database answers, 503 otherwise.
 #[utoipa::path(get, path = "/ready", tag = "ops", responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let database = Some(state.store.backend());
+    let queue = database;
     match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(Health { status: "ready", database })),
+        Ok(()) => (StatusCode::OK, Json(Health { status: "ready", database, queue })),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "unavailable", database }))
+            (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "unavailable", database, queue }))
         }
     }
 }
@@ -46,5 +50,9 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.queue_stats(switchboard_domain::now() - chrono::Duration::seconds(30)).await {
+        Ok(stats) => state.metrics.set_queue(&stats),
+        Err(e) => tracing::warn!(error = %e, "queue figures unavailable for /metrics"),
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }

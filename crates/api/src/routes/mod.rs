@@ -10,6 +10,7 @@ pub mod conversations;
 pub mod credentials;
 pub mod google;
 pub mod health;
+pub mod jobs;
 pub mod me;
 pub mod tasks;
 
