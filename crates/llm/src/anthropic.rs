@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::http::{client, poster, read_answer, send_with_retries, HttpConfig, KeyHeader};
+use crate::http::{client, poster, read_answer, read_stream, send_with_retries, HttpConfig, KeyHeader};
 use crate::{
     ChatMessage, ChatRequest, ChatResponse, ChatRole, FinishReason, Provider, ProviderError, StreamEvent, ToolCall,
     Usage,
@@ -305,7 +305,7 @@ impl Provider for AnthropicProvider {
         let mut body = request_body(&self.config, &request);
         body["stream"] = json!(true);
         let response = send_with_retries(&self.config, self.post(&body), classify).await?;
-        Ok(parse_stream(response.bytes_stream(), self.config.model.clone()))
+        read_stream(&self.config, response, parse_response, |bytes, model| parse_stream(bytes, model)).await
     }
 }
 

@@ -143,6 +143,34 @@ pub(crate) async fn read_answer(
     Ok(parsed)
 }
 
+/// A streamed answer; a service that answered a stream request with one JSON body (some
+/// OpenAI-compatible servers ignore `stream`) is read whole and replayed as events.
+pub(crate) async fn read_stream(
+    config: &HttpConfig,
+    response: Response,
+    parse: fn(&str) -> Result<crate::ChatResponse, ProviderError>,
+    parse_stream: fn(futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>, String) -> crate::EventStream,
+) -> Result<crate::EventStream, ProviderError> {
+    use futures::StreamExt;
+    let is_json = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return Ok(parse_stream(response.bytes_stream().boxed(), config.model.clone()));
+    }
+    let answer = read_answer(config, response, parse).await?;
+    let mut events = Vec::new();
+    if !answer.content.is_empty() {
+        events.push(Ok(crate::StreamEvent::TextDelta(answer.content)));
+    }
+    events.extend(answer.tool_calls.into_iter().map(|call| Ok(crate::StreamEvent::ToolCall(call))));
+    events.push(Ok(crate::StreamEvent::Usage(answer.usage)));
+    events.push(Ok(crate::StreamEvent::Finish { model: answer.model, reason: answer.finish_reason }));
+    Ok(futures::stream::iter(events).boxed())
+}
+
 fn connection_error(e: &reqwest::Error) -> String {
     if e.is_connect() {
         "the connection was refused".into()

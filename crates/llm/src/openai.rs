@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::http::{client, poster, read_answer, send_with_retries, HttpConfig, KeyHeader};
+use crate::http::{client, poster, read_answer, read_stream, send_with_retries, HttpConfig, KeyHeader};
 use crate::{
     ChatMessage, ChatRequest, ChatResponse, ChatRole, FinishReason, Provider, ProviderError, StreamEvent, ToolCall,
     Usage,
@@ -181,7 +181,7 @@ impl Provider for OpenAiProvider {
         body["stream"] = json!(true);
         body["stream_options"] = json!({ "include_usage": true });
         let response = send_with_retries(&self.config, self.post(&body), classify).await?;
-        Ok(parse_stream(response.bytes_stream(), self.config.model.clone()))
+        read_stream(&self.config, response, parse_response, |bytes, model| parse_stream(bytes, model)).await
     }
 }
 

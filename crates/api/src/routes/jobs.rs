@@ -254,7 +254,7 @@ impl Follow {
                     // A job finished without its final event (its worker died while recording
                     // it): stop once it has been quiet for a while.
                     self.quiet_polls += 1;
-                    if self.quiet_polls % 20 == 0 {
+                    if self.quiet_polls.is_multiple_of(20) {
                         let job = self.state.store.get_job(self.owner, self.job).await.ok().flatten();
                         if job.is_none_or(|j| j.status.is_final()) {
                             return None;

@@ -13,6 +13,7 @@ mod chat_stream;
 mod compat;
 mod conversations;
 mod isolation;
+mod jobs;
 mod llm_anthropic;
 mod llm_openai;
 mod mcp_client;

@@ -69,10 +69,18 @@ async fn the_openapi_document_lists_every_route_and_its_schemas(backend: Backend
         "/api/v1/agents/{id}",
         "/api/v1/agents/{id}/config",
         "/api/v1/agents/{id}/run",
+        "/api/v1/jobs",
+        "/api/v1/jobs/{id}",
+        "/api/v1/jobs/{id}/cancel",
+        "/api/v1/jobs/{id}/events",
+        "/api/v1/admin/queue",
+        "/run",
+        "/result/{job_id}",
+        "/jobs",
     ] {
         assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
     }
-    assert_eq!(paths.len(), 30, "a route was added without being listed here: {:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 38, "a route was added without being listed here: {:?}", paths.keys().collect::<Vec<_>>());
     let schemas = spec["components"]["schemas"].as_object().unwrap();
     for schema in [
         "ChatRequest",

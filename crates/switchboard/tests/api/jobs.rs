@@ -1,0 +1,252 @@
+//! Background jobs: enqueue, follow (with replay), cancel, retry and fail, isolation between
+//! users, many workers without duplicates, and the original specification's `/run` routes.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use switchboard::config::LlmProvider;
+
+use crate::helpers::{error_code, spawn_app_with, Backend, TestApp};
+use crate::model_server::{app_with_model, ModelServer, Reply};
+
+pub async fn enqueue(app: &TestApp, token: &str, body: Value) -> String {
+    let response = app.post_json("/api/v1/jobs", token, &body).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED, "{}", response.text().await.unwrap());
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(created["status"], "queued");
+    created["job_id"].as_str().unwrap().to_owned()
+}
+
+/// Polls the job until `done` says so (at most 20 s).
+pub async fn wait_for(app: &TestApp, token: &str, job: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let current: Value = app.get(&format!("/api/v1/jobs/{job}"), token).await.json().await.unwrap();
+        if done(&current) {
+            return current;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the job never got there: {current}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn finished(job: &Value) -> bool {
+    matches!(job["status"].as_str(), Some("completed" | "failed" | "cancelled"))
+}
+
+/// The job's events as (id, name, data), read to the end of the stream.
+async fn events(app: &TestApp, token: &str, job: &str, query: &str) -> Vec<(i64, String, Value)> {
+    let response = app.get(&format!("/api/v1/jobs/{job}/events{query}"), token).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    text.split("\n\n")
+        .filter_map(|block| {
+            let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(str::to_owned);
+            Some((field("id: ")?.parse().ok()?, field("event: ")?, serde_json::from_str(&field("data: ")?).ok()?))
+        })
+        .collect()
+}
+
+async fn a_chat_job_runs_in_the_background_and_its_events_replay_to_a_late_subscriber(backend: Backend) {
+    let app = spawn_app_with(&backend, |_| {}, Default::default()).await;
+    let token = app.token_for("alice");
+    let job = enqueue(&app, &token, json!({"message": "add a task called background milk"})).await;
+    let done = wait_for(&app, &token, &job, finished).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["kind"], "chat");
+    assert_eq!(done["attempts"], 1);
+    assert!(done["result"]["message"]["content"].as_str().unwrap().contains("Added task #1 background milk"));
+    assert!(done["started_at"].is_string() && done["completed_at"].is_string());
+    for key in ["input_tokens", "output_tokens", "total_tokens"] {
+        assert!(done[key].is_i64(), "{key}");
+    }
+    // The task exists and the conversation holds both messages.
+    let tasks: Value = app.get("/api/v1/tasks", &token).await.json().await.unwrap();
+    assert_eq!(tasks["items"][0]["title"], "background milk");
+    let conversation = done["input"]["conversation_id"].as_str().unwrap();
+    let messages: Value =
+        app.get(&format!("/api/v1/conversations/{conversation}/messages"), &token).await.json().await.unwrap();
+    assert_eq!(messages["items"].as_array().unwrap().len(), 2);
+
+    // Subscribing after the end replays everything, numbered, ending with the final status.
+    let all = events(&app, &token, &job, "").await;
+    let names: Vec<&str> = all.iter().map(|(_, n, _)| n.as_str()).collect();
+    assert_eq!(names, ["status", "status", "tool_call", "tool_result", "delta", "result", "status"], "{all:?}");
+    assert_eq!(all[0].2["status"], "queued");
+    assert_eq!(all[1].2["status"], "running");
+    assert_eq!(all.last().unwrap().2["status"], "completed");
+    assert!(all.windows(2).all(|w| w[1].0 == w[0].0 + 1));
+    let tail = events(&app, &token, &job, "?after=5").await;
+    assert_eq!(tail.iter().map(|(id, _, _)| *id).collect::<Vec<_>>(), [6, 7]);
+
+    let list: Value = app.get("/api/v1/jobs?status=completed", &token).await.json().await.unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let none: Value = app.get("/api/v1/jobs?status=failed", &token).await.json().await.unwrap();
+    assert_eq!(none["items"], json!([]));
+    let (status, code) = error_code(app.get("/api/v1/jobs?status=lost", &token).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_status"));
+}
+
+async fn bad_job_requests_are_refused_and_store_nothing(backend: Backend) {
+    let app = spawn_app_with(&backend, |s| s.workers = 0, Default::default()).await;
+    let token = app.token_for("alice");
+    for (body, status, code) in [
+        (json!({}), StatusCode::BAD_REQUEST, "invalid_job"),
+        (
+            json!({"message": "x", "agent_id": "01a20314-e984-711a-ac49-72e521f5fa53", "input": "y"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_job",
+        ),
+        (json!({"agent_id": "01a20314-e984-711a-ac49-72e521f5fa53", "input": "y"}), StatusCode::NOT_FOUND, "not_found"),
+        (json!({"message": ""}), StatusCode::BAD_REQUEST, "empty_message"),
+        (json!({"message": "x", "user_id": "someone"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+    ] {
+        let (got, got_code) = error_code(app.post_json("/api/v1/jobs", &token, &body).await).await;
+        assert_eq!((got, got_code.as_str()), (status, code), "{body}");
+    }
+    assert_eq!(app.count_rows("jobs").await, 0);
+    assert_eq!(app.count_rows("messages").await, 0);
+}
+
+async fn a_queued_job_is_cancelled_at_once_and_a_running_one_within_a_second(backend: Backend) {
+    // A model that takes 20 s to answer keeps the first job running.
+    let model =
+        ModelServer::start(vec![Reply::After(Duration::from_secs(20), Box::new(Reply::text("too late")))]).await;
+    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |s| {
+        s.workers = 1;
+        s.llm_max_retries = 0;
+    })
+    .await;
+    let token = app.token_for("alice");
+    let running = enqueue(&app, &token, json!({"message": "think hard"})).await;
+    wait_for(&app, &token, &running, |j| j["status"] == "running").await;
+    // The only worker is busy: the second job waits in the queue.
+    let queued = enqueue(&app, &token, json!({"message": "and this"})).await;
+    let cancelled: Value =
+        app.post_json(&format!("/api/v1/jobs/{queued}/cancel"), &token, &json!({})).await.json().await.unwrap();
+    assert_eq!(cancelled["status"], "cancelled");
+    assert!(cancelled["completed_at"].is_string());
+
+    let asked = Instant::now();
+    let response: Value =
+        app.post_json(&format!("/api/v1/jobs/{running}/cancel"), &token, &json!({})).await.json().await.unwrap();
+    assert_eq!(response["cancel_requested"], true);
+    let done = wait_for(&app, &token, &running, finished).await;
+    let took = asked.elapsed();
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert!(took < Duration::from_secs(1), "stopped in {took:?}");
+    assert_eq!(done["error"], "cancelled by its owner");
+    let last = events(&app, &token, &running, "").await.pop().unwrap();
+    assert_eq!((last.1.as_str(), last.2["status"].as_str()), ("status", Some("cancelled")));
+    // Cancelling a finished job changes nothing.
+    let again: Value =
+        app.post_json(&format!("/api/v1/jobs/{running}/cancel"), &token, &json!({})).await.json().await.unwrap();
+    assert_eq!(again["status"], "cancelled");
+    assert_eq!(model.received().len(), 1, "the cancelled queued job never reached the model");
+}
+
+async fn a_job_whose_model_is_down_retries_then_fails_and_the_queue_keeps_serving(backend: Backend) {
+    let model = ModelServer::start(vec![
+        Reply::status(503, r#"{"error":{"message":"overloaded"}}"#),
+        Reply::status(503, r#"{"error":{"message":"overloaded"}}"#),
+        Reply::text("back again"),
+    ])
+    .await;
+    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |s| {
+        s.workers = 1;
+        s.llm_max_retries = 0;
+        s.job_max_attempts = 2;
+        s.job_retry_backoff_ms = 50;
+    })
+    .await;
+    let token = app.token_for("alice");
+    let failing = enqueue(&app, &token, json!({"message": "first"})).await;
+    let failed = wait_for(&app, &token, &failing, finished).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["attempts"], 2);
+    assert!(failed["error"].as_str().unwrap().contains("llm_unavailable"), "{failed}");
+    let history = events(&app, &token, &failing, "").await;
+    let statuses: Vec<&str> =
+        history.iter().filter(|(_, n, _)| n == "status").map(|(_, _, d)| d["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["queued", "running", "queued", "running", "failed"]);
+
+    let next = enqueue(&app, &token, json!({"message": "second"})).await;
+    let done = wait_for(&app, &token, &next, finished).await;
+    assert_eq!(done["status"], "completed", "{done} {:?}", model.received().len());
+    assert_eq!(done["result"]["message"]["content"], "back again");
+    assert_eq!(done["total_tokens"], 18);
+}
+
+async fn another_users_jobs_and_their_events_are_invisible(backend: Backend) {
+    // B2.15
+    let app = spawn_app_with(&backend, |_| {}, Default::default()).await;
+    let (alice, bob) = (app.token_for("alice"), app.token_for("bob"));
+    let job = enqueue(&app, &alice, json!({"message": "add a task called private"})).await;
+    wait_for(&app, &alice, &job, finished).await;
+    for path in [format!("/api/v1/jobs/{job}"), format!("/api/v1/jobs/{job}/events"), format!("/result/{job}")] {
+        let response = app.get(&path, &bob).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        assert!(!response.text().await.unwrap().contains("private"));
+    }
+    let cancel = app.post_json(&format!("/api/v1/jobs/{job}/cancel"), &bob, &json!({})).await;
+    assert_eq!(cancel.status(), StatusCode::NOT_FOUND);
+    let list: Value = app.get("/api/v1/jobs", &bob).await.json().await.unwrap();
+    assert_eq!(list["items"], json!([]));
+    let compat: Value = app.get("/jobs", &bob).await.json().await.unwrap();
+    assert_eq!(compat["jobs"], json!([]));
+    let job_now: Value = app.get(&format!("/api/v1/jobs/{job}"), &alice).await.json().await.unwrap();
+    assert_eq!(job_now["status"], "completed", "Bob's cancel changed nothing");
+}
+
+async fn many_workers_run_every_job_exactly_once(backend: Backend) {
+    let app = spawn_app_with(&backend, |s| s.workers = 4, Default::default()).await;
+    let token = app.token_for("alice");
+    let mut jobs = Vec::new();
+    for i in 0..40 {
+        jobs.push(enqueue(&app, &token, json!({"message": format!("add a task called parallel {i}")})).await);
+    }
+    for job in &jobs {
+        let done = wait_for(&app, &token, job, finished).await;
+        assert_eq!((done["status"].as_str(), done["attempts"].as_i64()), (Some("completed"), Some(1)), "{done}");
+    }
+    let tasks: Value = app.get("/api/v1/tasks?limit=100", &token).await.json().await.unwrap();
+    assert_eq!(tasks["items"].as_array().unwrap().len(), 40, "each job ran once");
+    assert_eq!(app.count_rows("messages").await, 80);
+    let queue: Value = app.get("/api/v1/admin/queue", &app.local_token).await.json().await.unwrap();
+    assert_eq!(queue["completed"], 40);
+    assert_eq!(queue["workers"].as_array().unwrap().len(), 1, "one process, four slots: {queue}");
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("switchboard_jobs{status=\"completed\"} 40"), "{metrics}");
+    let ready: Value = app.client.get(app.url("/ready")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["queue"], ready["database"]);
+}
+
+async fn the_original_run_routes_answer_in_their_own_shapes(backend: Backend) {
+    let app = spawn_app_with(&backend, |_| {}, Default::default()).await;
+    let token = app.token_for("alice");
+    let response = app.post_json("/run", &token, &json!({"message": "add a task called compat job"})).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let accepted: Value = response.json().await.unwrap();
+    assert_eq!(accepted["status"], "queued");
+    assert!(accepted["message"].as_str().unwrap().contains("/result/"));
+    let job = accepted["job_id"].as_str().unwrap();
+    wait_for(&app, &token, job, finished).await;
+    let result: Value = app.get(&format!("/result/{job}"), &token).await.json().await.unwrap();
+    assert_eq!(result["status"], "completed");
+    assert!(result["result"].as_str().unwrap().contains("compat job"));
+    assert_eq!(result["error_message"], Value::Null);
+    assert!(result["token_usage"]["total_tokens"].is_i64() && result["completed_at"].is_string());
+    let list: Value = app.get("/jobs", &token).await.json().await.unwrap();
+    assert_eq!(list["jobs"][0]["job_id"], job);
+}
+
+crate::on_both_backends!(
+    a_chat_job_runs_in_the_background_and_its_events_replay_to_a_late_subscriber,
+    bad_job_requests_are_refused_and_store_nothing,
+    a_queued_job_is_cancelled_at_once_and_a_running_one_within_a_second,
+    a_job_whose_model_is_down_retries_then_fails_and_the_queue_keeps_serving,
+    another_users_jobs_and_their_events_are_invisible,
+    many_workers_run_every_job_exactly_once,
+    the_original_run_routes_answer_in_their_own_shapes,
+);
