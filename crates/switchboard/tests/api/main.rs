@@ -14,6 +14,7 @@ mod compat;
 mod conversations;
 mod isolation;
 mod jobs;
+mod jobs_faults;
 mod llm_anthropic;
 mod llm_openai;
 mod mcp_client;

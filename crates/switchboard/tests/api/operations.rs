@@ -164,15 +164,15 @@ crate::on_both_backends!(
 
 /// A TCP relay between the server and PostgreSQL that the test can cut and restore, to play a
 /// database that goes away and comes back.
-struct Relay {
-    port: u16,
+pub struct Relay {
+    pub port: u16,
     upstream: String,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     acceptor: Option<JoinHandle<()>>,
 }
 
 impl Relay {
-    async fn start(upstream: String) -> Relay {
+    pub async fn start(upstream: String) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let mut relay = Relay { port, upstream, tasks: Arc::new(Mutex::new(Vec::new())), acceptor: None };
@@ -196,7 +196,7 @@ impl Relay {
     }
 
     /// The database "goes down": open connections drop and new ones are refused.
-    async fn cut(&mut self) {
+    pub async fn cut(&mut self) {
         if let Some(a) = self.acceptor.take() {
             a.abort();
             let _ = a.await;
@@ -207,7 +207,7 @@ impl Relay {
     }
 
     /// The database "comes back" on the same address.
-    async fn restore(&mut self) {
+    pub async fn restore(&mut self) {
         let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
         self.accept(listener);
     }

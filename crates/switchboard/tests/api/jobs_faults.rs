@@ -1,0 +1,161 @@
+//! Jobs under faults, on PostgreSQL (RELIABILITY B9): a worker process killed mid-job, and the
+//! database going away while servers and workers run.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use switchboard::config::{DatabaseUrl, LlmProvider};
+
+use crate::helpers::{fresh_postgres_database, Backend};
+use crate::jobs::{enqueue, wait_for};
+use crate::model_server::{app_with_model, ModelServer, Reply};
+use crate::operations::Relay;
+use crate::process::{serve, sigterm, wait_with_deadline, BIN};
+
+fn start_worker(data: &std::path::Path, db: &str, model: &str) -> std::process::Child {
+    Command::new(BIN)
+        .args(["worker", "--workers", "1", "--data-dir"])
+        .arg(data)
+        .args(["--database-url", db])
+        .env("SWITCHBOARD_LLM_PROVIDER", "openai")
+        .env("SWITCHBOARD_LLM_BASE_URL", model)
+        .env("SWITCHBOARD_LLM_API_KEY", "sk-test")
+        .env("SWITCHBOARD_LLM_MAX_RETRIES", "0")
+        .env("SWITCHBOARD_JOB_LEASE_SECS", "2")
+        .env("SWITCHBOARD_JOB_POLL_MS", "100")
+        .env_remove("SWITCHBOARD_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// A worker killed with SIGKILL in the middle of a job: its lease runs out, another worker runs
+/// the job again, and exactly one result is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_worker_is_killed_completes_on_another_worker_once() {
+    let Some(Backend::Postgres(server)) = Backend::postgres() else { return };
+    let db = fresh_postgres_database(&server).await;
+    let model =
+        ModelServer::start(vec![Reply::After(Duration::from_millis(1500), Box::new(Reply::text("the one answer")))])
+            .await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut served = serve(&data, &["--workers", "0", "--rate-limit-per-minute", "0", "--database-url", &db], &[]);
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{}/api/v1/jobs", served.url))
+        .bearer_auth(&served.token)
+        .json(&json!({"message": "answer slowly"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let job = response.json::<Value>().await.unwrap()["job_id"].as_str().unwrap().to_owned();
+    let get = |client: reqwest::Client, url: String, token: String| async move {
+        client.get(url).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap()
+    };
+    let job_url = format!("{}/api/v1/jobs/{job}", served.url);
+
+    let mut first = start_worker(&data, &db, &model.base_url);
+    let started = Instant::now();
+    loop {
+        let current = get(client.clone(), job_url.clone(), served.token.clone()).await;
+        if current["status"] == "running" && model.received().len() == 1 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the first worker never started the job: {current}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+
+    let mut second = start_worker(&data, &db, &model.base_url);
+    let started = Instant::now();
+    let done = loop {
+        let current = get(client.clone(), job_url.clone(), served.token.clone()).await;
+        if current["status"] == "completed" || current["status"] == "failed" {
+            break current;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the job was never taken over: {current}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["attempts"], 2);
+    assert_eq!(done["result"]["message"]["content"], "the one answer");
+    let conversation = done["input"]["conversation_id"].as_str().unwrap();
+    let messages = get(
+        client.clone(),
+        format!("{}/api/v1/conversations/{conversation}/messages", served.url),
+        served.token.clone(),
+    )
+    .await;
+    let roles: Vec<&str> = messages["items"]
+        .as_array()
+        .expect(&messages.to_string())
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant"], "exactly one result was recorded");
+
+    sigterm(&second);
+    wait_with_deadline(&mut second, Duration::from_secs(10));
+    sigterm(&served.child);
+    wait_with_deadline(&mut served.child, Duration::from_secs(10));
+}
+
+/// The database goes away while jobs run and come in: nothing is lost, nothing completes twice,
+/// and enqueuing during the outage is a clear 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_survive_a_database_outage_and_none_completes_twice() {
+    let Some(Backend::Postgres(server)) = Backend::postgres() else { return };
+    let db = fresh_postgres_database(&server).await;
+    let host_port = db.split('@').nth(1).unwrap().split('/').next().unwrap().to_owned();
+    let mut relay = Relay::start(host_port.clone()).await;
+    let relayed = db.replace(&host_port, &format!("127.0.0.1:{}", relay.port));
+    let model = ModelServer::start(vec![Reply::After(Duration::from_millis(200), Box::new(Reply::text("done")))]).await;
+    let app = app_with_model(&Backend::Sqlite, LlmProvider::Openai, &model.base_url, Some("sk-test"), |s| {
+        s.database_url = Some(DatabaseUrl::new(relayed));
+        s.workers = 2;
+        s.llm_max_retries = 0;
+        s.job_lease_secs = 3;
+        s.job_retry_backoff_ms = 100;
+        s.job_poll_ms = 100;
+        s.job_max_attempts = 5;
+    })
+    .await;
+    let token = app.token_for("alice");
+    let mut jobs = Vec::new();
+    for i in 0..6 {
+        jobs.push(enqueue(&app, &token, json!({ "message": format!("job {i}") })).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.cut().await;
+    let response = app.post_json("/api/v1/jobs", &token, &json!({"message": "during the outage"})).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    relay.restore().await;
+    for i in 6..10 {
+        let mut enqueued = None;
+        for _ in 0..50 {
+            let response = app.post_json("/api/v1/jobs", &token, &json!({ "message": format!("job {i}") })).await;
+            if response.status() == StatusCode::ACCEPTED {
+                enqueued = Some(response.json::<Value>().await.unwrap()["job_id"].as_str().unwrap().to_owned());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        jobs.push(enqueued.expect("enqueuing works again once the database is back"));
+    }
+    for job in &jobs {
+        let done = wait_for(&app, &token, job, |j| matches!(j["status"].as_str(), Some("completed" | "failed"))).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        let conversation = done["input"]["conversation_id"].as_str().unwrap();
+        let messages: Value =
+            app.get(&format!("/api/v1/conversations/{conversation}/messages"), &token).await.json().await.unwrap();
+        assert_eq!(messages["items"].as_array().unwrap().len(), 2, "one result per job: {done}");
+    }
+    assert_eq!(app.count_rows("jobs").await, 10, "the refused enqueue stored nothing");
+}
