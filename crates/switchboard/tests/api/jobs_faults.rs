@@ -94,7 +94,7 @@ async fn a_job_whose_worker_is_killed_completes_on_another_worker_once() {
     .await;
     let roles: Vec<&str> = messages["items"]
         .as_array()
-        .expect(&messages.to_string())
+        .unwrap_or_else(|| panic!("{messages}"))
         .iter()
         .map(|m| m["role"].as_str().unwrap())
         .collect();
