@@ -22,6 +22,7 @@ mod mcp_http;
 mod operations;
 mod process;
 mod rate_limits;
+mod several_servers;
 mod sign_in;
 mod sign_in_oidc;
 mod tasks;
