@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Benchmark of the job queue: jobs per second from enqueue to completed, and queue latency
+# (enqueue -> a worker starts it) p50/p99, with 1, 2 and 4 workers, on PostgreSQL and on the
+# embedded SQLite queue. Jobs are chat messages answered by the scripted model server (mock-llm,
+# 0 ms). wrk enqueues through POST /api/v1/jobs for D seconds at concurrency C; the figures
+# come from the jobs table once the queue has drained. Not a test: it measures. Loopback only.
+#
+#   bench/jobs.sh        (env: C=16 D=10 WORKERS="1 2 4" BACKENDS="postgres sqlite"
+#                              PG=postgres://postgres@127.0.0.1:5432/postgres)
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+harness="${HARNESS:-$repo/../shared/bench}"
+C="${C:-16}"; D="${D:-10}"; WORKERS="${WORKERS:-1 2 4}"; BACKENDS="${BACKENDS:-postgres sqlite}"
+PG="${PG:-postgres://postgres@127.0.0.1:5432/postgres}"; PORT="${PORT:-18090}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/switchboard-target}"
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+echo "== building Switchboard and mock-llm (release)"
+(cd "$repo" && cargo build --release -q -p switchboard)
+CARGO_TARGET_DIR="$HOME/.cache/mock-llm-target" cargo build --release -q --manifest-path "$harness/mock-llm/Cargo.toml"
+bin="$CARGO_TARGET_DIR/release/switchboard"
+work="$(mktemp -d)"; pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+"$HOME/.cache/mock-llm-target/release/mock-llm" --port 9998 > "$work/mock.log" 2>&1 & pids+=($!)
+for _ in $(seq 100); do curl -fs http://127.0.0.1:9998/health >/dev/null && break; sleep 0.05; done
+
+cat > "$work/jobs.lua" <<'LUA'
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("POST", "/api/v1/jobs", {["Content-Type"] = "application/json",
+    ["Authorization"] = "Bearer " .. os.getenv("TOKEN")}, '{"message":"bench job ' .. n .. '"}')
+end
+LUA
+
+# Figures from the jobs table: count, span (first enqueue -> last completion), queue latency.
+stats_sql="
+  SELECT COUNT(*) FILTER (WHERE status = 'completed'), COUNT(*),
+         EXTRACT(EPOCH FROM MAX(completed_at) - MIN(created_at)),
+         1000 * PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM started_at - created_at)),
+         1000 * PERCENTILE_CONT(0.99) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM started_at - created_at))
+  FROM jobs"
+sqlite_stats() {  # the same figures from the SQLite file (times are RFC 3339 text)
+  python3 - "$1" <<'PY'
+import sqlite3, sys, datetime
+rows = sqlite3.connect(sys.argv[1]).execute("SELECT status, created_at, started_at, completed_at FROM jobs").fetchall()
+t = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+done = [r for r in rows if r[0] == "completed"]
+waits = sorted(t(r[2]) - t(r[1]) for r in done)
+span = max(t(r[3]) for r in done) - min(t(r[1]) for r in rows)
+pct = lambda p: 1000 * waits[min(len(waits) - 1, int(p * len(waits)))]
+print(f"{len(done)}|{len(rows)}|{span:.3f}|{pct(0.5):.2f}|{pct(0.99):.2f}")
+PY
+}
+
+printf "\n%-9s %-7s %9s %9s %11s %11s %11s\n" backend workers jobs "span s" "jobs/s" "wait p50ms" "wait p99ms"
+for backend in $BACKENDS; do
+  for w in $WORKERS; do
+    data="$work/data-$backend-$w"; db_args=()
+    if [ "$backend" = postgres ]; then
+      name="sb_bench_jobs_$$_$w"
+      psql -q "$PG" -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name"
+      url="${PG%/*}/$name"; db_args=(--database-url "$url")
+    fi
+    "$bin" serve --addr "127.0.0.1:$PORT" --data-dir "$data" "${db_args[@]}" --workers "$w" \
+      --rate-limit-per-minute 0 --log-level warn --llm-provider openai \
+      --llm-base-url http://127.0.0.1:9998/v1 --llm-model mock-gpt > "$work/sb.out" 2> "$work/sb.err" & sb=$!
+    for _ in $(seq 200); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.05; done
+    TOKEN="$("$bin" token --user bench --data-dir "$data" --ttl 2h)" wrk -t2 -c"$C" -d"${D}s" -s "$work/jobs.lua" \
+      "http://127.0.0.1:$PORT" > "$work/wrk.txt"
+    admin="$(sed -n 's/^Local user token (valid 30 days): //p' "$work/sb.out")"
+    for _ in $(seq 600); do  # wait for the queue to drain (at most 60 s)
+      left=$(curl -fs -H "Authorization: Bearer $admin" "http://127.0.0.1:$PORT/api/v1/admin/queue" \
+        | python3 -c 'import json,sys; q=json.load(sys.stdin); print(q["queued"] + q["running"])')
+      [ "$left" = 0 ] && break; sleep 0.1
+    done
+    if [ "$backend" = postgres ]; then
+      figures=$(psql -At "$url" -c "$stats_sql")
+    else
+      figures=$(sqlite_stats "$data/switchboard.db")
+    fi
+    kill "$sb"; wait "$sb" 2>/dev/null || true
+    [ "$backend" = postgres ] && psql -q "$PG" -c "DROP DATABASE IF EXISTS $name"
+    IFS='|' read -r done total span p50 p99 <<< "$figures"
+    printf "%-9s %-7s %9s %9.2f %11.0f %11.2f %11.2f\n" "$backend" "$w" "$done/$total" "$span" \
+      "$(python3 -c "print($done / $span)")" "$p50" "$p99"
+  done
+done
