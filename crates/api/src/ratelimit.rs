@@ -1,6 +1,7 @@
 //! Per-principal rate limits on `/api/*`: signed-in requests are counted per user, anonymous
-//! ones per client address. The limiter is a trait so several server processes can share one
-//! (a Redis-backed limiter) later; the embedded one keeps its buckets in memory.
+//! ones per client address. The embedded limiter keeps its buckets in memory; with Redis
+//! configured, every server shares the same buckets (the same GCRA, run as a script in Redis on
+//! Redis's clock).
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -102,6 +103,85 @@ where
 {
     async fn check(&self, key: &str) -> RateDecision {
         self.decide(key)
+    }
+}
+
+/// Buckets in Redis, shared by every server that uses the same Redis: the generic cell rate
+/// algorithm (the one governor implements) as one Lua script, so each check is one atomic round
+/// trip. If Redis cannot be reached the request is let through (and logged): an outage of the
+/// limiter should not become an outage of the service.
+pub struct RedisRateLimiter {
+    redis: redis::aio::ConnectionManager,
+    script: redis::Script,
+    per_minute: u32,
+    prefix: String,
+}
+
+/// KEYS[1]: the bucket; ARGV[1]: ms between requests at the steady rate; ARGV[2]: the limit.
+/// Returns {allowed, remaining, reset_after_ms, retry_after_ms}.
+const GCRA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - limit * interval
+if now < allow_at then
+  return {0, 0, tat - now, allow_at - now}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
+local remaining = math.floor((now + limit * interval - new_tat) / interval)
+return {1, remaining, new_tat - now, 0}
+"#;
+
+impl RedisRateLimiter {
+    /// Connects (the connection manager reconnects by itself afterwards).
+    pub async fn connect(url: &str, per_minute: NonZeroU32) -> Result<RedisRateLimiter, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let redis = redis::aio::ConnectionManager::new(client).await?;
+        Ok(RedisRateLimiter {
+            redis,
+            script: redis::Script::new(GCRA),
+            per_minute: per_minute.get(),
+            prefix: "switchboard:ratelimit:".into(),
+        })
+    }
+}
+
+#[async_trait]
+impl RateLimiter for RedisRateLimiter {
+    async fn check(&self, key: &str) -> RateDecision {
+        let interval_ms = 60_000 / u64::from(self.per_minute);
+        let mut redis = self.redis.clone();
+        let answer: Result<(i64, i64, i64, i64), _> = self
+            .script
+            .key(format!("{}{key}", self.prefix))
+            .arg(interval_ms)
+            .arg(self.per_minute)
+            .invoke_async(&mut redis)
+            .await;
+        let ms = |v: i64| Duration::from_millis(v.max(0) as u64);
+        match answer {
+            Ok((allowed, remaining, reset, retry)) => RateDecision {
+                allowed: allowed == 1,
+                limit: self.per_minute,
+                remaining: remaining.clamp(0, i64::from(self.per_minute)) as u32,
+                reset_after: ms(reset),
+                retry_after: ms(retry),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "the shared rate limiter is unreachable; letting the request through");
+                RateDecision {
+                    allowed: true,
+                    limit: self.per_minute,
+                    remaining: self.per_minute,
+                    reset_after: Duration::ZERO,
+                    retry_after: Duration::ZERO,
+                }
+            }
+        }
     }
 }
 

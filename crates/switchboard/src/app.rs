@@ -16,7 +16,7 @@ use switchboard_api::auth::{AuthConfig, Authenticator, NewToken, TokenSigner};
 use switchboard_api::jobs::JobRunner;
 use switchboard_api::mcp_endpoint::McpConfig;
 use switchboard_api::metrics::Metrics;
-use switchboard_api::ratelimit::{InMemoryRateLimiter, RateLimiter};
+use switchboard_api::ratelimit::{InMemoryRateLimiter, RateLimiter, RedisRateLimiter};
 use switchboard_api::{ApiConfig, AppState};
 use switchboard_catalog::Catalog;
 use switchboard_embed::{Embedder, MiniLm, RemoteConfig, RemoteEmbedder};
@@ -184,10 +184,22 @@ async fn build_state(settings: &Settings, parts: Parts) -> anyhow::Result<AppSta
         },
         store.clone(),
     );
-    let limiter = parts.rate_limiter.or_else(|| {
-        NonZeroU32::new(settings.rate_limit_per_minute)
-            .map(|n| Arc::new(InMemoryRateLimiter::per_minute(n)) as Arc<dyn RateLimiter>)
-    });
+    let limiter = match (parts.rate_limiter, NonZeroU32::new(settings.rate_limit_per_minute)) {
+        (Some(given), _) => Some(given),
+        (None, None) => None,
+        (None, Some(n)) => Some(match &settings.redis_url {
+            Some(url) => {
+                let connect = RedisRateLimiter::connect(url.expose(), n);
+                let limiter = tokio::time::timeout(Duration::from_secs(10), connect)
+                    .await
+                    .map_err(|_| anyhow::anyhow!("timed out connecting to Redis at {}", url.redacted()))?
+                    .with_context(|| format!("cannot use Redis at {}", url.redacted()))?;
+                tracing::info!("rate limits are shared through Redis");
+                Arc::new(limiter) as Arc<dyn RateLimiter>
+            }
+            None => Arc::new(InMemoryRateLimiter::per_minute(n)) as Arc<dyn RateLimiter>,
+        }),
+    };
     let catalog = Catalog::new(store.clone(), None);
     catalog.seed_builtin().await.context("cannot load the built-in catalog")?;
     if let Some(dir) = &settings.embed_model_dir {

@@ -137,6 +137,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+    /// redis://… to share the per-user rate limit between servers (in memory per server otherwise) [env: SWITCHBOARD_REDIS_URL]
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
     /// How long to keep retrying an unreachable database at start before giving up [env: SWITCHBOARD_DB_CONNECT_TIMEOUT_SECS] [default: 30]
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]

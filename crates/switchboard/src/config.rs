@@ -20,6 +20,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub database_url: Option<DatabaseUrl>,
     pub db_connect_timeout_secs: u64,
+    /// Redis, for a per-user rate limit shared by every server.
+    pub redis_url: Option<DatabaseUrl>,
     pub jwt_secret: Option<SecretString>,
     pub jwt_audience: Option<String>,
     #[serde(deserialize_with = "list")]
@@ -88,6 +90,7 @@ pub(crate) const KEYS: &[&str] = &[
     "data_dir",
     "database_url",
     "db_connect_timeout_secs",
+    "redis_url",
     "jwt_secret",
     "jwt_audience",
     "admin_emails",
@@ -142,6 +145,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("switchboard-data"),
             database_url: None,
             db_connect_timeout_secs: 30,
+            redis_url: None,
             jwt_secret: None,
             jwt_audience: None,
             admin_emails: Vec::new(),

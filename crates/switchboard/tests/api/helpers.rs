@@ -45,6 +45,21 @@ impl Backend {
     }
 }
 
+/// Redis from `SWITCHBOARD_TEST_REDIS_URL`: skipped on a developer machine without it, failing in CI.
+#[allow(clippy::disallowed_methods)] // tests read their own environment
+pub fn redis_url() -> Option<String> {
+    match std::env::var("SWITCHBOARD_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("SWITCHBOARD_TEST_REDIS_URL is not set: CI must run the Redis tests")
+        }
+        _ => {
+            eprintln!("SWITCHBOARD_TEST_REDIS_URL is not set: skipping this Redis test");
+            None
+        }
+    }
+}
+
 /// Runs each named `async fn scenario(backend: Backend)` once on SQLite and once on PostgreSQL.
 #[macro_export]
 macro_rules! on_both_backends {

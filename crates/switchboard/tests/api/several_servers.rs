@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use switchboard::config::DatabaseUrl;
 
-use crate::helpers::{fresh_postgres_database, spawn_app_with, Backend};
+use crate::helpers::{fresh_postgres_database, redis_url, spawn_app_with, Backend};
 use crate::jobs::{enqueue, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,4 +43,37 @@ async fn two_servers_on_one_database_share_conversations_jobs_and_job_events() {
     }
     let queue: Value = a.get("/api/v1/admin/queue", &a.local_token).await.json().await.unwrap();
     assert_eq!(queue["workers"].as_array().unwrap().len(), 1, "only b runs workers: {queue}");
+}
+
+/// With Redis configured, the per-user rate limit is one budget across servers: 5 requests a
+/// minute spread over two servers, then 429 on either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_with_redis_share_one_rate_limit() {
+    let Some(redis) = redis_url() else { return };
+    let Some(Backend::Postgres(server)) = Backend::postgres() else { return };
+    let db = fresh_postgres_database(&server).await;
+    let shared = || {
+        let (db, redis) = (db.clone(), redis.clone());
+        move |s: &mut switchboard::Settings| {
+            s.database_url = Some(DatabaseUrl::new(db));
+            s.redis_url = Some(DatabaseUrl::new(redis));
+            s.rate_limit_per_minute = 5;
+        }
+    };
+    let a = spawn_app_with(&Backend::Sqlite, shared(), Default::default()).await;
+    let b = spawn_app_with(&Backend::Sqlite, shared(), Default::default()).await;
+    let token = a.token_for("alice");
+    for (i, app) in [&a, &b, &a, &b, &a].into_iter().enumerate() {
+        let response = app.get("/api/v1/conversations", &token).await;
+        assert_eq!(response.status(), StatusCode::OK, "request {}", i + 1);
+        assert_eq!(response.headers()["ratelimit-remaining"].to_str().unwrap(), (4 - i).to_string());
+    }
+    for app in [&b, &a] {
+        let refused = app.get("/api/v1/conversations", &token).await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=12).contains(&retry), "the next request is 12 s away at most: {retry}");
+    }
+    // Another user has a budget of their own.
+    assert_eq!(b.get("/api/v1/conversations", &b.token_for("bob")).await.status(), StatusCode::OK);
 }
