@@ -7,10 +7,12 @@
 #
 #   bench/jobs.sh        (env: C=16 D=10 WORKERS="1 2 4" BACKENDS="postgres sqlite"
 #                              PG=postgres://postgres@127.0.0.1:5432/postgres)
+#   RATE=20 bench/jobs.sh   enqueue at a steady 20 jobs/s instead of as fast as wrk can (the
+#                           queue latency of a queue that is not saturated)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 harness="${HARNESS:-$repo/../shared/bench}"
-C="${C:-16}"; D="${D:-10}"; WORKERS="${WORKERS:-1 2 4}"; BACKENDS="${BACKENDS:-postgres sqlite}"
+C="${C:-16}"; D="${D:-10}"; RATE="${RATE:-0}"; WORKERS="${WORKERS:-1 2 4}"; BACKENDS="${BACKENDS:-postgres sqlite}"
 PG="${PG:-postgres://postgres@127.0.0.1:5432/postgres}"; PORT="${PORT:-18090}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/switchboard-target}"
 
@@ -66,8 +68,22 @@ for backend in $BACKENDS; do
       --rate-limit-per-minute 0 --log-level warn --llm-provider openai \
       --llm-base-url http://127.0.0.1:9998/v1 --llm-model mock-gpt > "$work/sb.out" 2> "$work/sb.err" & sb=$!
     for _ in $(seq 200); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.05; done
-    TOKEN="$("$bin" token --user bench --data-dir "$data" --ttl 2h)" wrk -t2 -c"$C" -d"${D}s" -s "$work/jobs.lua" \
-      "http://127.0.0.1:$PORT" > "$work/wrk.txt"
+    token="$("$bin" token --user bench --data-dir "$data" --ttl 2h)"
+    if [ "$RATE" = 0 ]; then
+      TOKEN="$token" wrk -t2 -c"$C" -d"${D}s" -s "$work/jobs.lua" "http://127.0.0.1:$PORT" > "$work/wrk.txt"
+    else
+      python3 - "$PORT" "$token" "$RATE" "$D" <<'PY'
+import http.client, json, sys, time
+port, token, rate, seconds = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+conn = http.client.HTTPConnection("127.0.0.1", port)
+start = time.monotonic()
+for n in range(int(rate * seconds)):
+    time.sleep(max(0.0, start + n / rate - time.monotonic()))
+    conn.request("POST", "/api/v1/jobs", json.dumps({"message": f"bench job {n}"}),
+                 {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    conn.getresponse().read()
+PY
+    fi
     admin="$(sed -n 's/^Local user token (valid 30 days): //p' "$work/sb.out")"
     for _ in $(seq 600); do  # wait for the queue to drain (at most 60 s)
       left=$(curl -fs -H "Authorization: Bearer $admin" "http://127.0.0.1:$PORT/api/v1/admin/queue" \

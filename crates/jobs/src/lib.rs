@@ -127,8 +127,8 @@ impl Workers {
         &self.id
     }
 
-    /// Runs until `shutdown`; jobs in flight then stop where they are, and their leases run out
-    /// so that another worker takes them over.
+    /// Runs until `shutdown`; no job is claimed after it, and jobs in flight stop where they are
+    /// and go back to the queue for another worker (their user messages are already stored).
     pub async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
         let mut tasks = tokio::task::JoinSet::new();
@@ -186,9 +186,10 @@ impl Workers {
                 Ok(Some(job)) => {
                     failures = 0;
                     self.running.fetch_add(1, Ordering::SeqCst);
+                    let id = job.id;
                     tokio::select! {
                         () = self.execute(&worker, job) => {}
-                        () = shutdown.cancelled() => {}
+                        () = shutdown.cancelled() => self.release(&worker, id).await,
                     }
                     self.running.fetch_sub(1, Ordering::SeqCst);
                 }
@@ -268,6 +269,20 @@ impl Workers {
             Err(RunError::Retryable(error) | RunError::Permanent(error)) => {
                 self.finish(worker, &job, &events, JobStatus::Failed, None, Some(error), RunOutput::default()).await;
             }
+        }
+    }
+
+    /// At shutdown: puts the interrupted job back in the queue at once, so another worker takes
+    /// it without waiting for the lease to run out.
+    async fn release(&self, worker: &str, job: uuid::Uuid) {
+        let note = "interrupted: its worker shut down";
+        match self.store.retry_job(job, worker, switchboard_domain::now(), note).await {
+            Ok(true) => {
+                tracing::info!(job = %job, worker, "job released at shutdown");
+                Events::new(self.store.clone(), job).emit("status", json!({"status": "queued", "error": note})).await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(job = %job, error = %e, "could not release the job; its lease will run out"),
         }
     }
 

@@ -153,7 +153,7 @@ impl Application {
             served = server => served.context("the HTTP server failed")?,
             () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping the remaining connections"),
         }
-        // Jobs still running stop here; their leases run out and another worker takes them over.
+        // Jobs still running stop here and go back to the queue for another worker.
         if let Some(jobs) = jobs {
             let _ = jobs.await;
         }

@@ -190,9 +190,30 @@ impl TestApp {
 
     /// Starts a new server on the same data directory and database.
     pub async fn restart(self) -> TestApp {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Like [`restart`](Self::restart), with some settings changed.
+    pub async fn restart_with(self, configure: impl FnOnce(&mut Settings)) -> TestApp {
         let (mut settings, data_dir) = self.stop().await;
         settings.addr = "127.0.0.1:0".parse().unwrap();
+        configure(&mut settings);
         start(settings, data_dir, Parts::default()).await
+    }
+
+    /// Runs one SQL statement straight on the database (to play corruption and the like).
+    pub async fn execute(&self, sql: &str) {
+        match &self.settings.database_url {
+            Some(url) => {
+                let mut conn = sqlx::PgConnection::connect(url.expose()).await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+            None => {
+                let mut conn =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", self.db_path().display())).await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+        }
     }
 
     /// Rows in `table`, read straight from the database (not through the API).

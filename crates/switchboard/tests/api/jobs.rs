@@ -241,7 +241,95 @@ async fn the_original_run_routes_answer_in_their_own_shapes(backend: Backend) {
     assert_eq!(list["jobs"][0]["job_id"], job);
 }
 
+/// B9.54: three transient failures, then success on attempt 4, on the configured backoff.
+async fn transient_failures_are_retried_on_the_backoff_schedule_until_success(backend: Backend) {
+    let overloaded = || Reply::status(503, r#"{"error":{"message":"overloaded"}}"#);
+    let model =
+        ModelServer::start(vec![overloaded(), overloaded(), overloaded(), Reply::text("fourth time lucky")]).await;
+    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |s| {
+        s.workers = 1;
+        s.llm_max_retries = 0;
+        s.job_max_attempts = 5;
+        s.job_retry_backoff_ms = 100;
+        s.job_poll_ms = 20;
+    })
+    .await;
+    let token = app.token_for("alice");
+    let job = enqueue(&app, &token, json!({"message": "try and try"})).await;
+    let done = wait_for(&app, &token, &job, finished).await;
+    assert_eq!((done["status"].as_str(), done["attempts"].as_i64()), (Some("completed"), Some(4)), "{done}");
+    assert_eq!(done["result"]["message"]["content"], "fourth time lucky");
+    let history = events(&app, &token, &job, "").await;
+    let delays: Vec<u64> = history.iter().filter_map(|(_, _, d)| d["retry_in_ms"].as_u64()).collect();
+    assert_eq!(delays, [100, 200, 400], "doubling from the configured 100 ms");
+    // The job's own timestamps bound the whole run: the three waits really happened.
+    let span = chrono::DateTime::parse_from_rfc3339(done["completed_at"].as_str().unwrap()).unwrap()
+        - chrono::DateTime::parse_from_rfc3339(done["started_at"].as_str().unwrap()).unwrap();
+    assert!(span.num_milliseconds() >= 700, "the three waits (700 ms in all) happened: {span}");
+}
+
+/// B9.56: a job whose stored input cannot be run fails after one attempt, and the worker goes on.
+async fn a_poison_job_fails_once_and_the_worker_keeps_running(backend: Backend) {
+    let app = spawn_app_with(&backend, |s| s.workers = 0, Default::default()).await;
+    let token = app.token_for("alice");
+    let poison = enqueue(&app, &token, json!({"message": "add a task called never"})).await;
+    app.execute("UPDATE jobs SET input = '{\"garbage\": true}'").await;
+    let app = app.restart_with(|s| s.workers = 1).await;
+    let failed = wait_for(&app, &token, &poison, finished).await;
+    assert_eq!((failed["status"].as_str(), failed["attempts"].as_i64()), (Some("failed"), Some(1)), "{failed}");
+    assert!(failed["error"].as_str().unwrap().contains("incomplete"));
+    let next = enqueue(&app, &token, json!({"message": "add a task called after the poison"})).await;
+    assert_eq!(wait_for(&app, &token, &next, finished).await["status"], "completed");
+}
+
+/// B9.57: a job that runs longer than its lease is not run again while its worker renews it.
+async fn a_job_longer_than_its_lease_is_not_run_twice(backend: Backend) {
+    let model =
+        ModelServer::start(vec![Reply::After(Duration::from_millis(4500), Box::new(Reply::text("slow but once")))])
+            .await;
+    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |s| {
+        s.workers = 2;
+        s.job_lease_secs = 2;
+        s.job_poll_ms = 50;
+        s.llm_max_retries = 0;
+    })
+    .await;
+    let token = app.token_for("alice");
+    let job = enqueue(&app, &token, json!({"message": "take your time"})).await;
+    let done = wait_for(&app, &token, &job, finished).await;
+    assert_eq!((done["status"].as_str(), done["attempts"].as_i64()), (Some("completed"), Some(1)), "{done}");
+    assert_eq!(model.received().len(), 1, "no second worker ran it");
+}
+
+/// B9.58: a graceful shutdown with a job in flight puts it back in the queue at once; the next
+/// server runs it. Nothing is lost.
+async fn a_job_interrupted_by_shutdown_goes_back_to_the_queue_and_runs_later(backend: Backend) {
+    let model =
+        ModelServer::start(vec![Reply::After(Duration::from_secs(2), Box::new(Reply::text("after the restart")))])
+            .await;
+    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |s| {
+        s.workers = 1;
+        s.llm_max_retries = 0;
+    })
+    .await;
+    let token = app.token_for("alice");
+    let job = enqueue(&app, &token, json!({"message": "survive a restart"})).await;
+    wait_for(&app, &token, &job, |j| j["status"] == "running").await;
+    let app = app.restart_with(|s| s.workers = 0).await;
+    let parked: Value = app.get(&format!("/api/v1/jobs/{job}"), &token).await.json().await.unwrap();
+    assert_eq!(parked["status"], "queued", "released at shutdown: {parked}");
+    assert_eq!(parked["error"], "interrupted: its worker shut down");
+    let app = app.restart_with(|s| s.workers = 1).await;
+    let done = wait_for(&app, &token, &job, finished).await;
+    assert_eq!((done["status"].as_str(), done["attempts"].as_i64()), (Some("completed"), Some(2)), "{done}");
+    assert_eq!(done["result"]["message"]["content"], "after the restart");
+}
+
 crate::on_both_backends!(
+    transient_failures_are_retried_on_the_backoff_schedule_until_success,
+    a_poison_job_fails_once_and_the_worker_keeps_running,
+    a_job_longer_than_its_lease_is_not_run_twice,
+    a_job_interrupted_by_shutdown_goes_back_to_the_queue_and_runs_later,
     a_chat_job_runs_in_the_background_and_its_events_replay_to_a_late_subscriber,
     bad_job_requests_are_refused_and_store_nothing,
     a_queued_job_is_cancelled_at_once_and_a_running_one_within_a_second,
