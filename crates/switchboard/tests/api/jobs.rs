@@ -10,6 +10,22 @@ use switchboard::config::LlmProvider;
 use crate::helpers::{error_code, spawn_app_with, Backend, TestApp};
 use crate::model_server::{app_with_model, ModelServer, Reply};
 
+/// A server whose jobs are answered by a model playing `replies`, with no client-side retries (the
+/// queue's own retries are under test); `configure` sets the queue.
+pub async fn queue_app(
+    backend: &Backend,
+    replies: Vec<Reply>,
+    configure: impl FnOnce(&mut switchboard::Settings),
+) -> (ModelServer, TestApp) {
+    let model = ModelServer::start(replies).await;
+    let app = app_with_model(backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |s| {
+        s.llm_max_retries = 0;
+        configure(s);
+    })
+    .await;
+    (model, app)
+}
+
 pub async fn enqueue(app: &TestApp, token: &str, body: Value) -> String {
     let response = app.post_json("/api/v1/jobs", token, &body).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED, "{}", response.text().await.unwrap());
@@ -111,13 +127,8 @@ async fn bad_job_requests_are_refused_and_store_nothing(backend: Backend) {
 
 async fn a_queued_job_is_cancelled_at_once_and_a_running_one_within_a_second(backend: Backend) {
     // A model that takes 20 s to answer keeps the first job running.
-    let model =
-        ModelServer::start(vec![Reply::After(Duration::from_secs(20), Box::new(Reply::text("too late")))]).await;
-    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |s| {
-        s.workers = 1;
-        s.llm_max_retries = 0;
-    })
-    .await;
+    let too_late = Reply::After(Duration::from_secs(20), Box::new(Reply::text("too late")));
+    let (model, app) = queue_app(&backend, vec![too_late], |s| s.workers = 1).await;
     let token = app.token_for("alice");
     let running = enqueue(&app, &token, json!({"message": "think hard"})).await;
     wait_for(&app, &token, &running, |j| j["status"] == "running").await;
@@ -147,18 +158,19 @@ async fn a_queued_job_is_cancelled_at_once_and_a_running_one_within_a_second(bac
 }
 
 async fn a_job_whose_model_is_down_retries_then_fails_and_the_queue_keeps_serving(backend: Backend) {
-    let model = ModelServer::start(vec![
-        Reply::status(503, r#"{"error":{"message":"overloaded"}}"#),
-        Reply::status(503, r#"{"error":{"message":"overloaded"}}"#),
-        Reply::text("back again"),
-    ])
-    .await;
-    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |s| {
-        s.workers = 1;
-        s.llm_max_retries = 0;
-        s.job_max_attempts = 2;
-        s.job_retry_backoff_ms = 50;
-    })
+    let (model, app) = queue_app(
+        &backend,
+        vec![
+            Reply::status(503, r#"{"error":{"message":"overloaded"}}"#),
+            Reply::status(503, r#"{"error":{"message":"overloaded"}}"#),
+            Reply::text("back again"),
+        ],
+        |s| {
+            s.workers = 1;
+            s.job_max_attempts = 2;
+            s.job_retry_backoff_ms = 50;
+        },
+    )
     .await;
     let token = app.token_for("alice");
     let failing = enqueue(&app, &token, json!({"message": "first"})).await;
@@ -244,16 +256,14 @@ async fn the_original_run_routes_answer_in_their_own_shapes(backend: Backend) {
 /// B9.54: three transient failures, then success on attempt 4, on the configured backoff.
 async fn transient_failures_are_retried_on_the_backoff_schedule_until_success(backend: Backend) {
     let overloaded = || Reply::status(503, r#"{"error":{"message":"overloaded"}}"#);
-    let model =
-        ModelServer::start(vec![overloaded(), overloaded(), overloaded(), Reply::text("fourth time lucky")]).await;
-    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |s| {
-        s.workers = 1;
-        s.llm_max_retries = 0;
-        s.job_max_attempts = 5;
-        s.job_retry_backoff_ms = 100;
-        s.job_poll_ms = 20;
-    })
-    .await;
+    let (_model, app) =
+        queue_app(&backend, vec![overloaded(), overloaded(), overloaded(), Reply::text("fourth time lucky")], |s| {
+            s.workers = 1;
+            s.job_max_attempts = 5;
+            s.job_retry_backoff_ms = 100;
+            s.job_poll_ms = 20;
+        })
+        .await;
     let token = app.token_for("alice");
     let job = enqueue(&app, &token, json!({"message": "try and try"})).await;
     let done = wait_for(&app, &token, &job, finished).await;
@@ -284,15 +294,15 @@ async fn a_poison_job_fails_once_and_the_worker_keeps_running(backend: Backend) 
 
 /// B9.57: a job that runs longer than its lease is not run again while its worker renews it.
 async fn a_job_longer_than_its_lease_is_not_run_twice(backend: Backend) {
-    let model =
-        ModelServer::start(vec![Reply::After(Duration::from_millis(4500), Box::new(Reply::text("slow but once")))])
-            .await;
-    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |s| {
-        s.workers = 2;
-        s.job_lease_secs = 2;
-        s.job_poll_ms = 50;
-        s.llm_max_retries = 0;
-    })
+    let (model, app) = queue_app(
+        &backend,
+        vec![Reply::After(Duration::from_millis(4500), Box::new(Reply::text("slow but once")))],
+        |s| {
+            s.workers = 2;
+            s.job_lease_secs = 2;
+            s.job_poll_ms = 50;
+        },
+    )
     .await;
     let token = app.token_for("alice");
     let job = enqueue(&app, &token, json!({"message": "take your time"})).await;
@@ -304,13 +314,13 @@ async fn a_job_longer_than_its_lease_is_not_run_twice(backend: Backend) {
 /// B9.58: a graceful shutdown with a job in flight puts it back in the queue at once; the next
 /// server runs it. Nothing is lost.
 async fn a_job_interrupted_by_shutdown_goes_back_to_the_queue_and_runs_later(backend: Backend) {
-    let model =
-        ModelServer::start(vec![Reply::After(Duration::from_secs(2), Box::new(Reply::text("after the restart")))])
-            .await;
-    let app = app_with_model(&backend, LlmProvider::Openai, &model.base_url, Some("sk-test"), |s| {
-        s.workers = 1;
-        s.llm_max_retries = 0;
-    })
+    let (_model, app) = queue_app(
+        &backend,
+        vec![Reply::After(Duration::from_secs(2), Box::new(Reply::text("after the restart")))],
+        |s| {
+            s.workers = 1;
+        },
+    )
     .await;
     let token = app.token_for("alice");
     let job = enqueue(&app, &token, json!({"message": "survive a restart"})).await;
