@@ -58,6 +58,17 @@ pub struct StartTurn {
     pub conversation_id: Option<Id>,
     pub title: String,
     pub message: NewMessage,
+    /// A job to enqueue in the same transaction (a background run of this message); its input
+    /// gains `conversation_id` and `user_message_id`, and its first event (`queued`) is written too.
+    pub job: Option<NewJob>,
+}
+
+/// What [`Store::start_turn`] stored.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub conversation: Conversation,
+    pub message: Message,
+    pub job: Option<Job>,
 }
 
 /// Everything Switchboard keeps in its database.
@@ -100,9 +111,10 @@ pub trait Store: Send + Sync + 'static {
     /// The last `n` messages of a conversation, oldest first (the model's context window).
     async fn recent_messages(&self, owner: Id, conversation: Id, n: u32) -> Result<Vec<Message>>;
 
-    /// In one transaction: creates the conversation if asked, and stores the message.
-    /// `None` when `conversation_id` names a conversation that is not the owner's.
-    async fn start_turn(&self, owner: Id, turn: StartTurn) -> Result<Option<(Conversation, Message)>>;
+    /// In one transaction: creates the conversation if asked, stores the message, and enqueues
+    /// the job if there is one. `None` when `conversation_id` names a conversation that is not
+    /// the owner's.
+    async fn start_turn(&self, owner: Id, turn: StartTurn) -> Result<Option<Started>>;
 
     /// Appends a message and bumps the conversation's `updated_at`, in one transaction.
     async fn append_message(&self, owner: Id, conversation: Id, message: NewMessage) -> Result<Option<Message>>;
@@ -168,9 +180,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// `false` when there was none to delete.
     async fn delete_agent(&self, owner: Id, id: Id) -> Result<bool>;
-
-    /// Enqueues a job for the owner.
-    async fn create_job(&self, owner: Id, job: NewJob) -> Result<Job>;
 
     async fn get_job(&self, owner: Id, id: Id) -> Result<Option<Job>>;
 

@@ -488,7 +488,7 @@ macro_rules! impl_sql_store {
                 &self,
                 owner: ::switchboard_domain::Id,
                 turn: $crate::StartTurn,
-            ) -> $crate::Result<Option<(::switchboard_domain::Conversation, ::switchboard_domain::Message)>> {
+            ) -> $crate::Result<Option<$crate::Started>> {
                 let now = ::switchboard_domain::now();
                 let mut tx = self.writer.begin().await?;
                 let conversation_id = match turn.conversation_id {
@@ -522,8 +522,43 @@ macro_rules! impl_sql_store {
                     .bind(conversation_id)
                     .fetch_one(&mut *tx)
                     .await?;
+                let job = match turn.job {
+                    None => None,
+                    Some(job) => {
+                        let mut input = job.input;
+                        input["conversation_id"] = ::serde_json::json!(conversation_id);
+                        input["user_message_id"] = ::serde_json::json!(message.id);
+                        let id = ::switchboard_domain::new_id();
+                        let sql = format!(
+                            "INSERT INTO jobs (id, user_id, kind, input, status, max_attempts, run_after, created_at) \
+                             VALUES ($1, $2, $3, $4, 'queued', $5, $6, $6) RETURNING {}",
+                            $crate::sql::JOB_COLUMNS
+                        );
+                        let row: $crate::sql::JobRow = $crate::sql::sqlx::query_as(&sql)
+                            .bind(id)
+                            .bind(owner)
+                            .bind(&job.kind)
+                            .bind($crate::sql::sqlx::types::Json(&input))
+                            .bind(job.max_attempts)
+                            .bind(now)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        $crate::sql::sqlx::query(
+                            "INSERT INTO job_events (job_id, seq, kind, payload, at) VALUES ($1, 1, 'status', $2, $3)",
+                        )
+                        .bind(id)
+                        .bind($crate::sql::sqlx::types::Json(::serde_json::json!({"status": "queued"})))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        Some(row.into_job()?)
+                    }
+                };
                 tx.commit().await?;
-                Ok(Some((conversation.into(), message)))
+                if job.is_some() {
+                    self.jobs_enqueued().await;
+                }
+                Ok(Some($crate::Started { conversation: conversation.into(), message, job }))
             }
 
             async fn append_message(
@@ -960,31 +995,6 @@ macro_rules! impl_sql_store {
                     .await?
                     .rows_affected();
                 Ok(deleted > 0)
-            }
-
-            async fn create_job(
-                &self,
-                owner: ::switchboard_domain::Id,
-                job: ::switchboard_domain::NewJob,
-            ) -> $crate::Result<::switchboard_domain::Job> {
-                let id = ::switchboard_domain::new_id();
-                let now = ::switchboard_domain::now();
-                let sql = format!(
-                    "INSERT INTO jobs (id, user_id, kind, input, status, max_attempts, run_after, created_at) \
-                     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $6) RETURNING {}",
-                    $crate::sql::JOB_COLUMNS
-                );
-                let row: $crate::sql::JobRow = $crate::sql::sqlx::query_as(&sql)
-                    .bind(id)
-                    .bind(owner)
-                    .bind(&job.kind)
-                    .bind($crate::sql::sqlx::types::Json(&job.input))
-                    .bind(job.max_attempts)
-                    .bind(now)
-                    .fetch_one(&self.writer)
-                    .await?;
-                self.jobs_enqueued().await;
-                Ok(row.into_job()?)
             }
 
             async fn job_wakeups(&self) -> $crate::Result<Option<::futures::stream::BoxStream<'static, ()>>> {

@@ -323,6 +323,16 @@ pub(crate) struct Begun {
 /// model failure loses nothing. Credentials sent along are checked and stored first: a bad one
 /// refuses the whole request and stores nothing of it.
 pub(crate) async fn begin(state: &AppState, owner: Uuid, req: ChatRequest) -> ApiResult<Begun> {
+    Ok(begin_with_job(state, owner, req, None).await?.0)
+}
+
+/// [`begin`], enqueuing `job` in the same transaction as the message (a background run of it).
+pub(crate) async fn begin_with_job(
+    state: &AppState,
+    owner: Uuid,
+    req: ChatRequest,
+    job: Option<switchboard_domain::NewJob>,
+) -> ApiResult<(Begun, Option<switchboard_domain::Job>)> {
     let text = validate_message(&req.message, state.config.max_message_chars)?;
     if let Some(model) = &req.model {
         if !state.config.models.iter().any(|m| m == model) {
@@ -355,10 +365,20 @@ pub(crate) async fn begin(state: &AppState, owner: Uuid, req: ChatRequest) -> Ap
                 json!({ "attachments": req.attachments.iter().map(|a| json!({"name": a.name, "bytes": a.text.len()})).collect::<Vec<_>>() })
             },
         },
+        job,
     };
-    let (conversation, user_message) =
-        state.store.start_turn(owner, turn).await?.ok_or_else(|| ApiError::not_found("conversation"))?;
-    load_turn(state, owner, conversation, user_message.id, req.model, credentials_given, text.to_owned()).await
+    let started = state.store.start_turn(owner, turn).await?.ok_or_else(|| ApiError::not_found("conversation"))?;
+    let begun = load_turn(
+        state,
+        owner,
+        started.conversation,
+        started.message.id,
+        req.model,
+        credentials_given,
+        text.to_owned(),
+    )
+    .await?;
+    Ok((begun, started.job))
 }
 
 /// A turn whose user message was stored earlier (a queued job's), with the history as it is now.
@@ -404,16 +424,6 @@ async fn load_turn(
         credentials_given,
         text,
     })
-}
-
-impl Begun {
-    pub(crate) fn conversation_id(&self) -> Uuid {
-        self.conversation_id
-    }
-
-    pub(crate) fn user_message_id(&self) -> Uuid {
-        self.user_message_id
-    }
 }
 
 /// Stores the assistant's reply with what the turn did, and builds the response.

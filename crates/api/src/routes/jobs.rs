@@ -17,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::chat::{begin, ChatRequest};
+use super::chat::{begin_with_job, ChatRequest};
 use super::PageQuery;
 use crate::auth::{Admin, Auth};
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -104,19 +104,14 @@ pub(crate) async fn enqueue(state: &AppState, owner: Uuid, req: JobRequest) -> A
         credentials: None,
         attachments: Vec::new(),
     };
-    let begun = begin(state, owner, chat).await?;
-    let input = json!({
-        "message": message,
-        "conversation_id": begun.conversation_id(),
-        "user_message_id": begun.user_message_id(),
-        "model": model,
-        "agent_id": agent_id,
-    });
-    let job = state
-        .store
-        .create_job(owner, NewJob { kind: kind.into(), input, max_attempts: state.config.job_max_attempts })
-        .await?;
-    let _ = state.store.append_job_event(job.id, "status", &json!({"status": "queued"})).await;
+    // The message, the job and its first event are stored in one transaction.
+    let job = NewJob {
+        kind: kind.into(),
+        input: json!({ "message": message, "model": model, "agent_id": agent_id }),
+        max_attempts: state.config.job_max_attempts,
+    };
+    let (_, job) = begin_with_job(state, owner, chat, Some(job)).await?;
+    let job = job.expect("start_turn enqueues the job it is given");
     state.jobs_wake.job_enqueued();
     tracing::info!(job = %job.id, kind, "job enqueued");
     Ok(job)

@@ -335,7 +335,52 @@ async fn a_job_interrupted_by_shutdown_goes_back_to_the_queue_and_runs_later(bac
     assert_eq!(done["result"]["message"]["content"], "after the restart");
 }
 
+/// B9.53: the message, its conversation and the job are stored in one transaction: a failure
+/// while storing the job (injected by a database trigger) leaves none of them, every time.
+async fn a_failed_enqueue_leaves_neither_message_nor_job(backend: Backend) {
+    let app = spawn_app_with(&backend, |s| s.workers = 0, Default::default()).await;
+    let token = app.token_for("alice");
+    if app.settings.database_url.is_some() {
+        app.execute(
+            "CREATE FUNCTION refuse_job() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected'; END $$ LANGUAGE plpgsql",
+        )
+        .await;
+        app.execute("CREATE TRIGGER refuse_jobs BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION refuse_job()")
+            .await;
+    } else {
+        app.execute("CREATE TRIGGER refuse_jobs BEFORE INSERT ON jobs BEGIN SELECT RAISE(ABORT, 'injected'); END")
+            .await;
+    }
+    let first = app.chat(&token, "an existing conversation", None).await;
+    let conversation = first["conversation_id"].as_str().unwrap();
+    let before = (app.count_rows("conversations").await, app.count_rows("messages").await);
+    for i in 0..100 {
+        let body = if i % 2 == 0 {
+            json!({ "message": format!("new conversation {i}") })
+        } else {
+            json!({ "message": format!("same conversation {i}"), "conversation_id": conversation })
+        };
+        let response = app.post_json("/api/v1/jobs", &token, &body).await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR, "trial {i}");
+    }
+    assert_eq!(
+        (app.count_rows("conversations").await, app.count_rows("messages").await),
+        before,
+        "nothing half-stored"
+    );
+    assert_eq!((app.count_rows("jobs").await, app.count_rows("job_events").await), (0, 0));
+    let drop = if app.settings.database_url.is_some() {
+        "DROP TRIGGER refuse_jobs ON jobs"
+    } else {
+        "DROP TRIGGER refuse_jobs"
+    };
+    app.execute(drop).await;
+    enqueue(&app, &token, json!({"message": "and now it works"})).await;
+    assert_eq!((app.count_rows("jobs").await, app.count_rows("job_events").await), (1, 1));
+}
+
 crate::on_both_backends!(
+    a_failed_enqueue_leaves_neither_message_nor_job,
     transient_failures_are_retried_on_the_backoff_schedule_until_success,
     a_poison_job_fails_once_and_the_worker_keeps_running,
     a_job_longer_than_its_lease_is_not_run_twice,
