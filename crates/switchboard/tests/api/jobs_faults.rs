@@ -15,8 +15,12 @@ use crate::operations::Relay;
 use crate::process::{serve, sigterm, wait_with_deadline, BIN};
 
 fn start_worker(data: &std::path::Path, db: &str, model: &str) -> std::process::Child {
+    start_workers(data, db, model, 1)
+}
+
+fn start_workers(data: &std::path::Path, db: &str, model: &str, slots: usize) -> std::process::Child {
     Command::new(BIN)
-        .args(["worker", "--workers", "1", "--data-dir"])
+        .args(["worker", "--workers", &slots.to_string(), "--data-dir"])
         .arg(data)
         .args(["--database-url", db])
         .env("SWITCHBOARD_LLM_PROVIDER", "openai")
@@ -102,6 +106,79 @@ async fn a_job_whose_worker_is_killed_completes_on_another_worker_once() {
 
     sigterm(&second);
     wait_with_deadline(&mut second, Duration::from_secs(10));
+    sigterm(&served.child);
+    wait_with_deadline(&mut served.child, Duration::from_secs(10));
+}
+
+/// B9.51 (scaled to this machine): 40 jobs, two worker processes of two slots each, one of them
+/// killed with SIGKILL and restarted five times while they run: every job completes, each with
+/// exactly one reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_worker_kills_lose_no_job() {
+    let Some(Backend::Postgres(server)) = Backend::postgres() else { return };
+    let db = fresh_postgres_database(&server).await;
+    let model = ModelServer::start(vec![Reply::After(Duration::from_millis(300), Box::new(Reply::text("ok")))]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut served = serve(&data, &["--workers", "0", "--rate-limit-per-minute", "0", "--database-url", &db], &[]);
+    let client = reqwest::Client::new();
+    let mut jobs = Vec::new();
+    for i in 0..40 {
+        let response = client
+            .post(format!("{}/api/v1/jobs", served.url))
+            .bearer_auth(&served.token)
+            .json(&json!({ "message": format!("job {i}") }))
+            .send()
+            .await
+            .unwrap();
+        jobs.push(response.json::<Value>().await.unwrap()["job_id"].as_str().unwrap().to_owned());
+    }
+    let mut steady = start_workers(&data, &db, &model.base_url, 2);
+    let mut victim = start_workers(&data, &db, &model.base_url, 2);
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        victim.kill().unwrap();
+        victim.wait().unwrap();
+        victim = start_workers(&data, &db, &model.base_url, 2);
+    }
+    let started = Instant::now();
+    let mut attempts = 0;
+    for job in &jobs {
+        let done = loop {
+            let current: Value = client
+                .get(format!("{}/api/v1/jobs/{job}", served.url))
+                .bearer_auth(&served.token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if current["status"] == "completed" || current["status"] == "failed" {
+                break current;
+            }
+            assert!(started.elapsed() < Duration::from_secs(90), "a job was lost: {current}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(done["status"], "completed", "{done}");
+        attempts += done["attempts"].as_i64().unwrap();
+        let conversation = done["input"]["conversation_id"].as_str().unwrap();
+        let messages: Value = client
+            .get(format!("{}/api/v1/conversations/{conversation}/messages", served.url))
+            .bearer_auth(&served.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(messages["items"].as_array().unwrap().len(), 2, "one reply: {done}");
+    }
+    eprintln!("40 jobs, 5 kills: {attempts} attempts in all, every job completed once");
+    for child in [&mut steady, &mut victim] {
+        sigterm(child);
+        wait_with_deadline(child, Duration::from_secs(10));
+    }
     sigterm(&served.child);
     wait_with_deadline(&mut served.child, Duration::from_secs(10));
 }
