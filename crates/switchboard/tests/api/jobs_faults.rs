@@ -12,7 +12,7 @@ use crate::helpers::{fresh_postgres_database, Backend};
 use crate::jobs::{enqueue, wait_for};
 use crate::model_server::{app_with_model, ModelServer, Reply};
 use crate::operations::Relay;
-use crate::process::{serve, sigterm, wait_with_deadline, BIN};
+use crate::process::{serve, sigterm, wait_with_deadline, Served, BIN};
 
 fn start_worker(data: &std::path::Path, db: &str, model: &str) -> std::process::Child {
     start_workers(data, db, model, 1)
@@ -36,6 +36,38 @@ fn start_workers(data: &std::path::Path, db: &str, model: &str, slots: usize) ->
         .unwrap()
 }
 
+async fn enqueue_on(served: &Served, message: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/jobs", served.url))
+        .bearer_auth(&served.token)
+        .json(&json!({ "message": message }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    response.json::<Value>().await.unwrap()["job_id"].as_str().unwrap().to_owned()
+}
+
+/// Polls the job until it is completed or failed, at most `within`.
+async fn finished_on(served: &Served, job: &str, within: Duration) -> Value {
+    let started = Instant::now();
+    loop {
+        let current = served.get(&format!("/api/v1/jobs/{job}")).await;
+        if current["status"] == "completed" || current["status"] == "failed" {
+            return current;
+        }
+        assert!(started.elapsed() < within, "the job never finished (lost?): {current}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The roles of the messages of the job's conversation.
+async fn roles(served: &Served, job: &Value) -> Vec<String> {
+    let conversation = job["input"]["conversation_id"].as_str().unwrap();
+    let messages = served.get(&format!("/api/v1/conversations/{conversation}/messages")).await;
+    messages["items"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap().to_owned()).collect()
+}
+
 /// A worker killed with SIGKILL in the middle of a job: its lease runs out, another worker runs
 /// the job again, and exactly one result is recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,25 +80,12 @@ async fn a_job_whose_worker_is_killed_completes_on_another_worker_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut served = serve(&data, &["--workers", "0", "--rate-limit-per-minute", "0", "--database-url", &db], &[]);
-    let client = reqwest::Client::new();
-    let response = client
-        .post(format!("{}/api/v1/jobs", served.url))
-        .bearer_auth(&served.token)
-        .json(&json!({"message": "answer slowly"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let job = response.json::<Value>().await.unwrap()["job_id"].as_str().unwrap().to_owned();
-    let get = |client: reqwest::Client, url: String, token: String| async move {
-        client.get(url).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap()
-    };
-    let job_url = format!("{}/api/v1/jobs/{job}", served.url);
+    let job = enqueue_on(&served, "answer slowly").await;
 
     let mut first = start_worker(&data, &db, &model.base_url);
     let started = Instant::now();
     loop {
-        let current = get(client.clone(), job_url.clone(), served.token.clone()).await;
+        let current = served.get(&format!("/api/v1/jobs/{job}")).await;
         if current["status"] == "running" && model.received().len() == 1 {
             break;
         }
@@ -77,32 +96,11 @@ async fn a_job_whose_worker_is_killed_completes_on_another_worker_once() {
     first.wait().unwrap();
 
     let mut second = start_worker(&data, &db, &model.base_url);
-    let started = Instant::now();
-    let done = loop {
-        let current = get(client.clone(), job_url.clone(), served.token.clone()).await;
-        if current["status"] == "completed" || current["status"] == "failed" {
-            break current;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "the job was never taken over: {current}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let done = finished_on(&served, &job, Duration::from_secs(30)).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["attempts"], 2);
     assert_eq!(done["result"]["message"]["content"], "the one answer");
-    let conversation = done["input"]["conversation_id"].as_str().unwrap();
-    let messages = get(
-        client.clone(),
-        format!("{}/api/v1/conversations/{conversation}/messages", served.url),
-        served.token.clone(),
-    )
-    .await;
-    let roles: Vec<&str> = messages["items"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{messages}"))
-        .iter()
-        .map(|m| m["role"].as_str().unwrap())
-        .collect();
-    assert_eq!(roles, ["user", "assistant"], "exactly one result was recorded");
+    assert_eq!(roles(&served, &done).await, ["user", "assistant"], "exactly one result was recorded");
 
     sigterm(&second);
     wait_with_deadline(&mut second, Duration::from_secs(10));
@@ -121,17 +119,9 @@ async fn repeated_worker_kills_lose_no_job() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut served = serve(&data, &["--workers", "0", "--rate-limit-per-minute", "0", "--database-url", &db], &[]);
-    let client = reqwest::Client::new();
     let mut jobs = Vec::new();
     for i in 0..40 {
-        let response = client
-            .post(format!("{}/api/v1/jobs", served.url))
-            .bearer_auth(&served.token)
-            .json(&json!({ "message": format!("job {i}") }))
-            .send()
-            .await
-            .unwrap();
-        jobs.push(response.json::<Value>().await.unwrap()["job_id"].as_str().unwrap().to_owned());
+        jobs.push(enqueue_on(&served, &format!("job {i}")).await);
     }
     let mut steady = start_workers(&data, &db, &model.base_url, 2);
     let mut victim = start_workers(&data, &db, &model.base_url, 2);
@@ -141,38 +131,12 @@ async fn repeated_worker_kills_lose_no_job() {
         victim.wait().unwrap();
         victim = start_workers(&data, &db, &model.base_url, 2);
     }
-    let started = Instant::now();
     let mut attempts = 0;
     for job in &jobs {
-        let done = loop {
-            let current: Value = client
-                .get(format!("{}/api/v1/jobs/{job}", served.url))
-                .bearer_auth(&served.token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if current["status"] == "completed" || current["status"] == "failed" {
-                break current;
-            }
-            assert!(started.elapsed() < Duration::from_secs(90), "a job was lost: {current}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let done = finished_on(&served, job, Duration::from_secs(90)).await;
         assert_eq!(done["status"], "completed", "{done}");
         attempts += done["attempts"].as_i64().unwrap();
-        let conversation = done["input"]["conversation_id"].as_str().unwrap();
-        let messages: Value = client
-            .get(format!("{}/api/v1/conversations/{conversation}/messages", served.url))
-            .bearer_auth(&served.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(messages["items"].as_array().unwrap().len(), 2, "one reply: {done}");
+        assert_eq!(roles(&served, &done).await, ["user", "assistant"], "one reply: {done}");
     }
     eprintln!("40 jobs, 5 kills: {attempts} attempts in all, every job completed once");
     for child in [&mut steady, &mut victim] {

@@ -53,6 +53,14 @@ pub fn serve(data_dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -
     Served { child, url, token, stderr }
 }
 
+impl Served {
+    /// GET as the local user, the answer as JSON.
+    pub async fn get(&self, path: &str) -> Value {
+        let client = reqwest::Client::new();
+        client.get(format!("{}{path}", self.url)).bearer_auth(&self.token).send().await.unwrap().json().await.unwrap()
+    }
+}
+
 pub fn sigterm(child: &Child) {
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
@@ -76,16 +84,7 @@ pub fn wait_with_deadline(child: &mut Child, deadline: Duration) -> std::process
 async fn serve_prints_a_working_token_for_the_local_user_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut served = serve(&dir.path().join("data"), &[], &[]);
-    let client = reqwest::Client::new();
-    let me: Value = client
-        .get(format!("{}/api/v1/me", served.url))
-        .bearer_auth(&served.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = served.get("/api/v1/me").await;
     assert_eq!(me["subject"], "local");
     assert_eq!(me["is_admin"], true);
     sigterm(&served.child);
