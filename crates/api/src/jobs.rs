@@ -33,7 +33,23 @@ impl Runner for JobRunner {
         };
         let text = job.input["message"].as_str().unwrap_or_default().to_owned();
         let model = job.input["model"].as_str().map(str::to_owned);
-        let begun = reopen(state, job.user_id, conversation, message_id, model, text).await.map_err(run_error)?;
+        // A previous run stored its reply and died before recording the job as done: that reply
+        // is the result (the model is not asked again, and no second reply is stored).
+        let stored = state.store.job_reply(job.user_id, conversation, job.id).await;
+        if let Some(reply) = stored.map_err(|e| RunError::Retryable(e.to_string()))? {
+            let m = &reply.metadata;
+            return Ok(RunOutput {
+                result: json!({
+                    "conversation_id": conversation,
+                    "message": {"id": reply.id, "content": reply.content, "sender": "assistant", "timestamp": reply.created_at},
+                    "tool_calls": m["tool_calls"], "context": m["context"], "usage": m["usage"],
+                    "status": "success", "required_credentials": [], "agent_created": false, "agent_id": null,
+                }),
+                ..RunOutput::default()
+            });
+        }
+        let begun =
+            reopen(state, job.user_id, conversation, message_id, model, text, job.id).await.map_err(run_error)?;
         let (progress, mut updates) = mpsc::unbounded_channel::<AgentEvent>();
         let forward = async {
             while let Some(update) = updates.recv().await {

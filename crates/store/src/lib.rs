@@ -116,6 +116,9 @@ pub trait Store: Send + Sync + 'static {
     /// the owner's.
     async fn start_turn(&self, owner: Id, turn: StartTurn) -> Result<Option<Started>>;
 
+    /// The assistant's reply a job stored in the conversation, if it stored one.
+    async fn job_reply(&self, owner: Id, conversation: Id, job: Id) -> Result<Option<Message>>;
+
     /// Appends a message and bumps the conversation's `updated_at`, in one transaction.
     async fn append_message(&self, owner: Id, conversation: Id, message: NewMessage) -> Result<Option<Message>>;
 

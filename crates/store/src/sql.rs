@@ -561,6 +561,26 @@ macro_rules! impl_sql_store {
                 Ok(Some($crate::Started { conversation: conversation.into(), message, job }))
             }
 
+            async fn job_reply(
+                &self,
+                owner: ::switchboard_domain::Id,
+                conversation: ::switchboard_domain::Id,
+                job: ::switchboard_domain::Id,
+            ) -> $crate::Result<Option<::switchboard_domain::Message>> {
+                let sql = format!(
+                    "SELECT {} FROM messages WHERE user_id = $1 AND conversation_id = $2 AND role = 'assistant' \
+                     AND (metadata ->> 'job_id') = $3",
+                    $crate::sql::MESSAGE_COLUMNS
+                );
+                let row: Option<$crate::sql::MessageRow> = $crate::sql::sqlx::query_as(&sql)
+                    .bind(owner)
+                    .bind(conversation)
+                    .bind(job.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|r| r.into_message()).transpose()?)
+            }
+
             async fn append_message(
                 &self,
                 owner: ::switchboard_domain::Id,

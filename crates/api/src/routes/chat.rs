@@ -317,6 +317,8 @@ pub(crate) struct Begun {
     credentials_given: bool,
     /// The user's message, trimmed.
     text: String,
+    /// The job this turn runs for: its reply is marked with it, and stored once.
+    job: Option<Uuid>,
 }
 
 /// Validates the request and stores the user's message before the model is called, so that a
@@ -389,10 +391,13 @@ pub(crate) async fn reopen(
     user_message_id: Uuid,
     model: Option<String>,
     text: String,
+    job: Uuid,
 ) -> ApiResult<Begun> {
     let conversation =
         state.store.get_conversation(owner, conversation).await?.ok_or_else(|| ApiError::not_found("conversation"))?;
-    load_turn(state, owner, conversation, user_message_id, model, false, text).await
+    let mut begun = load_turn(state, owner, conversation, user_message_id, model, false, text).await?;
+    begun.job = Some(job);
+    Ok(begun)
 }
 
 async fn load_turn(
@@ -423,6 +428,7 @@ async fn load_turn(
         context: conversation.context,
         credentials_given,
         text,
+        job: None,
     })
 }
 
@@ -474,8 +480,11 @@ async fn store_reply(
     state: &AppState,
     begun: &Begun,
     content: String,
-    metadata: serde_json::Value,
+    mut metadata: serde_json::Value,
 ) -> ApiResult<switchboard_domain::Message> {
+    if let Some(job) = begun.job {
+        metadata["job_id"] = json!(job);
+    }
     state
         .store
         .append_message(begun.owner, begun.conversation_id, NewMessage { role: Role::Assistant, content, metadata })

@@ -379,7 +379,31 @@ async fn a_failed_enqueue_leaves_neither_message_nor_job(backend: Backend) {
     assert_eq!((app.count_rows("jobs").await, app.count_rows("job_events").await), (1, 1));
 }
 
+/// A worker that stored the reply and died before recording the job as done: the next run finds
+/// the reply, does not ask the model again and stores no second one.
+async fn a_job_whose_reply_was_stored_is_not_answered_twice(backend: Backend) {
+    let (model, app) = queue_app(&backend, vec![Reply::text("the only reply")], |s| s.workers = 1).await;
+    let token = app.token_for("alice");
+    let job = enqueue(&app, &token, json!({"message": "answer once"})).await;
+    let done = wait_for(&app, &token, &job, finished).await;
+    assert_eq!(done["status"], "completed");
+    let app = app.restart_with(|s| s.workers = 0).await;
+    // Play the crash: the job is running again under a lease that has run out.
+    app.execute(
+        "UPDATE jobs SET status = 'running', completed_at = NULL, lease_until = '2000-01-01T00:00:00Z', \
+         worker = 'dead' WHERE status = 'completed'",
+    )
+    .await;
+    let app = app.restart_with(|s| s.workers = 1).await;
+    let again = wait_for(&app, &token, &job, finished).await;
+    assert_eq!((again["status"].as_str(), again["attempts"].as_i64()), (Some("completed"), Some(2)), "{again}");
+    assert_eq!(again["result"]["message"]["content"], "the only reply");
+    assert_eq!(model.received().len(), 1, "the model was asked once");
+    assert_eq!(app.count_rows("messages").await, 2, "one question, one reply");
+}
+
 crate::on_both_backends!(
+    a_job_whose_reply_was_stored_is_not_answered_twice,
     a_failed_enqueue_leaves_neither_message_nor_job,
     transient_failures_are_retried_on_the_backoff_schedule_until_success,
     a_poison_job_fails_once_and_the_worker_keeps_running,
