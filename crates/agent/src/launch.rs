@@ -141,19 +141,7 @@ impl Tools for ServerTools {
             return ToolOutcome { content: format!("unknown tool {name}"), structured: None, is_error: true };
         };
         match self.servers[*i].call(own, arguments).await {
-            Ok(result) => {
-                let content = result
-                    .content
-                    .iter()
-                    .filter_map(|block| block.as_text().map(|t| t.text.clone()))
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                ToolOutcome {
-                    content,
-                    structured: result.structured_content,
-                    is_error: result.is_error.unwrap_or(false),
-                }
-            }
+            Ok(result) => result.into(),
             Err(e) => ToolOutcome { content: e.to_string(), structured: None, is_error: true },
         }
     }

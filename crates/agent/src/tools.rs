@@ -18,6 +18,19 @@ pub struct ToolOutcome {
     pub is_error: bool,
 }
 
+impl From<rmcp::model::CallToolResult> for ToolOutcome {
+    /// An MCP tool result: its text blocks joined for the model, its structured content kept.
+    fn from(result: rmcp::model::CallToolResult) -> Self {
+        let content = result
+            .content
+            .iter()
+            .filter_map(|block| block.as_text().map(|t| t.text.clone()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        ToolOutcome { content, structured: result.structured_content, is_error: result.is_error.unwrap_or(false) }
+    }
+}
+
 /// Tools available to a turn.
 #[async_trait]
 pub trait Tools: Send + Sync {
@@ -52,14 +65,7 @@ impl Tools for BuiltinTasks {
     }
 
     async fn call(&self, name: &str, arguments: serde_json::Value) -> ToolOutcome {
-        let result = self.server.call_for(self.user, name, arguments).await;
-        let content = result
-            .content
-            .iter()
-            .filter_map(|block| block.as_text().map(|t| t.text.clone()))
-            .collect::<Vec<_>>()
-            .join("\n");
-        ToolOutcome { content, structured: result.structured_content, is_error: result.is_error.unwrap_or(false) }
+        self.server.call_for(self.user, name, arguments).await.into()
     }
 }
 

@@ -179,15 +179,7 @@ async fn resume_workflow(state: &AppState, begun: &Begun) -> ApiResult<Option<Ch
     if outcome.status == Status::PendingCredentials && !begun.credentials_given {
         return Ok(None);
     }
-    let context = json!({
-        "provider": state.agent.provider_name(),
-        "user_message_id": begun.user_message_id,
-        "action_taken": "workflow",
-    });
-    let stored =
-        store_reply(state, begun, outcome.message.clone(), json!({ "context": context, "workflow": outcome })).await?;
-    remember_workflow(state, begun, &outcome, &pending).await?;
-    Ok(Some(reply_with(begun, stored, Vec::new(), context, Usage::default(), Some(&outcome))))
+    workflow_reply(state, begun, &outcome, Some(pending)).await.map(Some)
 }
 
 /// Without a model: a message that is not a task command but clearly names catalog servers is a
@@ -205,6 +197,18 @@ async fn offline_workflow(state: &AppState, begun: &Begun) -> ApiResult<Option<C
     if outcome.status == Status::NotAWorkflow {
         return Ok(None);
     }
+    let pending = outcome.design.clone().map(|design| Pending { description: begun.text.clone(), design });
+    workflow_reply(state, begun, &outcome, pending).await.map(Some)
+}
+
+/// Stores and answers a workflow step taken without a model turn, and keeps where the
+/// workflow stands.
+async fn workflow_reply(
+    state: &AppState,
+    begun: &Begun,
+    outcome: &Outcome,
+    pending: Option<Pending>,
+) -> ApiResult<ChatReply> {
     let context = json!({
         "provider": state.agent.provider_name(),
         "user_message_id": begun.user_message_id,
@@ -212,11 +216,10 @@ async fn offline_workflow(state: &AppState, begun: &Begun) -> ApiResult<Option<C
     });
     let stored =
         store_reply(state, begun, outcome.message.clone(), json!({ "context": context, "workflow": outcome })).await?;
-    if let Some(design) = &outcome.design {
-        remember_workflow(state, begun, &outcome, &Pending { description: begun.text.clone(), design: design.clone() })
-            .await?;
+    if let Some(pending) = pending {
+        remember_workflow(state, begun, outcome, &pending).await?;
     }
-    Ok(Some(reply_with(begun, stored, Vec::new(), context, Usage::default(), Some(&outcome))))
+    Ok(reply_with(begun, stored, Vec::new(), context, Usage::default(), Some(outcome)))
 }
 
 /// Keeps where the conversation's workflow stands in its context.
