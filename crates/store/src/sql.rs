@@ -255,6 +255,34 @@ pub fn keyset(page: &switchboard_domain::PageRequest) -> (Option<DateTime<Utc>>,
     }
 }
 
+/// A newest-first keyset page of the owner's rows of `table`, sorted by `sort` then id. Binds:
+/// `$1` owner, `$2`/`$3` the cursor's sort key and id, `$4` limit, `$5` offset (see
+/// [`fetch_owner_page!`](crate::fetch_owner_page)).
+pub fn owner_page_sql(table: &str, columns: &str, sort: &str) -> String {
+    format!(
+        "SELECT {columns} FROM {table} WHERE user_id = $1 AND ($2 IS NULL OR ({sort}, id) < ($2, $3)) \
+         ORDER BY {sort} DESC, id DESC LIMIT $4 OFFSET $5"
+    )
+}
+
+/// Runs an [`owner_page_sql`] query: rows of type `$row`, one more than the page asks for.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! fetch_owner_page {
+    ($self:ident, $row:ty, $sql:expr, $owner:expr, $page:expr) => {{
+        let (before, before_id) = $crate::sql::keyset(&$page);
+        let rows: Vec<$row> = $crate::sql::sqlx::query_as(&$sql)
+            .bind($owner)
+            .bind(before)
+            .bind(before_id)
+            .bind(i64::from($page.limit) + 1)
+            .bind($page.offset as i64)
+            .fetch_all(&$self.pool)
+            .await?;
+        rows
+    }};
+}
+
 /// Turns `limit + 1` fetched rows into a page, using the extra row only to know a next page exists.
 pub fn paginate<T>(
     mut rows: Vec<T>,
@@ -345,21 +373,8 @@ macro_rules! impl_sql_store {
                 owner: ::switchboard_domain::Id,
                 page: ::switchboard_domain::PageRequest,
             ) -> $crate::Result<::switchboard_domain::Page<::switchboard_domain::Conversation>> {
-                let (before, before_id) = $crate::sql::keyset(&page);
-                let sql = format!(
-                    "SELECT {} FROM conversations \
-                     WHERE user_id = $1 AND ($2 IS NULL OR (updated_at, id) < ($2, $3)) \
-                     ORDER BY updated_at DESC, id DESC LIMIT $4 OFFSET $5",
-                    $crate::sql::CONVERSATION_COLUMNS
-                );
-                let rows: Vec<$crate::sql::ConversationRow> = $crate::sql::sqlx::query_as(&sql)
-                    .bind(owner)
-                    .bind(before)
-                    .bind(before_id)
-                    .bind(i64::from(page.limit) + 1)
-                    .bind(page.offset as i64)
-                    .fetch_all(&self.pool)
-                    .await?;
+                let sql = $crate::sql::owner_page_sql("conversations", $crate::sql::CONVERSATION_COLUMNS, "updated_at");
+                let rows = $crate::fetch_owner_page!(self, $crate::sql::ConversationRow, sql, owner, page);
                 let items = rows.into_iter().map(::switchboard_domain::Conversation::from).collect();
                 Ok($crate::sql::paginate(items, page.limit, |c: &::switchboard_domain::Conversation| {
                     ::switchboard_domain::Cursor { at: c.updated_at, id: c.id }
@@ -975,21 +990,8 @@ macro_rules! impl_sql_store {
                 owner: ::switchboard_domain::Id,
                 page: ::switchboard_domain::PageRequest,
             ) -> $crate::Result<::switchboard_domain::Page<::switchboard_domain::Agent>> {
-                let (before, before_id) = $crate::sql::keyset(&page);
-                let sql = format!(
-                    "SELECT {} FROM agents \
-                     WHERE user_id = $1 AND ($2 IS NULL OR (created_at, id) < ($2, $3)) \
-                     ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5",
-                    $crate::sql::AGENT_COLUMNS
-                );
-                let rows: Vec<$crate::sql::AgentRow> = $crate::sql::sqlx::query_as(&sql)
-                    .bind(owner)
-                    .bind(before)
-                    .bind(before_id)
-                    .bind(i64::from(page.limit) + 1)
-                    .bind(page.offset as i64)
-                    .fetch_all(&self.pool)
-                    .await?;
+                let sql = $crate::sql::owner_page_sql("agents", $crate::sql::AGENT_COLUMNS, "created_at");
+                let rows = $crate::fetch_owner_page!(self, $crate::sql::AgentRow, sql, owner, page);
                 let items = rows.into_iter().map(::switchboard_domain::Agent::from).collect();
                 Ok($crate::sql::paginate(items, page.limit, |a: &::switchboard_domain::Agent| {
                     ::switchboard_domain::Cursor { at: a.created_at, id: a.id }
