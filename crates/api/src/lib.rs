@@ -84,9 +84,26 @@ impl Default for ApiConfig {
     }
 }
 
-/// What every handler can reach.
+/// What every handler can reach: one shared [`Services`], so that the per-request clones made by
+/// extractors and middleware are a single reference-count increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> AppState {
+        AppState(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The server's parts, built once at start.
+pub struct Services {
     pub store: Arc<dyn Store>,
     pub auth: Arc<Authenticator>,
     /// `None` when rate limiting is turned off.

@@ -1,46 +1,50 @@
-//! PostgreSQL backend: for several Switchboard processes sharing one database.
+//! PostgreSQL backend: for several Switchboard processes sharing one database. The store's SQL
+//! runs on it through [`Postgres`], a [`Db`] driver over a sqlx pool.
 
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
-use switchboard_store::{Result, StoreError};
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::query::Query;
+use sqlx::{Column, PgPool, Row, TypeInfo};
+use switchboard_store::db::{Db, Param, Record, Tx, Value};
+use switchboard_store::{Result, SqlStore, StoreError};
 
 /// The store on a PostgreSQL database.
-pub struct PostgresStore {
+pub type PostgresStore = SqlStore<Postgres>;
+
+/// The driver: one pool for reads and writes (PostgreSQL handles concurrent writers itself).
+pub struct Postgres {
     pool: PgPool,
-    /// The same pool: PostgreSQL handles concurrent writers itself.
-    writer: PgPool,
 }
 
-impl PostgresStore {
-    /// Connects to `url`, retrying for up to `connect_timeout` while the database is not yet
-    /// reachable, then applies pending migrations (under PostgreSQL's advisory lock, so several
-    /// servers starting at once migrate once).
-    pub async fn connect(url: &str, connect_timeout: Duration) -> Result<PostgresStore> {
-        let options: PgConnectOptions = url.parse().map_err(StoreError::from)?;
-        let deadline = Instant::now() + connect_timeout;
-        let mut delay = Duration::from_millis(100);
-        let pool = loop {
-            let attempt = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(options.clone())
-                .await;
-            match attempt {
-                Ok(pool) => break pool,
-                Err(e) if Instant::now() + delay < deadline && is_transient(&e) => {
-                    tracing::warn!(error = %e, "database not reachable yet; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => return Err(e.into()),
+/// Connects to `url`, retrying for up to `connect_timeout` while the database is not yet
+/// reachable, then applies pending migrations (under PostgreSQL's advisory lock, so several
+/// servers starting at once migrate once).
+pub async fn connect(url: &str, connect_timeout: Duration) -> Result<PostgresStore> {
+    let options: PgConnectOptions = url.parse().map_err(store_error)?;
+    let deadline = Instant::now() + connect_timeout;
+    let mut delay = Duration::from_millis(100);
+    let pool = loop {
+        let attempt = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await;
+        match attempt {
+            Ok(pool) => break pool,
+            Err(e) if Instant::now() + delay < deadline && is_transient(&e) => {
+                tracing::warn!(error = %e, "database not reachable yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
             }
-        };
-        sqlx::migrate!("./migrations").run(&pool).await.map_err(StoreError::Migration)?;
-        tracing::debug!("postgres store ready");
-        Ok(PostgresStore { writer: pool.clone(), pool })
-    }
+            Err(e) => return Err(store_error(e)),
+        }
+    };
+    sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::Migration(e.into()))?;
+    tracing::debug!("postgres store ready");
+    Ok(SqlStore::new(Postgres { pool }))
 }
 
 fn is_transient(e: &sqlx::Error) -> bool {
@@ -52,12 +56,100 @@ fn is_transient(e: &sqlx::Error) -> bool {
     }
 }
 
-switchboard_store::impl_sql_store!(PostgresStore, sqlx::Postgres, "postgres", "FOR UPDATE SKIP LOCKED");
+fn store_error(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            StoreError::Unavailable(e.into())
+        }
+        other => StoreError::Database(other.into()),
+    }
+}
+
+fn query<'q>(sql: &'q str, params: &[Param<'q>]) -> Query<'q, sqlx::Postgres, PgArguments> {
+    params.iter().fold(sqlx::query(sql), |q, p| match *p {
+        Param::Int(v) => q.bind(v),
+        Param::Bool(v) => q.bind(v),
+        Param::Text(v) => q.bind(v),
+        Param::Blob(v) => q.bind(v),
+        Param::Id(v) => q.bind(v),
+        Param::Time(v) => q.bind(v),
+        Param::Date(v) => q.bind(v),
+        Param::Json(v) => q.bind(v.map(sqlx::types::Json)),
+    })
+}
+
+fn value(row: &PgRow, i: usize) -> std::result::Result<Value, sqlx::Error> {
+    fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
+        row: &'r PgRow,
+        i: usize,
+        wrap: impl FnOnce(T) -> Value,
+    ) -> std::result::Result<Value, sqlx::Error> {
+        Ok(row.try_get::<Option<T>, _>(i)?.map_or(Value::Null, wrap))
+    }
+    let type_name = row.column(i).type_info().name().to_owned();
+    match type_name.as_str() {
+        "INT8" => get(row, i, Value::Int),
+        "INT4" => get(row, i, |n: i32| Value::Int(n.into())),
+        "INT2" => get(row, i, |n: i16| Value::Int(n.into())),
+        "BOOL" => get(row, i, Value::Bool),
+        "TEXT" | "VARCHAR" | "NAME" | "BPCHAR" => get(row, i, Value::Text),
+        "BYTEA" => get(row, i, Value::Blob),
+        "UUID" => get(row, i, Value::Id),
+        "TIMESTAMPTZ" => get(row, i, Value::Time),
+        "DATE" => get(row, i, Value::Date),
+        "FLOAT8" => get(row, i, Value::Real),
+        "JSONB" | "JSON" => get(row, i, |j: sqlx::types::Json<serde_json::Value>| Value::Json(j.0)),
+        other => Err(sqlx::Error::Decode(format!("column {i}: unsupported type {other}").into())),
+    }
+}
+
+fn records(rows: Vec<PgRow>) -> Result<Vec<Record>> {
+    rows.iter()
+        .map(|row| (0..row.len()).map(|i| value(row, i)).collect::<std::result::Result<Vec<_>, _>>().map(Record::new))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(store_error)
+}
 
 /// The channel enqueues are announced on.
 const JOBS_CHANNEL: &str = "switchboard_jobs";
 
-impl PostgresStore {
+#[async_trait]
+impl Db for Postgres {
+    type Tx = PgTx;
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn skip_locked(&self) -> &'static str {
+        "FOR UPDATE SKIP LOCKED"
+    }
+
+    async fn fetch(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Record>> {
+        records(query(sql, params).fetch_all(&self.pool).await.map_err(store_error)?)
+    }
+
+    async fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<u64> {
+        Ok(query(sql, params).execute(&self.pool).await.map_err(store_error)?.rows_affected())
+    }
+
+    async fn execute_returning(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Record>> {
+        self.fetch(sql, params).await
+    }
+
+    async fn begin(&self) -> Result<PgTx> {
+        Ok(PgTx(self.pool.begin().await.map_err(store_error)?))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
     /// Wakes idle workers of every process at once.
     async fn jobs_enqueued(&self) {
         if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(JOBS_CHANNEL).execute(&self.pool).await {
@@ -66,10 +158,28 @@ impl PostgresStore {
     }
 
     /// LISTEN on the jobs channel; the listener reconnects by itself after a database restart.
-    async fn listen_for_jobs(&self) -> Result<Option<futures::stream::BoxStream<'static, ()>>> {
+    async fn job_wakeups(&self) -> Result<Option<BoxStream<'static, ()>>> {
         use futures::StreamExt;
-        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
-        listener.listen(JOBS_CHANNEL).await?;
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await.map_err(store_error)?;
+        listener.listen(JOBS_CHANNEL).await.map_err(store_error)?;
         Ok(Some(listener.into_stream().map(|_| ()).boxed()))
+    }
+}
+
+/// A transaction on one pooled connection; sqlx rolls it back if it is dropped uncommitted.
+pub struct PgTx(sqlx::Transaction<'static, sqlx::Postgres>);
+
+#[async_trait]
+impl Tx for PgTx {
+    async fn fetch(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Record>> {
+        records(query(sql, params).fetch_all(&mut *self.0).await.map_err(store_error)?)
+    }
+
+    async fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64> {
+        Ok(query(sql, params).execute(&mut *self.0).await.map_err(store_error)?.rows_affected())
+    }
+
+    async fn commit(self) -> Result<()> {
+        self.0.commit().await.map_err(store_error)
     }
 }

@@ -1,8 +1,9 @@
 //! Persistence behind traits. Every method on an owner-scoped table takes the owner's id and
 //! enforces it in the query itself: "not yours" and "does not exist" are the same `None`.
 //!
-//! The backends live in `switchboard-store-sqlite` and `switchboard-store-postgres`; the SQL
-//! they share is written once, in [`sql`], and instantiated by each.
+//! The SQL is written once, in [`SqlStore`], over the small driver interface of [`db`]; the
+//! backends (`switchboard-store-sqlite`, `switchboard-store-postgres`) implement that interface
+//! and keep their own migrations.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -11,33 +12,30 @@ use switchboard_domain::{
     Page, PageRequest, QueueStats, SealedCredential, Task, TaskChanges, TaskFilter, TaskRef, User,
 };
 
-#[doc(hidden)]
-pub mod sql;
+pub mod db;
+mod sql;
+
+pub use sql::SqlStore;
+
+/// The error of a database driver, kept as the cause of a [`StoreError`].
+pub type DriverError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What can go wrong talking to the database.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The database cannot be reached (down, restarting, pool exhausted).
+    /// The database cannot be reached (down, restarting, locked, pool exhausted).
     #[error("database unavailable")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] DriverError),
     /// Migrations could not be applied.
     #[error("database migration failed")]
-    Migration(#[source] sqlx::migrate::MigrateError),
+    Migration(#[source] DriverError),
     /// Any other database error.
     #[error("database error")]
-    Database(#[source] sqlx::Error),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-                StoreError::Unavailable(e)
-            }
-            other => StoreError::Database(other),
-        }
-    }
+    Database(#[source] DriverError),
+    /// A stored value is not what the schema says it is.
+    #[error("unexpected value in the database: {0}")]
+    Decode(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -232,7 +230,7 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// A catalog entry as stored: the entry's JSON and what lookups and the embedding cache need.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CatalogRecord {
     pub name: String,
     pub slug: String,

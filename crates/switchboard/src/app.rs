@@ -17,7 +17,7 @@ use switchboard_api::jobs::JobRunner;
 use switchboard_api::mcp_endpoint::McpConfig;
 use switchboard_api::metrics::Metrics;
 use switchboard_api::ratelimit::{InMemoryRateLimiter, RateLimiter, RedisRateLimiter};
-use switchboard_api::{ApiConfig, AppState};
+use switchboard_api::{ApiConfig, AppState, Services};
 use switchboard_catalog::Catalog;
 use switchboard_embed::{Embedder, MiniLm, RemoteConfig, RemoteEmbedder};
 use switchboard_jobs::{WorkerConfig, Workers};
@@ -25,8 +25,6 @@ use switchboard_llm::{AnthropicProvider, HttpConfig, OfflineProvider, OpenAiProv
 use switchboard_mcp::outbound::OutboundPolicy;
 use switchboard_mcp::TasksServer;
 use switchboard_store::Store;
-use switchboard_store_postgres::PostgresStore;
-use switchboard_store_sqlite::SqliteStore;
 use switchboard_tasks::TaskService;
 use tokio::net::TcpListener;
 
@@ -209,7 +207,7 @@ async fn build_state(settings: &Settings, parts: Parts) -> anyhow::Result<AppSta
     let outbound =
         Arc::new(OutboundPolicy { allow: settings.outbound_allow.clone(), allow_http: settings.outbound_allow_http });
     let credentials = Credentials::new(store.clone(), keyring, catalog.clone(), outbound);
-    let state = AppState {
+    let state = AppState::new(Services {
         builder: Builder::new(store.clone(), catalog.clone(), credentials),
         catalog,
         tasks: TaskService::new(store.clone()),
@@ -239,7 +237,7 @@ async fn build_state(settings: &Settings, parts: Parts) -> anyhow::Result<AppSta
             max_file_bytes: settings.max_file_bytes,
             max_files: settings.max_files,
         }),
-    };
+    });
     Ok(state)
 }
 
@@ -336,12 +334,12 @@ pub(crate) async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn St
     let timeout = Duration::from_secs(settings.db_connect_timeout_secs);
     let store: Arc<dyn Store> = match &settings.database_url {
         None => Arc::new(
-            SqliteStore::open(&settings.data_dir.join("switchboard.db"))
+            switchboard_store_sqlite::open(&settings.data_dir.join("switchboard.db"))
                 .await
                 .context("cannot open the SQLite database")?,
         ),
         Some(url) if url.expose().starts_with("postgres://") || url.expose().starts_with("postgresql://") => {
-            let connect = PostgresStore::connect(url.expose(), timeout);
+            let connect = switchboard_store_postgres::connect(url.expose(), timeout);
             let store = tokio::time::timeout(timeout + Duration::from_secs(5), connect)
                 .await
                 .map_err(|_| anyhow::anyhow!("timed out connecting to {}", url.redacted()))?
@@ -349,7 +347,9 @@ pub(crate) async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn St
             Arc::new(store)
         }
         Some(url) if url.expose().starts_with("sqlite:") => Arc::new(
-            SqliteStore::open_url(url.expose()).await.with_context(|| format!("cannot open {}", url.redacted()))?,
+            switchboard_store_sqlite::open_url(url.expose())
+                .await
+                .with_context(|| format!("cannot open {}", url.redacted()))?,
         ),
         Some(url) => anyhow::bail!("unsupported database URL {}; use postgres://… or sqlite:…", url.redacted()),
     };

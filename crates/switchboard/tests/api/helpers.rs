@@ -209,9 +209,7 @@ impl TestApp {
                 sqlx::query(sql).execute(&mut conn).await.unwrap();
             }
             None => {
-                let mut conn =
-                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", self.db_path().display())).await.unwrap();
-                sqlx::query(sql).execute(&mut conn).await.unwrap();
+                rusqlite::Connection::open(self.db_path()).unwrap().execute_batch(sql).unwrap();
             }
         }
     }
@@ -224,11 +222,7 @@ impl TestApp {
                 let mut conn = sqlx::PgConnection::connect(url.expose()).await.unwrap();
                 sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap()
             }
-            None => {
-                let mut conn =
-                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", self.db_path().display())).await.unwrap();
-                sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap()
-            }
+            None => rusqlite::Connection::open(self.db_path()).unwrap().query_row(&sql, [], |r| r.get(0)).unwrap(),
         }
     }
 

@@ -178,10 +178,10 @@ async fn exported(served: &Served, agent: &str) -> (StatusCode, String) {
 }
 
 async fn key_versions(data: &std::path::Path) -> Vec<i64> {
-    use sqlx::Connection;
-    let mut conn =
-        sqlx::SqliteConnection::connect(&format!("sqlite://{}", data.join("switchboard.db").display())).await.unwrap();
-    sqlx::query_scalar("SELECT DISTINCT key_version FROM credentials").fetch_all(&mut conn).await.unwrap()
+    let conn = rusqlite::Connection::open(data.join("switchboard.db")).unwrap();
+    let mut stmt = conn.prepare("SELECT DISTINCT key_version FROM credentials").unwrap();
+    let versions = stmt.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+    versions
 }
 
 /// B5.33 with the embedded key file: rotation puts a new key in place and re-encrypts every row.

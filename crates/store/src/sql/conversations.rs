@@ -1,0 +1,217 @@
+//! Conversations and their messages, and the start of a chat turn.
+
+use switchboard_domain::{Conversation, Cursor, Id, Message, NewMessage, Page, PageRequest, Role};
+
+use super::jobs::{job, job_columns};
+use super::{decode, first, keyset, owner_page, owner_page_sql, paginate, single, window};
+use crate::db::{Db, Record, Tx};
+use crate::{params, Result, StartTurn, Started, StoreError};
+
+macro_rules! columns {
+    () => {
+        "id, title, status, context, message_count, created_at, updated_at"
+    };
+}
+
+macro_rules! message_columns {
+    () => {
+        "id, conversation_id, role, content, metadata, created_at"
+    };
+}
+
+const GET: &str = concat!("SELECT ", columns!(), " FROM conversations WHERE user_id = $1 AND id = $2");
+
+fn conversation(mut r: Record) -> Result<Conversation> {
+    Ok(Conversation {
+        id: r.id()?,
+        title: r.text()?,
+        status: r.text()?,
+        context: r.json()?,
+        message_count: r.int()?,
+        created_at: r.time()?,
+        updated_at: r.time()?,
+    })
+}
+
+fn message(mut r: Record) -> Result<Message> {
+    let id = r.id()?;
+    let conversation_id = r.id()?;
+    let role = r.text()?;
+    let role = Role::parse(&role).ok_or_else(|| StoreError::Decode(format!("unknown message role {role:?}")))?;
+    Ok(Message { id, conversation_id, role, content: r.text()?, metadata: r.json()?, created_at: r.time()? })
+}
+
+pub(super) async fn list<D: Db>(db: &D, owner: Id, page: PageRequest) -> Result<Page<Conversation>> {
+    const SQL: &str = owner_page_sql!("conversations", columns!(), "updated_at");
+    let items = decode(owner_page(db, SQL, owner, &page).await?, conversation)?;
+    Ok(paginate(items, page.limit, |c: &Conversation| Cursor { at: c.updated_at, id: c.id }))
+}
+
+pub(super) async fn get<D: Db>(db: &D, owner: Id, id: Id) -> Result<Option<Conversation>> {
+    first(db.fetch(GET, &params![owner, id]).await?).map(conversation).transpose()
+}
+
+pub(super) async fn set_context<D: Db>(db: &D, owner: Id, id: Id, context: &serde_json::Value) -> Result<bool> {
+    let changed = db
+        .execute("UPDATE conversations SET context = $1 WHERE user_id = $2 AND id = $3", &params![context, owner, id])
+        .await?;
+    Ok(changed > 0)
+}
+
+pub(super) async fn count<D: Db>(db: &D, owner: Id) -> Result<i64> {
+    single(db.fetch("SELECT COUNT(*) FROM conversations WHERE user_id = $1", &params![owner]).await?)?.int()
+}
+
+pub(super) async fn delete<D: Db>(db: &D, owner: Id, id: Id) -> Result<bool> {
+    let mut tx = db.begin().await?;
+    let deleted = tx.execute("DELETE FROM conversations WHERE user_id = $1 AND id = $2", &params![owner, id]).await?;
+    tx.execute("DELETE FROM messages WHERE user_id = $1 AND conversation_id = $2", &params![owner, id]).await?;
+    tx.commit().await?;
+    Ok(deleted > 0)
+}
+
+pub(super) async fn messages<D: Db>(
+    db: &D,
+    owner: Id,
+    conversation: Id,
+    page: PageRequest,
+) -> Result<Option<Page<Message>>> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages \
+         WHERE user_id = $1 AND conversation_id = $2 AND ($3 IS NULL OR (created_at, id) > ($3, $4)) \
+         ORDER BY created_at, id LIMIT $5 OFFSET $6"
+    );
+    let exists =
+        db.fetch("SELECT id FROM conversations WHERE user_id = $1 AND id = $2", &params![owner, conversation]).await?;
+    if exists.is_empty() {
+        return Ok(None);
+    }
+    let (after, after_id) = keyset(&page);
+    let (limit, offset) = window(&page);
+    let rows = db.fetch(SQL, &params![owner, conversation, after, after_id, limit, offset]).await?;
+    let items = decode(rows, message)?;
+    Ok(Some(paginate(items, page.limit, |m: &Message| Cursor { at: m.created_at, id: m.id })))
+}
+
+pub(super) async fn recent_messages<D: Db>(db: &D, owner: Id, conversation: Id, n: u32) -> Result<Vec<Message>> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE user_id = $1 AND conversation_id = $2 ORDER BY created_at DESC, id DESC LIMIT $3"
+    );
+    let mut items = decode(db.fetch(SQL, &params![owner, conversation, n]).await?, message)?;
+    items.reverse();
+    Ok(items)
+}
+
+pub(super) async fn start_turn<D: Db>(db: &D, owner: Id, turn: StartTurn) -> Result<Option<Started>> {
+    const INSERT_JOB: &str = concat!(
+        "INSERT INTO jobs (id, user_id, kind, input, status, max_attempts, run_after, created_at) \
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $6) RETURNING ",
+        job_columns!()
+    );
+    let now = switchboard_domain::now();
+    let mut tx = db.begin().await?;
+    let conversation_id = match turn.conversation_id {
+        Some(id) => id,
+        None => {
+            let id = switchboard_domain::new_id();
+            tx.execute(
+                "INSERT INTO conversations (id, user_id, title, status, context, message_count, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 'active', $4, 0, $5, $5)",
+                &params![id, owner, &turn.title, &serde_json::json!({}), now],
+            )
+            .await?;
+            id
+        }
+    };
+    let Some(message) = insert_message(&mut tx, owner, conversation_id, turn.message, now).await? else {
+        return Ok(None);
+    };
+    let conversation = conversation(single(tx.fetch(GET, &params![owner, conversation_id]).await?)?)?;
+    let job = match turn.job {
+        None => None,
+        Some(new) => {
+            let mut input = new.input;
+            input["conversation_id"] = serde_json::json!(conversation_id);
+            input["user_message_id"] = serde_json::json!(message.id);
+            let id = switchboard_domain::new_id();
+            let row = tx.fetch(INSERT_JOB, &params![id, owner, &new.kind, &input, new.max_attempts, now]).await?;
+            tx.execute(
+                "INSERT INTO job_events (job_id, seq, kind, payload, at) VALUES ($1, 1, 'status', $2, $3)",
+                &params![id, &serde_json::json!({"status": "queued"}), now],
+            )
+            .await?;
+            Some(job(single(row)?)?)
+        }
+    };
+    tx.commit().await?;
+    if job.is_some() {
+        db.jobs_enqueued().await;
+    }
+    Ok(Some(Started { conversation, message, job }))
+}
+
+pub(super) async fn job_reply<D: Db>(db: &D, owner: Id, conversation: Id, job: Id) -> Result<Option<Message>> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE user_id = $1 AND conversation_id = $2 AND role = 'assistant' \
+         AND (metadata ->> 'job_id') = $3"
+    );
+    let job = job.to_string();
+    first(db.fetch(SQL, &params![owner, conversation, &job]).await?).map(message).transpose()
+}
+
+pub(super) async fn append_message<D: Db>(
+    db: &D,
+    owner: Id,
+    conversation: Id,
+    message: NewMessage,
+) -> Result<Option<Message>> {
+    let now = switchboard_domain::now();
+    let mut tx = db.begin().await?;
+    let message = insert_message(&mut tx, owner, conversation, message, now).await?;
+    if message.is_some() {
+        tx.commit().await?;
+    }
+    Ok(message)
+}
+
+/// Bumps the conversation (proving it is the owner's) and inserts the message; `None` when the
+/// conversation is not the owner's.
+async fn insert_message<T: Tx>(
+    tx: &mut T,
+    owner: Id,
+    conversation: Id,
+    message: NewMessage,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<Message>> {
+    let bumped = tx
+        .execute(
+            "UPDATE conversations SET updated_at = $1, message_count = message_count + 1 \
+             WHERE user_id = $2 AND id = $3",
+            &params![now, owner, conversation],
+        )
+        .await?;
+    if bumped == 0 {
+        return Ok(None);
+    }
+    let id = switchboard_domain::new_id();
+    tx.execute(
+        "INSERT INTO messages (id, conversation_id, user_id, role, content, metadata, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &params![id, conversation, owner, message.role.as_str(), &message.content, &message.metadata, now],
+    )
+    .await?;
+    Ok(Some(Message {
+        id,
+        conversation_id: conversation,
+        role: message.role,
+        content: message.content,
+        metadata: message.metadata,
+        created_at: now,
+    }))
+}

@@ -1,0 +1,220 @@
+//! The job queue: claims under leases, outcomes recorded only by the lease holder, progress
+//! events, and worker heartbeats.
+
+use chrono::{DateTime, Utc};
+use switchboard_domain::{Cursor, Id, Job, JobEvent, JobOutcome, JobStatus, Page, PageRequest, QueueStats, WorkerInfo};
+
+use super::{decode, first, keyset, paginate, single, window};
+use crate::db::{Db, Record, Tx};
+use crate::{params, Result, StoreError};
+
+macro_rules! job_columns {
+    () => {
+        "id, user_id, kind, input, status, result, error, input_tokens, output_tokens, \
+         total_tokens, attempts, max_attempts, cancel_requested, worker, created_at, started_at, completed_at"
+    };
+}
+pub(super) use job_columns;
+
+const GET: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE user_id = $1 AND id = $2");
+
+pub(super) fn job(mut r: Record) -> Result<Job> {
+    let id = r.id()?;
+    let user_id = r.id()?;
+    let kind = r.text()?;
+    let input = r.json()?;
+    let status = r.text()?;
+    let status =
+        JobStatus::parse(&status).ok_or_else(|| StoreError::Decode(format!("unknown job status {status:?}")))?;
+    Ok(Job {
+        id,
+        user_id,
+        kind,
+        input,
+        status,
+        result: r.opt_json()?,
+        error: r.opt_text()?,
+        input_tokens: r.int()?,
+        output_tokens: r.int()?,
+        total_tokens: r.int()?,
+        attempts: r.i32()?,
+        max_attempts: r.i32()?,
+        cancel_requested: r.bool()?,
+        worker: r.opt_text()?,
+        created_at: r.time()?,
+        started_at: r.opt_time()?,
+        completed_at: r.opt_time()?,
+    })
+}
+
+pub(super) async fn get<D: Db>(db: &D, owner: Id, id: Id) -> Result<Option<Job>> {
+    first(db.fetch(GET, &params![owner, id]).await?).map(job).transpose()
+}
+
+pub(super) async fn list<D: Db>(db: &D, owner: Id, status: Option<JobStatus>, page: PageRequest) -> Result<Page<Job>> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM jobs WHERE user_id = $1 AND ($2 IS NULL OR status = $2) \
+         AND ($3 IS NULL OR (created_at, id) < ($3, $4)) \
+         ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6"
+    );
+    let (before, before_id) = keyset(&page);
+    let (limit, offset) = window(&page);
+    let rows = db.fetch(SQL, &params![owner, status.map(|s| s.as_str()), before, before_id, limit, offset]).await?;
+    let items = decode(rows, job)?;
+    Ok(paginate(items, page.limit, |j: &Job| Cursor { at: j.created_at, id: j.id }))
+}
+
+pub(super) async fn cancel<D: Db>(db: &D, owner: Id, id: Id) -> Result<Option<Job>> {
+    let mut tx = db.begin().await?;
+    tx.execute(
+        "UPDATE jobs SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END, \
+           completed_at = CASE WHEN status = 'queued' THEN $1 ELSE completed_at END, \
+           cancel_requested = CASE WHEN status IN ('queued', 'running') THEN TRUE ELSE cancel_requested END \
+         WHERE user_id = $2 AND id = $3",
+        &params![switchboard_domain::now(), owner, id],
+    )
+    .await?;
+    let row = tx.fetch(GET, &params![owner, id]).await?;
+    tx.commit().await?;
+    first(row).map(job).transpose()
+}
+
+pub(super) async fn claim<D: Db>(db: &D, worker: &str, lease_until: DateTime<Utc>) -> Result<Option<Job>> {
+    let sql = format!(
+        "UPDATE jobs SET status = 'running', attempts = attempts + 1, worker = $1, lease_until = $2, \
+           started_at = COALESCE(started_at, $3) \
+         WHERE id = (SELECT id FROM jobs \
+           WHERE (status = 'queued' AND run_after <= $3) OR (status = 'running' AND lease_until < $3) \
+           ORDER BY run_after, id LIMIT 1 {}) \
+         RETURNING {}",
+        db.skip_locked(),
+        job_columns!()
+    );
+    let rows = db.execute_returning(&sql, &params![worker, lease_until, switchboard_domain::now()]).await?;
+    first(rows).map(job).transpose()
+}
+
+pub(super) async fn renew_lease<D: Db>(
+    db: &D,
+    id: Id,
+    worker: &str,
+    lease_until: DateTime<Utc>,
+) -> Result<Option<bool>> {
+    let rows = db
+        .execute_returning(
+            "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND worker = $3 AND status = 'running' \
+             RETURNING cancel_requested",
+            &params![lease_until, id, worker],
+        )
+        .await?;
+    first(rows).map(|mut r| r.bool()).transpose()
+}
+
+pub(super) async fn finish<D: Db>(db: &D, id: Id, worker: &str, outcome: &JobOutcome) -> Result<bool> {
+    let changed = db
+        .execute(
+            "UPDATE jobs SET status = $1, result = $2, error = $3, input_tokens = input_tokens + $4, \
+               output_tokens = output_tokens + $5, total_tokens = total_tokens + $6, completed_at = $7, \
+               lease_until = NULL \
+             WHERE id = $8 AND worker = $9 AND status = 'running'",
+            &params![
+                outcome.status.as_str(),
+                outcome.result.as_ref(),
+                outcome.error.as_deref(),
+                outcome.input_tokens,
+                outcome.output_tokens,
+                outcome.total_tokens,
+                switchboard_domain::now(),
+                id,
+                worker
+            ],
+        )
+        .await?;
+    Ok(changed > 0)
+}
+
+pub(super) async fn retry<D: Db>(db: &D, id: Id, worker: &str, run_after: DateTime<Utc>, error: &str) -> Result<bool> {
+    let changed = db
+        .execute(
+            "UPDATE jobs SET status = 'queued', run_after = $1, error = $2, lease_until = NULL \
+             WHERE id = $3 AND worker = $4 AND status = 'running'",
+            &params![run_after, error, id, worker],
+        )
+        .await?;
+    Ok(changed > 0)
+}
+
+pub(super) async fn append_event<D: Db>(db: &D, job: Id, kind: &str, payload: &serde_json::Value) -> Result<i64> {
+    let rows = db
+        .execute_returning(
+            "INSERT INTO job_events (job_id, seq, kind, payload, at) \
+             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM job_events WHERE job_id = $1 \
+             RETURNING seq",
+            &params![job, kind, payload, switchboard_domain::now()],
+        )
+        .await?;
+    single(rows)?.int()
+}
+
+pub(super) async fn events<D: Db>(db: &D, owner: Id, job: Id, after_seq: i64) -> Result<Option<Vec<JobEvent>>> {
+    let owned = db.fetch("SELECT id FROM jobs WHERE user_id = $1 AND id = $2", &params![owner, job]).await?;
+    if owned.is_empty() {
+        return Ok(None);
+    }
+    let rows = db
+        .fetch(
+            "SELECT seq, kind, payload, at FROM job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq",
+            &params![job, after_seq],
+        )
+        .await?;
+    decode(rows, |mut r| Ok(JobEvent { seq: r.int()?, kind: r.text()?, payload: r.json()?, at: r.time()? })).map(Some)
+}
+
+pub(super) async fn heartbeat<D: Db>(db: &D, worker: &str, running: i64) -> Result<()> {
+    db.execute(
+        "INSERT INTO workers (id, running, started_at, heartbeat_at) VALUES ($1, $2, $3, $3) \
+         ON CONFLICT (id) DO UPDATE SET running = excluded.running, heartbeat_at = excluded.heartbeat_at",
+        &params![worker, running, switchboard_domain::now()],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn remove_worker<D: Db>(db: &D, worker: &str) -> Result<()> {
+    db.execute("DELETE FROM workers WHERE id = $1", &params![worker]).await?;
+    Ok(())
+}
+
+pub(super) async fn stats<D: Db>(db: &D, alive_since: DateTime<Utc>) -> Result<QueueStats> {
+    let mut stats = QueueStats::default();
+    for mut r in db.fetch("SELECT status, COUNT(*) FROM jobs GROUP BY status", &[]).await? {
+        let status = r.text()?;
+        let n = r.int()?;
+        match status.as_str() {
+            "queued" => stats.queued = n,
+            "running" => stats.running = n,
+            "completed" => stats.completed = n,
+            "failed" => stats.failed = n,
+            "cancelled" => stats.cancelled = n,
+            _ => {}
+        }
+    }
+    let hour_ago = switchboard_domain::now() - chrono::Duration::hours(1);
+    stats.failed_last_hour = single(
+        db.fetch("SELECT COUNT(*) FROM jobs WHERE status = 'failed' AND completed_at >= $1", &params![hour_ago])
+            .await?,
+    )?
+    .int()?;
+    let workers = db
+        .fetch(
+            "SELECT id, running, started_at, heartbeat_at FROM workers WHERE heartbeat_at >= $1 ORDER BY id",
+            &params![alive_since],
+        )
+        .await?;
+    stats.workers = decode(workers, |mut r| {
+        Ok(WorkerInfo { id: r.text()?, running: r.int()?, started_at: r.time()?, heartbeat_at: r.time()? })
+    })?;
+    Ok(stats)
+}
