@@ -242,13 +242,17 @@ impl Tools for WorkflowTool {
         }]
     }
 
-    async fn call(&self, name: &str, arguments: serde_json::Value) -> ToolOutcome {
-        let error = |content: String| ToolOutcome { content, structured: None, is_error: true };
+    async fn call(
+        &self,
+        name: &str,
+        arguments: serde_json::Value,
+        _: Option<switchboard_mcp::client::ProgressSink>,
+    ) -> ToolOutcome {
         if name != WORKFLOW_TOOL {
-            return error(format!("unknown tool {name}"));
+            return ToolOutcome::error(format!("unknown tool {name}"));
         }
         let Some(description) = arguments["description"].as_str().filter(|d| !d.trim().is_empty()) else {
-            return error("description is required".into());
+            return ToolOutcome::error("description is required");
         };
         match self
             .builder
@@ -262,7 +266,7 @@ impl Tools for WorkflowTool {
             },
             Err(e) => {
                 tracing::warn!(error = %e, "workflow analysis failed");
-                error(format!("the workflow could not be analysed: {e}"))
+                ToolOutcome::error(format!("the workflow could not be analysed: {e}"))
             }
         }
     }

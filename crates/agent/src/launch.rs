@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rmcp::model::Tool;
 use secrecy::SecretString;
 use switchboard_catalog::{CatalogEntry, Launch};
 use switchboard_llm::ToolSpec;
-use switchboard_mcp::client::{self, namespaced, ClientError, ExternalServer, ServerConfig};
+use switchboard_mcp::client::{self, namespaced, ClientError, ExternalServer, ProgressSink, ServerConfig};
 use switchboard_mcp::outbound::OutboundPolicy;
+use switchboard_mcp::pool::ClientPool;
 
 use crate::credentials::{defaults, placeholders, substitute};
 use crate::tools::{ToolOutcome, Tools};
@@ -78,71 +80,126 @@ pub fn resolve(
     Ok(ServerConfig { name: entry.slug.clone(), launch, call_timeout, outbound })
 }
 
-/// The tools of several connected servers, as one set.
+/// The tools of several connected servers, as one set, under namespaced names.
 pub struct ServerTools {
-    servers: Vec<ExternalServer>,
-    /// Namespaced name → (server index, the tool's own name).
-    routes: BTreeMap<String, (usize, String)>,
+    servers: Vec<Arc<ExternalServer>>,
+    /// Namespaced name → (server index, the tool as the server lists it), as of the last refresh.
+    routes: std::sync::RwLock<BTreeMap<String, (usize, Tool)>>,
 }
 
 impl ServerTools {
-    /// Connects to every server (in parallel); any failure closes those already started.
-    pub async fn connect(configs: Vec<ServerConfig>) -> Result<ServerTools, ClientError> {
-        let results = futures::future::join_all(configs.into_iter().map(ExternalServer::connect)).await;
-        let mut servers = Vec::new();
-        let mut failure = None;
-        for result in results {
-            match result {
-                Ok(server) => servers.push(server),
-                Err(e) => failure = failure.or(Some(e)),
-            }
-        }
-        if let Some(e) = failure {
-            for server in servers {
-                server.shutdown().await;
-            }
-            return Err(e);
-        }
-        let mut routes = BTreeMap::new();
-        for (i, server) in servers.iter().enumerate() {
-            for tool in server.tools() {
-                routes.insert(namespaced(server.name(), &tool.name), (i, tool.name.to_string()));
-            }
-        }
-        Ok(ServerTools { servers, routes })
+    /// Gets every server from the pool (started in parallel if needed) for `owner`; any failure
+    /// fails the whole set.
+    pub async fn connect(
+        pool: &ClientPool,
+        owner: &str,
+        configs: Vec<ServerConfig>,
+    ) -> Result<ServerTools, ClientError> {
+        let results = futures::future::join_all(configs.into_iter().map(|c| pool.get(owner, c))).await;
+        let servers = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let tools = ServerTools { servers, routes: Default::default() };
+        tools.refresh().await;
+        Ok(tools)
     }
+}
 
-    /// Ends every server's session (and child process).
-    pub async fn shutdown(self) {
-        for server in self.servers {
-            server.shutdown().await;
-        }
+/// Checks a result against the tool's declared output schema (the MCP specification asks
+/// clients to): a result that does not match, or is missing, is an error for the model rather
+/// than data it would trust.
+fn check_output(tool: &Tool, result: rmcp::model::CallToolResult) -> ToolOutcome {
+    let (Some(schema), false) = (&tool.output_schema, result.is_error.unwrap_or(false)) else {
+        return result.into();
+    };
+    let schema = serde_json::Value::Object((**schema).clone());
+    let problem = match (&result.structured_content, jsonschema::validator_for(&schema)) {
+        (_, Err(e)) => Some(format!("its output schema is invalid ({e})")),
+        (None, _) => Some("it returned no structured result, though it declares an output schema".to_owned()),
+        (Some(value), Ok(validator)) => validator.iter_errors(value).next().map(|e| {
+            let at = e.instance_path().to_string();
+            format!("its result does not match its output schema at '{}': {e}", if at.is_empty() { "/" } else { &at })
+        }),
+    };
+    match problem {
+        Some(problem) => ToolOutcome::error(format!("The tool {} failed: {problem}.", tool.name)),
+        None => result.into(),
     }
 }
 
 #[async_trait]
 impl Tools for ServerTools {
+    /// Lists again the tools of a server that said they changed. A server that went away keeps
+    /// no tools; calls to them say why.
+    async fn refresh(&self) {
+        let mut routes = BTreeMap::new();
+        for (i, server) in self.servers.iter().enumerate() {
+            match server.tools().await {
+                Ok(tools) => {
+                    for tool in tools.iter() {
+                        routes.insert(namespaced(server.name(), &tool.name), (i, tool.clone()));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "an MCP server's tools could not be listed"),
+            }
+        }
+        *self.routes.write().expect("routes lock") = routes;
+    }
+
     fn specs(&self) -> Vec<ToolSpec> {
         self.routes
+            .read()
+            .expect("routes lock")
             .iter()
-            .map(|(name, (i, own))| {
-                let tool = self.servers[*i].tools().iter().find(|t| t.name == *own).expect("routed tools exist");
-                ToolSpec {
-                    name: name.clone(),
-                    description: tool.description.as_deref().unwrap_or_default().to_owned(),
-                    input_schema: serde_json::Value::Object((*tool.input_schema).clone()),
-                }
+            .map(|(name, (_, tool))| ToolSpec {
+                name: name.clone(),
+                description: tool.description.as_deref().unwrap_or_default().to_owned(),
+                input_schema: serde_json::Value::Object((*tool.input_schema).clone()),
             })
             .collect()
     }
 
-    async fn call(&self, name: &str, arguments: serde_json::Value) -> ToolOutcome {
-        let Some((i, own)) = self.routes.get(name) else {
-            return ToolOutcome { content: format!("unknown tool {name}"), structured: None, is_error: true };
+    async fn call(&self, name: &str, arguments: serde_json::Value, progress: Option<ProgressSink>) -> ToolOutcome {
+        let Some((i, tool)) = self.routes.read().expect("routes lock").get(name).cloned() else {
+            return ToolOutcome::error(format!("unknown tool {name}"));
         };
-        match self.servers[*i].call(own, arguments).await {
-            Ok(result) => result.into(),
-            Err(e) => ToolOutcome { content: e.to_string(), structured: None, is_error: true },
+        match self.servers[i].call(&tool.name, arguments, progress).await {
+            Ok(result) => check_output(&tool, result),
+            Err(e) => ToolOutcome::error(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmcp::model::{CallToolResult, ContentBlock as Content};
+
+    fn tool(output_schema: Option<serde_json::Value>) -> Tool {
+        let input = serde_json::json!({"type": "object"}).as_object().unwrap().clone();
+        let mut tool = Tool::new("weather", "", Arc::new(input));
+        tool.output_schema = output_schema.map(|s| Arc::new(s.as_object().unwrap().clone()));
+        tool
+    }
+
+    fn structured(value: serde_json::Value) -> CallToolResult {
+        let mut result = CallToolResult::success(vec![Content::text(value.to_string())]);
+        result.structured_content = Some(value);
+        result
+    }
+
+    #[test]
+    fn results_are_checked_against_the_declared_output_schema() {
+        let schema = serde_json::json!({
+            "type": "object", "properties": {"celsius": {"type": "number"}}, "required": ["celsius"]
+        });
+        let checked = tool(Some(schema));
+        let good = check_output(&checked, structured(serde_json::json!({"celsius": 21.5})));
+        assert!(!good.is_error, "{}", good.content);
+        let bad = check_output(&checked, structured(serde_json::json!({"celsius": "warm"})));
+        assert!(bad.is_error && bad.content.contains("does not match its output schema"), "{}", bad.content);
+        assert!(bad.content.contains("/celsius"), "the problem says where: {}", bad.content);
+        let missing = check_output(&checked, CallToolResult::success(vec![Content::text("21.5")]));
+        assert!(missing.is_error && missing.content.contains("no structured result"), "{}", missing.content);
+        let unchecked = check_output(&tool(None), CallToolResult::success(vec![Content::text("anything")]));
+        assert!(!unchecked.is_error);
     }
 }

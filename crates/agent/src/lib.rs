@@ -71,8 +71,27 @@ pub enum AgentEvent {
     Delta(String),
     /// The model asked for a tool.
     ToolCall { tool: String, args: serde_json::Value },
+    /// A running tool reported progress.
+    ToolProgress { tool: String, progress: switchboard_mcp::client::Progress },
     /// A tool finished.
     ToolResult(ToolRecord),
+}
+
+impl AgentEvent {
+    /// The event as streams and job events carry it: a name and a JSON payload.
+    pub fn into_parts(self) -> (&'static str, serde_json::Value) {
+        match self {
+            AgentEvent::Delta(text) => ("delta", serde_json::json!({ "text": text })),
+            AgentEvent::ToolCall { tool, args } => ("tool_call", serde_json::json!({ "tool": tool, "args": args })),
+            AgentEvent::ToolProgress { tool, progress } => (
+                "tool_progress",
+                serde_json::json!({
+                    "tool": tool, "progress": progress.progress, "total": progress.total, "message": progress.message,
+                }),
+            ),
+            AgentEvent::ToolResult(record) => ("tool_result", serde_json::json!(record)),
+        }
+    }
 }
 
 /// A turn that failed, with what it had produced until then.
@@ -128,7 +147,6 @@ impl Agent {
         let mut messages = Vec::with_capacity(history.len() + 1);
         messages.push(ChatMessage::text(ChatRole::System, system_prompt));
         messages.extend(history);
-        let specs = tools.specs();
         let mut turn = Turn {
             reply: String::new(),
             tool_calls: Vec::new(),
@@ -139,8 +157,9 @@ impl Agent {
         };
         while turn.steps < self.max_steps {
             turn.steps += 1;
+            tools.refresh().await;
             let request =
-                ChatRequest { messages: messages.clone(), tools: specs.clone(), model: model.map(str::to_owned) };
+                ChatRequest { messages: messages.clone(), tools: tools.specs(), model: model.map(str::to_owned) };
             let response = match self.ask(request, events).await {
                 Ok(response) => response,
                 Err((error, partial_reply)) => {
@@ -166,7 +185,8 @@ impl Agent {
                 }
             }
             let results =
-                futures::future::join_all(response.tool_calls.iter().map(|call| self.execute(tools, call))).await;
+                futures::future::join_all(response.tool_calls.iter().map(|call| self.execute(tools, call, events)))
+                    .await;
             for (call, (record, for_model)) in response.tool_calls.iter().zip(results) {
                 messages.push(ChatMessage::tool_result(call.id.clone(), for_model));
                 if let Some(events) = events {
@@ -218,9 +238,29 @@ impl Agent {
         Err((ProviderError::Malformed("the answer stopped before it was complete".into()), response.content))
     }
 
-    async fn execute(&self, tools: &dyn Tools, call: &ToolCall) -> (ToolRecord, String) {
+    /// Runs one tool call (forwarding its progress as events) and records it: the log line has
+    /// the tool, how long it took and whether it failed — never its arguments or result, which
+    /// are kept with the reply.
+    async fn execute(
+        &self,
+        tools: &dyn Tools,
+        call: &ToolCall,
+        events: Option<&UnboundedSender<AgentEvent>>,
+    ) -> (ToolRecord, String) {
         let started = Instant::now();
-        let outcome = tools.call(&call.name, call.arguments.clone()).await;
+        let outcome = match events {
+            None => tools.call(&call.name, call.arguments.clone(), None).await,
+            Some(events) => {
+                let (sink, mut progress) = tokio::sync::mpsc::unbounded_channel();
+                let forward = async {
+                    while let Some(progress) = progress.recv().await {
+                        let _ = events.send(AgentEvent::ToolProgress { tool: call.name.clone(), progress });
+                    }
+                };
+                let (outcome, ()) = tokio::join!(tools.call(&call.name, call.arguments.clone(), Some(sink)), forward);
+                outcome
+            }
+        };
         let duration_ms = started.elapsed().as_millis() as u64;
         tracing::info!(tool = %call.name, duration_ms, is_error = outcome.is_error, "tool call");
         let for_model = truncate(&outcome.content, self.max_tool_result_chars);
@@ -282,7 +322,12 @@ mod tests {
         fn specs(&self) -> Vec<ToolSpec> {
             vec![ToolSpec { name: "echo".into(), description: "echo".into(), input_schema: serde_json::json!({}) }]
         }
-        async fn call(&self, _: &str, args: serde_json::Value) -> ToolOutcome {
+        async fn call(
+            &self,
+            _: &str,
+            args: serde_json::Value,
+            _: Option<switchboard_mcp::client::ProgressSink>,
+        ) -> ToolOutcome {
             ToolOutcome { content: "x".repeat(100) + &args.to_string(), structured: None, is_error: false }
         }
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use switchboard_domain::Id;
 use switchboard_llm::ToolSpec;
+use switchboard_mcp::client::ProgressSink;
 use switchboard_mcp::TasksServer;
 
 /// The result of one tool call.
@@ -31,11 +32,24 @@ impl From<rmcp::model::CallToolResult> for ToolOutcome {
     }
 }
 
+impl ToolOutcome {
+    /// A failed call, explained for the model.
+    pub fn error(content: impl Into<String>) -> ToolOutcome {
+        ToolOutcome { content: content.into(), structured: None, is_error: true }
+    }
+}
+
 /// Tools available to a turn.
 #[async_trait]
 pub trait Tools: Send + Sync {
+    /// Brings the tool list up to date (a server said its tools changed); called before each
+    /// model call, so [`specs`](Tools::specs) stays cheap.
+    async fn refresh(&self) {}
+
     fn specs(&self) -> Vec<ToolSpec>;
-    async fn call(&self, name: &str, arguments: serde_json::Value) -> ToolOutcome;
+
+    /// Calls a tool; progress it reports (an external server's long call) goes to `progress`.
+    async fn call(&self, name: &str, arguments: serde_json::Value, progress: Option<ProgressSink>) -> ToolOutcome;
 }
 
 /// The built-in tasks tools, acting for one user.
@@ -64,7 +78,7 @@ impl Tools for BuiltinTasks {
             .collect()
     }
 
-    async fn call(&self, name: &str, arguments: serde_json::Value) -> ToolOutcome {
+    async fn call(&self, name: &str, arguments: serde_json::Value, _: Option<ProgressSink>) -> ToolOutcome {
         self.server.call_for(self.user, name, arguments).await.into()
     }
 }
@@ -74,16 +88,20 @@ pub struct Combined<'a>(pub Vec<&'a dyn Tools>);
 
 #[async_trait]
 impl Tools for Combined<'_> {
+    async fn refresh(&self) {
+        futures::future::join_all(self.0.iter().map(|t| t.refresh())).await;
+    }
+
     fn specs(&self) -> Vec<ToolSpec> {
         self.0.iter().flat_map(|t| t.specs()).collect()
     }
 
-    async fn call(&self, name: &str, arguments: serde_json::Value) -> ToolOutcome {
+    async fn call(&self, name: &str, arguments: serde_json::Value, progress: Option<ProgressSink>) -> ToolOutcome {
         for tools in &self.0 {
             if tools.specs().iter().any(|s| s.name == name) {
-                return tools.call(name, arguments).await;
+                return tools.call(name, arguments, progress).await;
             }
         }
-        ToolOutcome { content: format!("unknown tool {name}"), structured: None, is_error: true }
+        ToolOutcome::error(format!("unknown tool {name}"))
     }
 }

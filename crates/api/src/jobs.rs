@@ -53,13 +53,8 @@ impl Runner for JobRunner {
         let (progress, mut updates) = mpsc::unbounded_channel::<AgentEvent>();
         let forward = async {
             while let Some(update) = updates.recv().await {
-                match update {
-                    AgentEvent::Delta(text) => events.emit("delta", json!({ "text": text })).await,
-                    AgentEvent::ToolCall { tool, args } => {
-                        events.emit("tool_call", json!({ "tool": tool, "args": args })).await
-                    }
-                    AgentEvent::ToolResult(record) => events.emit("tool_result", json!(record)).await,
-                }
+                let (kind, payload) = update.into_parts();
+                events.emit(kind, payload).await;
             }
         };
         let work = async {

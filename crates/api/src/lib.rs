@@ -119,6 +119,8 @@ pub struct Services {
     pub builder: switchboard_agent::builder::Builder,
     /// The built-in tasks tools, called in-process by the agent.
     pub tasks_server: Arc<TasksServer>,
+    /// External MCP servers kept running between agent runs.
+    pub mcp_pool: switchboard_mcp::pool::ClientPool,
     /// Who owns each `/mcp` session.
     pub mcp_sessions: Arc<mcp_endpoint::SessionOwners>,
     /// Cancelled when the server shuts down, ending long-lived streams.

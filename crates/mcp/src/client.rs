@@ -1,21 +1,35 @@
 //! The client for external MCP servers: launched as child processes over stdio (with only the
 //! environment their configuration declares, plus `PATH`) or reached over Streamable HTTP (with
 //! headers such as a bearer token). Either protocol era; rmcp negotiates the version.
+//!
+//! A connected server keeps its tool list and lists it again when the server says it changed
+//! (`notifications/tools/list_changed`); progress a server reports on a call
+//! (`notifications/progress`) reaches whoever made the call, and resets its timeout. The
+//! [`pool`](crate::pool) keeps servers between runs and shuts idle ones down.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, CallToolResult, Tool};
-use rmcp::service::RunningService;
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ClientRequest,
+    Implementation, ProgressNotificationParam, ProgressToken, ServerResult, Tool,
+};
+use rmcp::service::{NotificationContext, PeerRequestOptions, RunningService, ServiceError};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
-use rmcp::{RoleClient, ServiceExt};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use tokio::sync::mpsc::UnboundedSender;
 
 /// Largest Server-Sent Event accepted from a remote server; a larger one ends the connection.
 pub const MAX_SSE_EVENT_BYTES: usize = 10 * 1024 * 1024;
 
+/// A call that reports progress may run this many times its call timeout in all.
+const MAX_CALL_TIMEOUTS_WITH_PROGRESS: u32 = 10;
+
 /// How to reach a server.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Launch {
     /// A child process speaking MCP on stdin/stdout.
     Stdio { command: String, args: Vec<String>, env: BTreeMap<String, String> },
@@ -29,11 +43,11 @@ pub struct ServerConfig {
     /// Short name, used to namespace its tools (`name__tool`).
     pub name: String,
     pub launch: Launch,
-    /// Longest a tool call may take.
+    /// Longest a tool call may take without reporting progress.
     pub call_timeout: Duration,
     /// For a server whose URL a user influenced: the outbound rules its address must pass. The
     /// connection then goes only to the checked addresses.
-    pub outbound: Option<std::sync::Arc<crate::outbound::OutboundPolicy>>,
+    pub outbound: Option<Arc<crate::outbound::OutboundPolicy>>,
 }
 
 /// What went wrong with an external server; the message names the server.
@@ -48,11 +62,57 @@ pub enum ClientError {
     Failed { server: String, reason: String },
 }
 
+impl ClientError {
+    /// The server the error is about.
+    pub fn server(&self) -> &str {
+        match self {
+            ClientError::Connect { server, .. }
+            | ClientError::Timeout { server, .. }
+            | ClientError::Failed { server, .. } => server,
+        }
+    }
+}
+
+/// Progress a server reported on a call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub progress: f64,
+    pub total: Option<f64>,
+    pub message: Option<String>,
+}
+
+/// Where a call's progress goes.
+pub type ProgressSink = UnboundedSender<Progress>;
+
+/// What a server sends unasked: tool list changes and progress of calls in flight.
+#[derive(Default)]
+struct Notifications {
+    tools_changed: AtomicBool,
+    progress: Mutex<HashMap<ProgressToken, ProgressSink>>,
+}
+
+impl ClientHandler for Notifications {
+    async fn on_progress(&self, params: ProgressNotificationParam, _: NotificationContext<RoleClient>) {
+        let sink = self.progress.lock().expect("progress routes lock").get(&params.progress_token).cloned();
+        if let Some(sink) = sink {
+            let _ = sink.send(Progress { progress: params.progress, total: params.total, message: params.message });
+        }
+    }
+
+    async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
+        self.tools_changed.store(true, Ordering::Release);
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(ClientCapabilities::default(), Implementation::new("switchboard", env!("CARGO_PKG_VERSION")))
+    }
+}
+
 /// A connected external server with its tool list.
 pub struct ExternalServer {
     name: String,
-    service: RunningService<RoleClient, ()>,
-    tools: Vec<Tool>,
+    service: RunningService<RoleClient, Notifications>,
+    tools: tokio::sync::RwLock<Arc<Vec<Tool>>>,
     call_timeout: Duration,
     process_id: Option<u32>,
 }
@@ -60,7 +120,9 @@ pub struct ExternalServer {
 impl ExternalServer {
     /// Connects, initialises and lists the tools (following pagination).
     pub async fn connect(config: ServerConfig) -> Result<ExternalServer, ClientError> {
-        let fail = |reason: String| ClientError::Connect { server: config.name.clone(), reason };
+        let name = config.name.clone();
+        let fail = |reason: String| ClientError::Connect { server: name.clone(), reason };
+        let handler = Notifications::default();
         let (service, process_id) = match &config.launch {
             Launch::Stdio { command, args, env } => {
                 let mut cmd = tokio::process::Command::new(command);
@@ -73,7 +135,7 @@ impl ExternalServer {
                     .spawn()
                     .map_err(|e| fail(e.to_string()))?;
                 let pid = transport.id();
-                let service = tokio::time::timeout(config.call_timeout, ().serve(transport))
+                let service = tokio::time::timeout(config.call_timeout, handler.serve(transport))
                     .await
                     .map_err(|_| fail("no answer to initialize".into()))?
                     .map_err(|e| fail(e.to_string()))?;
@@ -81,7 +143,7 @@ impl ExternalServer {
             }
             Launch::Http { url, headers } => {
                 let mut http = StreamableHttpClientTransportConfig::with_uri(url.clone());
-                let mut custom = std::collections::HashMap::new();
+                let mut custom = HashMap::new();
                 for (name, value) in headers {
                     if name.eq_ignore_ascii_case("authorization") {
                         let token = value.strip_prefix("Bearer ").unwrap_or(value);
@@ -101,27 +163,47 @@ impl ExternalServer {
                     }
                     None => StreamableHttpClientTransport::from_config(http),
                 };
-                let service = tokio::time::timeout(config.call_timeout, ().serve(transport))
+                let service = tokio::time::timeout(config.call_timeout, handler.serve(transport))
                     .await
                     .map_err(|_| fail("no answer to initialize".into()))?
                     .map_err(|e| fail(e.to_string()))?;
                 (service, None)
             }
         };
-        let tools = tokio::time::timeout(config.call_timeout, service.list_all_tools())
+        let server = ExternalServer {
+            name: config.name,
+            service,
+            tools: Default::default(),
+            call_timeout: config.call_timeout,
+            process_id,
+        };
+        server
+            .refresh_tools()
             .await
-            .map_err(|_| fail("no answer to tools/list".into()))?
-            .map_err(|e| fail(e.to_string()))?;
-        Ok(ExternalServer { name: config.name, service, tools, call_timeout: config.call_timeout, process_id })
+            .map_err(|e| ClientError::Connect { server: server.name.clone(), reason: e.to_string() })?;
+        Ok(server)
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// The tools listed at connection.
-    pub fn tools(&self) -> &[Tool] {
-        &self.tools
+    /// The server's tools: the list fetched last, fetched again if the server said it changed.
+    pub async fn tools(&self) -> Result<Arc<Vec<Tool>>, ClientError> {
+        if self.service.service().tools_changed.swap(false, Ordering::AcqRel) {
+            tracing::debug!(server = %self.name, "tool list changed; listing again");
+            self.refresh_tools().await?;
+        }
+        Ok(self.tools.read().await.clone())
+    }
+
+    async fn refresh_tools(&self) -> Result<(), ClientError> {
+        let listed = tokio::time::timeout(self.call_timeout, self.service.list_all_tools())
+            .await
+            .map_err(|_| self.timeout())?
+            .map_err(|e| self.failed(e))?;
+        *self.tools.write().await = Arc::new(listed);
+        Ok(())
     }
 
     /// The child process, for a stdio server.
@@ -129,25 +211,75 @@ impl ExternalServer {
         self.process_id
     }
 
-    /// Calls a tool (by its own, not namespaced, name).
-    pub async fn call(&self, tool: &str, arguments: serde_json::Value) -> Result<CallToolResult, ClientError> {
+    /// Whether the connection is still up (a crashed child or a closed session is not).
+    pub fn is_alive(&self) -> bool {
+        !self.service.is_transport_closed() && !self.service.is_closed()
+    }
+
+    /// Calls a tool (by its own, not namespaced, name). Progress the server reports goes to
+    /// `progress` and restarts the call's timeout (up to ten timeouts in all).
+    pub async fn call(
+        &self,
+        tool: &str,
+        arguments: serde_json::Value,
+        progress: Option<ProgressSink>,
+    ) -> Result<CallToolResult, ClientError> {
         let mut params = CallToolRequestParams::new(tool.to_owned());
         if let serde_json::Value::Object(map) = arguments {
             params = params.with_arguments(map);
         }
+        let options = PeerRequestOptions::with_timeout(self.call_timeout)
+            .reset_timeout_on_progress()
+            .with_max_total_timeout(self.call_timeout * MAX_CALL_TIMEOUTS_WITH_PROGRESS);
         let started = std::time::Instant::now();
-        let outcome = tokio::time::timeout(self.call_timeout, self.service.call_tool(params)).await;
-        tracing::info!(server = %self.name, tool, duration_ms = started.elapsed().as_millis() as u64, ok = matches!(outcome, Ok(Ok(_))), "external tool call");
+        let handle = self
+            .service
+            .send_request_with_option(ClientRequest::CallToolRequest(CallToolRequest::new(params)), options)
+            .await
+            .map_err(|e| self.failed(e))?;
+        let route =
+            progress.map(|sink| ProgressRoute::new(self.service.service(), handle.progress_token.clone(), sink));
+        let outcome = handle.await_response().await;
+        drop(route);
+        tracing::info!(server = %self.name, tool, duration_ms = started.elapsed().as_millis() as u64, ok = outcome.is_ok(), "external tool call");
         match outcome {
-            Err(_) => Err(ClientError::Timeout { server: self.name.clone(), seconds: self.call_timeout.as_secs() }),
-            Ok(Err(e)) => Err(ClientError::Failed { server: self.name.clone(), reason: e.to_string() }),
-            Ok(Ok(result)) => Ok(result),
+            Ok(ServerResult::CallToolResult(result)) => Ok(result),
+            Ok(_) => Err(self.failed("the answer to tools/call was not a tool result")),
+            Err(ServiceError::Timeout { .. }) => Err(self.timeout()),
+            Err(e) => Err(self.failed(e)),
         }
+    }
+
+    fn timeout(&self) -> ClientError {
+        ClientError::Timeout { server: self.name.clone(), seconds: self.call_timeout.as_secs() }
+    }
+
+    fn failed(&self, reason: impl std::fmt::Display) -> ClientError {
+        ClientError::Failed { server: self.name.clone(), reason: reason.to_string() }
     }
 
     /// Ends the session (and the child process of a stdio server).
     pub async fn shutdown(self) {
         let _ = self.service.cancel().await;
+    }
+}
+
+/// Routes a call's progress notifications while it is in flight.
+struct ProgressRoute<'a> {
+    notifications: &'a Notifications,
+    token: ProgressToken,
+}
+
+impl<'a> ProgressRoute<'a> {
+    fn new(notifications: &'a Notifications, token: ProgressToken, sink: ProgressSink) -> ProgressRoute<'a> {
+        notifications.progress.lock().expect("progress routes lock").insert(token.clone(), sink);
+        ProgressRoute { notifications, token }
+    }
+}
+
+impl Drop for ProgressRoute<'_> {
+    fn drop(&mut self) {
+        self.notifications.progress.lock().expect("progress routes lock").remove(&self.token);
     }
 }
 

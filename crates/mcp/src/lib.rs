@@ -1,8 +1,9 @@
 //! MCP for Switchboard, on rmcp: the built-in tasks server (served in-process, over Streamable
-//! HTTP at `/mcp`, and over stdio), and the client for external MCP servers.
+//! HTTP at `/mcp`, and over stdio), and the client for external MCP servers with its pool.
 
 pub mod client;
 pub mod outbound;
+pub mod pool;
 pub mod tasks_server;
 
 pub use tasks_server::TasksServer;

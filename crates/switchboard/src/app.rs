@@ -123,6 +123,7 @@ impl Application {
     /// grace period) and closes the database.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let store = self.state.store.clone();
+        let mcp_pool = self.state.mcp_pool.clone();
         let streams = self.state.shutdown.clone();
         tokio::spawn(keep_catalog_fresh(
             self.state.catalog.clone(),
@@ -155,6 +156,7 @@ impl Application {
         if let Some(jobs) = jobs {
             let _ = jobs.await;
         }
+        mcp_pool.shutdown().await;
         store.close().await;
         tracing::info!("stopped");
         Ok(())
@@ -212,6 +214,7 @@ async fn build_state(settings: &Settings, parts: Parts) -> anyhow::Result<AppSta
         catalog,
         tasks: TaskService::new(store.clone()),
         tasks_server: Arc::new(TasksServer::for_signed_in_users(TaskService::new(store.clone()))),
+        mcp_pool: switchboard_mcp::pool::ClientPool::new(Duration::from_secs(settings.mcp_idle_secs.max(1))),
         mcp_sessions: Default::default(),
         shutdown: tokio_util::sync::CancellationToken::new(),
         store,
@@ -270,6 +273,7 @@ pub async fn run_workers(
     tracing::info!("stopping the workers");
     stop.cancel();
     let _ = running.await;
+    state.mcp_pool.shutdown().await;
     state.store.close().await;
     Ok(())
 }

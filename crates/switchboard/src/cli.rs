@@ -109,7 +109,9 @@ Lists in the environment are comma-separated. Settings without a flag:
   master_key           SWITCHBOARD_MASTER_KEY      the credential vault's key: 32+ random bytes or base64 of 32 bytes
                                                    (default: generated into <data-dir>/vault_key, 0600)
   previous_master_keys SWITCHBOARD_PREVIOUS_MASTER_KEYS  keys being rotated away from (`switchboard vault rotate`)
-  mcp_call_timeout_secs SWITCHBOARD_MCP_CALL_TIMEOUT_SECS  longest an agent's MCP server may take to start or answer [30]
+  mcp_call_timeout_secs SWITCHBOARD_MCP_CALL_TIMEOUT_SECS  longest an agent's MCP server may take to start or answer
+                                                   (a call that reports progress may take ten times as long) [30]
+  mcp_idle_secs        SWITCHBOARD_MCP_IDLE_SECS   an external MCP server unused this long is shut down [300]
   max_file_bytes       SWITCHBOARD_MAX_FILE_BYTES  largest file attached to POST /api/chat [262144]
   max_files            SWITCHBOARD_MAX_FILES       most files attached to one message [5]
   job_max_attempts     SWITCHBOARD_JOB_MAX_ATTEMPTS  attempts a job gets before it fails [3]

@@ -71,6 +71,8 @@ pub struct Settings {
     /// Allow plain-http remote MCP servers.
     pub outbound_allow_http: bool,
     pub mcp_call_timeout_secs: u64,
+    /// An external MCP server nobody used for this long is shut down.
+    pub mcp_idle_secs: u64,
     /// Jobs this process runs at once (0: this process runs none; `switchboard worker` does).
     pub workers: usize,
     pub job_max_attempts: i32,
@@ -126,6 +128,7 @@ pub(crate) const KEYS: &[&str] = &[
     "outbound_allow",
     "outbound_allow_http",
     "mcp_call_timeout_secs",
+    "mcp_idle_secs",
     "workers",
     "job_max_attempts",
     "job_lease_secs",
@@ -181,6 +184,7 @@ impl Default for Settings {
             outbound_allow: Vec::new(),
             outbound_allow_http: false,
             mcp_call_timeout_secs: 30,
+            mcp_idle_secs: 300,
             workers: 2,
             job_max_attempts: 3,
             job_lease_secs: 30,

@@ -11,7 +11,6 @@ use switchboard_agent::credentials::scrub;
 use switchboard_agent::export::{export, ExportServer, Format};
 use switchboard_agent::launch::{resolve, ServerTools};
 use switchboard_domain::{Agent, Id};
-use switchboard_mcp::client::ClientError;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -189,7 +188,7 @@ pub(crate) async fn prepare_servers(state: &AppState, owner: Id, agent: &Agent) 
     Ok(prepared)
 }
 
-/// Starts the servers, runs the begun turn as the agent, and stops them.
+/// Gets the servers from the pool (starting those not running) and runs the begun turn as the agent.
 pub(crate) async fn run_prepared(
     state: &AppState,
     begun: &Begun,
@@ -198,25 +197,18 @@ pub(crate) async fn run_prepared(
     events: Option<&UnboundedSender<AgentEvent>>,
 ) -> ApiResult<ChatReply> {
     let PreparedServers { configs, secrets } = servers;
-    let tools = ServerTools::connect(configs).await.map_err(|e| {
+    let tools = ServerTools::connect(&state.mcp_pool, &begun.owner.to_string(), configs).await.map_err(|e| {
         // The cause may quote an address built from a credential: it is scrubbed before the log,
         // and the client hears only which server failed.
         tracing::warn!(error = %scrub(&e.to_string(), &secrets), agent = %agent.id, "an agent's server could not be started");
-        let server = match &e {
-            ClientError::Connect { server, .. } | ClientError::Timeout { server, .. } | ClientError::Failed { server, .. } => {
-                server.as_str()
-            }
-            _ => "an MCP server",
-        };
+        let server = e.server();
         ApiError::new(
             StatusCode::BAD_GATEWAY,
             "mcp_server_unavailable",
             format!("the MCP server {server} could not be started or reached (your input was kept)"),
         )
     })?;
-    let reply = run_turn_with(state, begun, &agent.system_prompt, &tools, events).await;
-    tools.shutdown().await;
-    reply
+    run_turn_with(state, begun, &agent.system_prompt, &tools, events).await
 }
 
 pub(crate) async fn owned_agent(state: &AppState, owner: Id, id: Uuid) -> ApiResult<Agent> {

@@ -280,11 +280,8 @@ async fn chat_stream(
         };
         let forward = async {
             while let Some(update) = updates.recv().await {
-                match update {
-                    AgentEvent::Delta(text) => send("delta", json!({ "text": text })),
-                    AgentEvent::ToolCall { tool, args } => send("tool_call", json!({ "tool": tool, "args": args })),
-                    AgentEvent::ToolResult(record) => send("tool_result", json!(record)),
-                }
+                let (name, payload) = update.into_parts();
+                send(name, payload);
             }
         };
         let (outcome, ()) = tokio::join!(run, forward);
@@ -308,7 +305,7 @@ async fn chat_stream(
 
 /// A turn whose user message is stored and whose history is loaded.
 pub(crate) struct Begun {
-    owner: Uuid,
+    pub(crate) owner: Uuid,
     conversation_id: Uuid,
     user_message_id: Uuid,
     history_messages: usize,

@@ -19,6 +19,7 @@ mod llm_anthropic;
 mod llm_openai;
 mod mcp_client;
 mod mcp_http;
+mod mcp_pool;
 mod operations;
 mod process;
 mod rate_limits;

@@ -49,17 +49,17 @@ async fn a_real_stdio_server_lists_and_runs_its_tools_with_only_the_declared_env
     let Some(server) = everything_server() else { return };
     let everything =
         ExternalServer::connect(stdio("everything", server, &[("DECLARED_SETTING", "declared-value")])).await.unwrap();
-    let names: Vec<String> = everything.tools().iter().map(|t| t.name.to_string()).collect();
+    let names: Vec<String> = everything.tools().await.unwrap().iter().map(|t| t.name.to_string()).collect();
     assert!(names.contains(&"echo".to_string()) && names.contains(&"get-env".to_string()), "{names:?}");
     assert_eq!(namespaced(everything.name(), "get-env"), "everything__get-env");
 
-    let echoed = everything.call("echo", json!({"message": "hello from switchboard"})).await.unwrap();
+    let echoed = everything.call("echo", json!({"message": "hello from switchboard"}), None).await.unwrap();
     assert!(text(&echoed).contains("hello from switchboard"));
-    let sum = everything.call("get-sum", json!({"a": 2, "b": 40})).await.unwrap();
+    let sum = everything.call("get-sum", json!({"a": 2, "b": 40}), None).await.unwrap();
     assert!(text(&sum).contains("42"), "{}", text(&sum));
 
     // Only what the configuration declares (plus PATH) reaches the child.
-    let env = text(&everything.call("get-env", json!({})).await.unwrap());
+    let env = text(&everything.call("get-env", json!({}), None).await.unwrap());
     assert!(env.contains("declared-value"), "declared variable passed: {env}");
     assert!(env.contains("\\\"PATH\\\""), "keys appear quoted, so the absence checks below can fail: {env}");
     for inherited in ["HOME", "CARGO", "RUST_BACKTRACE", "SWITCHBOARD_TEST_MCP_SERVERS"] {
@@ -84,16 +84,16 @@ async fn a_crashed_server_fails_clearly_while_another_keeps_working() {
     })
     .await
     .unwrap();
-    assert_eq!(tasks.tools().len(), 5);
+    assert_eq!(tasks.tools().await.unwrap().len(), 5);
 
     let pid = everything.process_id().expect("a stdio server has a process");
     std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let error = everything.call("echo", json!({"message": "anyone?"})).await.unwrap_err();
+    let error = everything.call("echo", json!({"message": "anyone?"}), None).await.unwrap_err();
     assert!(matches!(error, ClientError::Failed { .. } | ClientError::Timeout { .. }), "{error}");
     assert!(error.to_string().contains("everything"), "the error names the server: {error}");
 
-    let added = tasks.call("add_task", json!({"title": "still fine"})).await.unwrap();
+    let added = tasks.call("add_task", json!({"title": "still fine"}), None).await.unwrap();
     assert_eq!(added.is_error, Some(false));
     let listed: serde_json::Value = app.get("/api/v1/tasks", &app.token_for("alice")).await.json().await.unwrap();
     assert_eq!(listed["items"][0]["title"], "still fine");
