@@ -3,6 +3,7 @@
 //! until it answers or the step limit is reached.
 
 pub mod builder;
+pub mod context;
 pub mod credentials;
 pub mod export;
 pub mod launch;

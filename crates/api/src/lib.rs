@@ -45,6 +45,8 @@ pub struct ApiConfig {
     pub max_message_chars: usize,
     /// How many earlier messages a chat turn sends to the model.
     pub history_limit: u32,
+    /// Most tokens of history a chat turn sends to the model.
+    pub history_max_tokens: usize,
     /// Origins allowed to call the API from a browser; empty means same origin only.
     pub cors_allowed_origins: Vec<String>,
     /// Proxies whose `X-Forwarded-For` is believed.
@@ -69,6 +71,7 @@ impl Default for ApiConfig {
             body_limit: 1024 * 1024,
             max_message_chars: 32_000,
             history_limit: 20,
+            history_max_tokens: 8000,
             cors_allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             mcp: mcp_endpoint::McpConfig {
@@ -224,7 +227,7 @@ pub fn router(state: AppState) -> Router {
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
                     let id = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id, user = tracing::field::Empty)
                 })
                 .on_request(())
                 .on_response(|res: &Response, latency: std::time::Duration, _: &tracing::Span| {

@@ -187,8 +187,10 @@ impl Workers {
                     failures = 0;
                     self.running.fetch_add(1, Ordering::SeqCst);
                     let id = job.id;
+                    // Every line logged while the job runs (its tool calls among them) names it and its user.
+                    let span = tracing::info_span!("job", job = %id, user = %job.user_id);
                     tokio::select! {
-                        () = self.execute(&worker, job) => {}
+                        () = tracing::Instrument::instrument(self.execute(&worker, job), span) => {}
                         () = shutdown.cancelled() => self.release(&worker, id).await,
                     }
                     self.running.fetch_sub(1, Ordering::SeqCst);

@@ -228,6 +228,7 @@ async fn build_state(settings: &Settings, parts: Parts) -> anyhow::Result<AppSta
             body_limit: settings.body_limit_bytes,
             max_message_chars: settings.max_message_chars,
             history_limit: settings.history_limit,
+            history_max_tokens: settings.history_max_tokens,
             cors_allowed_origins: settings.cors_allowed_origins.clone(),
             trusted_proxies: settings.trusted_proxies.clone(),
             mcp: McpConfig {

@@ -103,7 +103,9 @@ Lists in the environment are comma-separated. Settings without a flag:
   google_jwks_url      SWITCHBOARD_GOOGLE_JWKS_URL Google's signing keys (default: Google's public JWKS)
   jwks_refresh_secs    SWITCHBOARD_JWKS_REFRESH_SECS  minimum seconds between key refreshes [10]
   session_ttl_secs     SWITCHBOARD_SESSION_TTL_SECS   lifetime of tokens issued for a Google sign-in [86400]
-  history_limit        SWITCHBOARD_HISTORY_LIMIT   earlier messages sent to the model per turn [20]
+  history_limit        SWITCHBOARD_HISTORY_LIMIT   earlier messages sent to the model per turn, with their tool calls [20]
+  history_max_tokens   SWITCHBOARD_HISTORY_MAX_TOKENS  most tokens of history per turn (about 4 characters each);
+                                                   the oldest turns go first [8000]
   llm_api_key          SWITCHBOARD_LLM_API_KEY     the model service's key (or OPENAI_API_KEY / ANTHROPIC_API_KEY); never logged
   embed_api_key        SWITCHBOARD_EMBED_API_KEY   the embeddings endpoint's key (default: the model service's key); never logged
   master_key           SWITCHBOARD_MASTER_KEY      the credential vault's key: 32+ random bytes or base64 of 32 bytes

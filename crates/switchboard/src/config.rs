@@ -36,6 +36,8 @@ pub struct Settings {
     pub body_limit_bytes: usize,
     pub max_message_chars: usize,
     pub history_limit: u32,
+    /// Most tokens (about four characters each) of history sent to the model per turn.
+    pub history_max_tokens: usize,
     #[serde(deserialize_with = "list")]
     pub cors_allowed_origins: Vec<String>,
     #[serde(deserialize_with = "list")]
@@ -105,6 +107,7 @@ pub(crate) const KEYS: &[&str] = &[
     "body_limit_bytes",
     "max_message_chars",
     "history_limit",
+    "history_max_tokens",
     "cors_allowed_origins",
     "trusted_proxies",
     "mcp_allowed_hosts",
@@ -161,6 +164,7 @@ impl Default for Settings {
             body_limit_bytes: 1024 * 1024,
             max_message_chars: 32_000,
             history_limit: 20,
+            history_max_tokens: 8000,
             cors_allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             mcp_allowed_hosts: Vec::new(),

@@ -329,6 +329,8 @@ fn classify(e: jsonwebtoken::errors::Error) -> AuthFailure {
 pub async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     match state.auth.authenticate(req.headers()).await {
         Ok(principal) => {
+            // Every line logged for this request (tool calls among them) names its user.
+            tracing::Span::current().record("user", tracing::field::display(principal.user_id()));
             req.extensions_mut().insert(principal);
             next.run(req).await
         }

@@ -15,7 +15,7 @@ use switchboard_agent::builder::{Outcome, Pending, Status, WorkflowTool, WORKFLO
 use switchboard_agent::credentials::MissingCredential;
 use switchboard_agent::{AgentEvent, BuiltinTasks, Combined, ToolRecord, Tools, Turn, TurnFailure, SYSTEM_PROMPT};
 use switchboard_domain::{NewMessage, Role};
-use switchboard_llm::{ChatMessage, ChatRole, ProviderError, Usage};
+use switchboard_llm::{ChatMessage, ProviderError, Usage};
 use switchboard_store::StartTurn;
 use tokio::sync::mpsc::{self, UnboundedSender};
 use utoipa::ToSchema;
@@ -409,20 +409,17 @@ async fn load_turn(
     credentials_given: bool,
     text: String,
 ) -> ApiResult<Begun> {
-    let history = state.store.recent_messages(owner, conversation.id, state.config.history_limit).await?;
-    let messages = history
-        .iter()
-        .filter(|m| m.role != Role::Tool)
-        .map(|m| {
-            let role = if m.role == Role::User { ChatRole::User } else { ChatRole::Assistant };
-            ChatMessage::text(role, m.content.clone())
-        })
-        .collect();
+    let stored = state.store.recent_messages(owner, conversation.id, state.config.history_limit).await?;
+    let (messages, history_messages) = switchboard_agent::context::history(
+        &stored,
+        state.config.history_max_tokens,
+        state.agent.max_tool_result_chars,
+    );
     Ok(Begun {
         owner,
         conversation_id: conversation.id,
         user_message_id,
-        history_messages: history.len(),
+        history_messages,
         messages,
         model,
         context: conversation.context,

@@ -220,7 +220,41 @@ async fn a_request_may_choose_an_allowed_model_only(backend: Backend) {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }
 
+async fn the_next_turn_sees_earlier_tool_calls_and_results_within_the_budget(backend: Backend) {
+    let model = ModelServer::start(vec![
+        Reply::tools(&[("add_task", json!({"title": "buy milk"}))]),
+        Reply::text("Added task 1."),
+        Reply::text("It is task 1."),
+        Reply::text("Still task 1."),
+    ])
+    .await;
+    let app = app_with_model(&backend, &model.base_url, |s| s.history_max_tokens = 300).await;
+    let token = app.token_for("alice");
+    let first = app.chat(&token, "add a task called buy milk", None).await;
+    let conversation = first["conversation_id"].as_str().unwrap().to_owned();
+    let second = app.chat(&token, "which number was it?", Some(&conversation)).await;
+    assert_eq!(second["message"]["content"], "It is task 1.");
+
+    let asked = &model.received()[2].body["messages"];
+    let roles: Vec<&str> = asked.as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["system", "user", "assistant", "tool", "assistant", "user"], "{asked}");
+    assert_eq!(asked[2]["tool_calls"][0]["function"]["name"], "add_task");
+    assert_eq!(asked[3]["tool_call_id"], asked[2]["tool_calls"][0]["id"]);
+    assert!(asked[3]["content"].as_str().unwrap().contains("buy milk"), "the earlier result: {}", asked[3]);
+    assert_eq!(second["context"]["history_messages"], 3);
+
+    // A long message pushes the earlier turns out of the 300-token budget; the new one stays.
+    let long = "please tell me again ".repeat(100);
+    let third = app.chat(&token, &long, Some(&conversation)).await;
+    let asked = &model.received()[3].body["messages"];
+    let roles: Vec<&str> = asked.as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["system", "user"], "{asked}");
+    assert!(asked[1]["content"].as_str().unwrap().starts_with("please tell me again"));
+    assert_eq!(third["context"]["history_messages"], 1);
+}
+
 crate::on_both_backends!(
+    the_next_turn_sees_earlier_tool_calls_and_results_within_the_budget,
     a_request_may_choose_an_allowed_model_only,
     the_model_calls_a_task_tool_and_then_answers,
     parallel_tool_calls_all_run,

@@ -210,7 +210,8 @@ async fn sigterm_with_100_requests_in_flight_drops_none() {
     assert!(status.success());
 }
 
-/// Neither bearer tokens nor message contents reach the logs, even at trace level.
+/// Neither bearer tokens nor message contents reach the logs, even at trace level; every tool
+/// call is logged with its user, tool, duration and outcome, but not its arguments.
 #[tokio::test]
 async fn logs_carry_neither_tokens_nor_message_contents() {
     let dir = tempfile::tempdir().unwrap();
@@ -225,6 +226,24 @@ async fn logs_carry_neither_tokens_nor_message_contents() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    let title = format!("CANARY-{}", uuid::Uuid::new_v4());
+    let added = client
+        .post(format!("{}/api/v1/chat", served.url))
+        .bearer_auth(&served.token)
+        .json(&json!({"message": format!("add a task called {title}")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), StatusCode::OK);
+    let me: Value = client
+        .get(format!("{}/api/v1/me", served.url))
+        .bearer_auth(&served.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let refused =
         client.get(format!("{}/api/v1/me", served.url)).bearer_auth(format!("{}x", served.token)).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
@@ -237,6 +256,19 @@ async fn logs_carry_neither_tokens_nor_message_contents() {
         &logs[..logs.len().min(500)]
     );
     assert!(!logs.contains(&canary), "message content in logs");
+    assert!(!logs.contains(&title), "tool arguments in logs");
+    let calls: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["message"] == "tool call")
+        .collect();
+    assert_eq!(calls.len(), 1, "one tool call logged");
+    let call = &calls[0];
+    assert_eq!(call["tool"], "add_task");
+    assert_eq!(call["is_error"], false);
+    assert!(call["duration_ms"].is_number());
+    let spans = call["spans"].as_array().unwrap();
+    assert!(spans.iter().any(|s| s["user"] == me["id"]), "the call names its user: {call}");
     let signature = served.token.rsplit('.').next().unwrap();
     assert!(!logs.contains(signature), "token in logs");
     for line in logs.lines().filter(|l| l.starts_with('{')) {
