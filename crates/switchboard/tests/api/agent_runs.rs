@@ -362,7 +362,119 @@ async fn oversized_answers_from_a_remote_server_are_cut_off(backend: Backend) {
     }
 }
 
+/// A remote MCP server (JSON answers) that records the `Authorization` header of every request.
+/// Tools: `ping` (answers "pong"), `huge` (10 MiB of text), `weather` (declares an output schema
+/// its result does not match).
+async fn recording_mcp_server() -> (String, Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>) {
+    let seen: Arc<std::sync::Mutex<Vec<(String, Option<String>)>>> = Default::default();
+    let record = seen.clone();
+    let answer = move |headers: axum::http::HeaderMap, body: String| {
+        let record = record.clone();
+        async move {
+            let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            let method = request["method"].as_str().unwrap_or_default().to_owned();
+            let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            record.lock().unwrap().push((method.clone(), auth));
+            let Some(id) = request.get("id").cloned() else {
+                return (StatusCode::ACCEPTED, [("content-type", "application/json")], String::new());
+            };
+            let object = json!({"type": "object"});
+            let result = match method.as_str() {
+                "initialize" => json!({"protocolVersion": request["params"]["protocolVersion"],
+                    "capabilities": {"tools": {}}, "serverInfo": {"name": "recording", "version": "1"}}),
+                "tools/list" => json!({"tools": [
+                    {"name": "ping", "inputSchema": object},
+                    {"name": "huge", "inputSchema": object},
+                    {"name": "weather", "inputSchema": object, "outputSchema": {"type": "object",
+                        "properties": {"celsius": {"type": "number"}}, "required": ["celsius"]}}]}),
+                "tools/call" => match request["params"]["name"].as_str() {
+                    Some("huge") => json!({"content": [{"type": "text", "text": "h".repeat(10 << 20)}]}),
+                    Some("weather") => json!({"content": [{"type": "text", "text": "warm"}],
+                                              "structuredContent": {"celsius": "warm"}}),
+                    _ => json!({"content": [{"type": "text", "text": "pong"}]}),
+                },
+                _ => json!({}),
+            };
+            let message = json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string();
+            (StatusCode::OK, [("content-type", "application/json")], message)
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().fallback(axum::routing::post(answer))).await.unwrap()
+    });
+    (url, seen)
+}
+
+/// B3.22: over 100 proxied tool calls the upstream server never sees the caller's bearer, and
+/// every request it gets carries the credential from the owner's vault.
+async fn the_callers_token_never_reaches_an_upstream_server(backend: Backend) {
+    let (url, seen) = recording_mcp_server().await;
+    let description = "ping the remote server";
+    let mut script = workflow_replies(description, &["Remote Tasks"]);
+    let pings: Vec<(&str, Value)> = (0..100).map(|_| ("remote-tasks__ping", json!({}))).collect();
+    script.push(Reply::tools(&pings));
+    script.push(Reply::text("Pinged it a hundred times."));
+    let (_model, app) = app_for(&backend, script, remote_entry(), &["127.0.0.1/32"]).await;
+    let alice = app.token_for("alice");
+    let vault_token = "upstream-credential-4b1d";
+    let agent = create_agent(
+        &app,
+        &alice,
+        description,
+        &[("remote-tasks", json!({"SERVER_URL": url, "REMOTE_TOKEN": vault_token}))],
+    )
+    .await;
+    let response = run(&app, &alice, &agent, "ping").await;
+    assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
+    let reply: Value = response.json().await.unwrap();
+    assert_eq!(reply["tool_calls"].as_array().unwrap().len(), 100);
+    let seen = seen.lock().unwrap().clone();
+    let calls = seen.iter().filter(|(method, _)| method == "tools/call").count();
+    assert_eq!(calls, 100);
+    let expected = format!("Bearer {vault_token}");
+    for (method, auth) in &seen {
+        assert_eq!(auth.as_deref(), Some(expected.as_str()), "{method} carried the vault's credential");
+        assert!(!auth.as_deref().unwrap_or_default().contains(&alice), "{method} carried the caller's token");
+    }
+}
+
+/// B10.65: a 10 MiB tool result reaches the model cut to the limit, and a result that does not
+/// match the tool's output schema is an error item; the run goes on to its answer.
+async fn oversized_and_malformed_tool_results_never_reach_the_model_as_they_are(backend: Backend) {
+    let (url, _seen) = recording_mcp_server().await;
+    let description = "read the remote server";
+    let mut script = workflow_replies(description, &["Remote Tasks"]);
+    script.push(Reply::tools(&[("remote-tasks__huge", json!({})), ("remote-tasks__weather", json!({}))]));
+    script.push(Reply::text("One was too long and one was malformed."));
+    let (model, app) = app_for(&backend, script, remote_entry(), &["127.0.0.1/32"]).await;
+    let alice = app.token_for("alice");
+    let agent =
+        create_agent(&app, &alice, description, &[("remote-tasks", json!({"SERVER_URL": url, "REMOTE_TOKEN": "t"}))])
+            .await;
+    let response = run(&app, &alice, &agent, "read").await;
+    assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
+    let reply: Value = response.json().await.unwrap();
+    assert_eq!(reply["message"]["content"], "One was too long and one was malformed.");
+    assert_eq!(reply["tool_calls"][1]["is_error"], true, "{}", reply["tool_calls"][1]);
+    let received = model.received();
+    let asked = &received.last().unwrap().body["messages"];
+    let results: Vec<&str> = asked
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(results.len(), 2);
+    assert!(results[0].len() < 20_000 && results[0].contains("[truncated"), "{} bytes", results[0].len());
+    assert!(results[1].contains("does not match its output schema"), "{}", results[1]);
+}
+
 crate::on_both_backends!(
+    the_callers_token_never_reaches_an_upstream_server,
+    oversized_and_malformed_tool_results_never_reach_the_model_as_they_are,
     oversized_answers_from_a_remote_server_are_cut_off,
     a_remote_server_that_redirects_is_not_followed,
     an_agent_runs_a_real_stdio_server_with_the_owners_credential_injected,

@@ -241,3 +241,31 @@ async fn the_official_python_sdk_uses_the_mcp_endpoint() {
     let tasks: Value = app.get("/api/v1/tasks", &token).await.json().await.unwrap();
     assert_eq!(tasks["items"][0]["title"], "from python");
 }
+
+/// Whether `id` is a version-4 UUID (122 random bits) in printable ASCII (0x21–0x7E).
+fn is_random_session_id(id: &str) -> bool {
+    id.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        && uuid::Uuid::parse_str(id).is_ok_and(|u| u.get_version() == Some(uuid::Version::Random))
+}
+
+/// B3.21: session ids are random. 100,000 from the generator the endpoint's session manager uses
+/// are all distinct v4 UUIDs, and the ids the endpoint hands out are of that form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_session_ids_are_unique_random_and_printable() {
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..100_000 {
+        let id = rmcp::transport::common::server_side_http::session_id();
+        assert!(is_random_session_id(&id), "{id}");
+        assert!(seen.insert(id.to_string()), "a repeated session id");
+    }
+    let app = spawn_app(&Backend::Sqlite).await;
+    let token = app.token_for("alice");
+    let mut served = std::collections::HashSet::new();
+    for _ in 0..50 {
+        let response = raw_post(&app, Some(&token), None, &initialize_body(), &[]).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let id = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        assert!(is_random_session_id(&id), "{id}");
+        assert!(served.insert(id));
+    }
+}
