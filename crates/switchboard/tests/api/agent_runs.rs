@@ -365,8 +365,10 @@ async fn oversized_answers_from_a_remote_server_are_cut_off(backend: Backend) {
 /// A remote MCP server (JSON answers) that records the `Authorization` header of every request.
 /// Tools: `ping` (answers "pong"), `huge` (10 MiB of text), `weather` (declares an output schema
 /// its result does not match).
-async fn recording_mcp_server() -> (String, Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>) {
-    let seen: Arc<std::sync::Mutex<Vec<(String, Option<String>)>>> = Default::default();
+type Recorded = Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+
+async fn recording_mcp_server() -> (String, Recorded) {
+    let seen: Recorded = Default::default();
     let record = seen.clone();
     let answer = move |headers: axum::http::HeaderMap, body: String| {
         let record = record.clone();
