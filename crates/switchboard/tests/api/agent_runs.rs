@@ -362,11 +362,12 @@ async fn oversized_answers_from_a_remote_server_are_cut_off(backend: Backend) {
     }
 }
 
+/// Requests seen: method and `Authorization` header.
+type Recorded = Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+
 /// A remote MCP server (JSON answers) that records the `Authorization` header of every request.
 /// Tools: `ping` (answers "pong"), `huge` (10 MiB of text), `weather` (declares an output schema
 /// its result does not match).
-type Recorded = Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
-
 async fn recording_mcp_server() -> (String, Recorded) {
     let seen: Recorded = Default::default();
     let record = seen.clone();
