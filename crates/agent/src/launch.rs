@@ -101,6 +101,36 @@ impl ServerTools {
         tools.refresh().await;
         Ok(tools)
     }
+
+    /// Like [`connect`](Self::connect), leaving out the servers that cannot be started or
+    /// reached (returned beside the set, so the caller can say which).
+    pub async fn connect_available(
+        pool: &ClientPool,
+        owner: &str,
+        configs: Vec<ServerConfig>,
+    ) -> (ServerTools, Vec<ClientError>) {
+        let results = futures::future::join_all(configs.into_iter().map(|c| pool.get(owner, c))).await;
+        let (mut servers, mut failures) = (Vec::new(), Vec::new());
+        for result in results {
+            match result {
+                Ok(server) => servers.push(server),
+                Err(e) => failures.push(e),
+            }
+        }
+        let tools = ServerTools { servers, routes: Default::default() };
+        tools.refresh().await;
+        (tools, failures)
+    }
+
+    /// A set of no servers.
+    pub fn empty() -> ServerTools {
+        ServerTools { servers: Vec::new(), routes: Default::default() }
+    }
+
+    /// Names of the servers in the set.
+    pub fn servers(&self) -> Vec<String> {
+        self.servers.iter().map(|s| s.name().to_owned()).collect()
+    }
 }
 
 /// Checks a result against the tool's declared output schema (the MCP specification asks

@@ -7,6 +7,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use switchboard_agent::credentials::scrub;
 use switchboard_agent::export::{export, ExportServer, Format};
 use switchboard_agent::launch::{resolve, ServerTools};
@@ -169,15 +170,20 @@ async fn run_agent(
 /// An agent's servers, ready to start: their configurations with the owner's credentials, and
 /// those credentials' values (to scrub from error messages).
 pub(crate) struct PreparedServers {
-    configs: Vec<switchboard_mcp::client::ServerConfig>,
+    pub(crate) configs: Vec<switchboard_mcp::client::ServerConfig>,
     secrets: Vec<secrecy::SecretString>,
 }
 
 /// Resolves the agent's servers; a missing credential is 409.
 pub(crate) async fn prepare_servers(state: &AppState, owner: Id, agent: &Agent) -> ApiResult<PreparedServers> {
+    prepare(state, owner, &agent.servers).await
+}
+
+/// Resolves catalog servers (by name or slug) with the owner's credentials; a missing one is 409.
+pub(crate) async fn prepare(state: &AppState, owner: Id, servers: &[String]) -> ApiResult<PreparedServers> {
     let credentials = state.builder.credentials();
     let mut prepared = PreparedServers { configs: Vec::new(), secrets: Vec::new() };
-    for name in &agent.servers {
+    for name in servers {
         let entry = credentials.entry(name).await.map_err(credential_error)?;
         let values = credentials.values(owner, &entry).await.map_err(credential_error)?;
         prepared.secrets.extend(values.values().cloned());
@@ -208,7 +214,7 @@ pub(crate) async fn run_prepared(
             format!("the MCP server {server} could not be started or reached (your input was kept)"),
         )
     })?;
-    run_turn_with(state, begun, &agent.system_prompt, &tools, events).await
+    run_turn_with(state, begun, &agent.system_prompt, &tools, json!({}), events).await
 }
 
 pub(crate) async fn owned_agent(state: &AppState, owner: Id, id: Uuid) -> ApiResult<Agent> {

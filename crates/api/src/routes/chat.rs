@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use switchboard_agent::builder::{Outcome, Pending, Status, WorkflowTool, WORKFLOW_TOOL};
 use switchboard_agent::credentials::MissingCredential;
+use switchboard_agent::launch::ServerTools;
 use switchboard_agent::{AgentEvent, BuiltinTasks, Combined, ToolRecord, Tools, Turn, TurnFailure, SYSTEM_PROMPT};
 use switchboard_domain::{NewMessage, Role};
 use switchboard_llm::{ChatMessage, ProviderError, Usage};
@@ -117,21 +118,85 @@ pub(crate) async fn run_turn(
     if let Some(reply) = workflow_step(state, begun).await? {
         return Ok(reply);
     }
-    let tasks = BuiltinTasks::new(state.tasks_server.clone(), begun.owner);
-    let workflow = workflow_tool(state, begun);
-    run_turn_with(state, begun, SYSTEM_PROMPT, &Combined(vec![&tasks, &workflow]), events).await
+    run_assistant(state, begun, events).await
 }
 
-/// Runs a begun turn with these tools and system prompt (a configured agent's run).
+/// The assistant's turn: the built-in tasks tools, the workflow tool, and the tools of the
+/// user's connected servers — those whose credentials the user has all stored. A connected
+/// server that cannot be started or reached is left out, and the model and the reply say so.
+async fn run_assistant(
+    state: &AppState,
+    begun: &Begun,
+    events: Option<&UnboundedSender<AgentEvent>>,
+) -> ApiResult<ChatReply> {
+    let tasks = BuiltinTasks::new(state.tasks_server.clone(), begun.owner);
+    let workflow = workflow_tool(state, begun);
+    let (connected, unavailable) = connected_servers(state, begun.owner).await;
+    let mut prompt = SYSTEM_PROMPT.to_owned();
+    let mut extra = json!({});
+    if !connected.servers().is_empty() {
+        extra["connected_servers"] = json!(connected.servers());
+    }
+    if !unavailable.is_empty() {
+        prompt.push_str(&format!(
+            "\n\nThese connected MCP servers cannot be reached right now, so their tools are missing: {}. \
+             Tell the user if the request needs them.",
+            unavailable.join(", ")
+        ));
+        extra["servers_unavailable"] = json!(unavailable);
+    }
+    let tools = Combined(vec![&tasks, &workflow, &connected]);
+    run_turn_with(state, begun, &prompt, &tools, extra, events).await
+}
+
+/// The user's connected servers, from the pool; and the names of those that failed to start.
+/// None without a model (the offline assistant calls only the task tools).
+async fn connected_servers(state: &AppState, owner: Uuid) -> (ServerTools, Vec<String>) {
+    let none = || (ServerTools::empty(), Vec::new());
+    if state.agent.provider_name() == "offline" {
+        return none();
+    }
+    let credentials = state.builder.credentials();
+    let complete: Vec<String> = match credentials.status(owner).await {
+        Ok(servers) => servers.into_iter().filter(|s| s.complete).map(|s| s.slug).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "the user's connected servers could not be read");
+            return none();
+        }
+    };
+    if complete.is_empty() {
+        return none();
+    }
+    let prepared = match super::agents::prepare(state, owner, &complete).await {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            tracing::warn!(error = %e.message(), "the user's connected servers could not be prepared");
+            return none();
+        }
+    };
+    let (tools, failures) = ServerTools::connect_available(&state.mcp_pool, &owner.to_string(), prepared.configs).await;
+    let unavailable = failures
+        .iter()
+        .map(|e| {
+            tracing::warn!(server = e.server(), "a connected MCP server could not be started or reached");
+            e.server().to_owned()
+        })
+        .collect();
+    (tools, unavailable)
+}
+
+/// Runs a begun turn with these tools and system prompt (a configured agent's run); `extra`
+/// joins the reply's context.
 pub(crate) async fn run_turn_with(
     state: &AppState,
     begun: &Begun,
     system_prompt: &str,
     tools: &dyn Tools,
+    extra: serde_json::Value,
     events: Option<&UnboundedSender<AgentEvent>>,
 ) -> ApiResult<ChatReply> {
     match state.agent.run_as(system_prompt, begun.messages.clone(), tools, begun.model.as_deref(), events).await {
-        Ok(turn) => finish(state, begun, turn).await,
+        Ok(turn) => finish(state, begun, turn, extra).await,
         Err(failure) => {
             keep_partial(state, begun, &failure).await;
             Err(model_error(failure.error))
@@ -239,8 +304,9 @@ async fn remember_workflow(state: &AppState, begun: &Begun, outcome: &Outcome, p
 }
 
 /// Like `POST /api/v1/chat`, answered as Server-Sent Events while the turn runs: `message_start`,
-/// `delta` (text), `tool_call`, `tool_result`, then `message_end` (the same body as the JSON
-/// endpoint) or `error`. The turn completes and is stored even if the client goes away.
+/// `delta` (text), `tool_call`, `tool_progress`, `tool_result`, then `message_end` (the same
+/// body as the JSON endpoint) or `error` (`code`, `message`, and the HTTP `status` the JSON
+/// endpoint would have answered). The turn completes and is stored even if the client goes away.
 #[utoipa::path(post, path = "/api/v1/chat/stream", tag = "chat", security(("bearer" = [])), request_body = ChatRequest,
     responses(
         (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
@@ -271,12 +337,9 @@ async fn chat_stream(
             return;
         }
         let (progress, mut updates) = mpsc::unbounded_channel::<AgentEvent>();
-        let tasks = BuiltinTasks::new(state.tasks_server.clone(), begun.owner);
-        let workflow = workflow_tool(&state, &begun);
-        let tools = Combined(vec![&tasks, &workflow]);
         let run = async {
             let progress = progress;
-            state.agent.run(begun.messages.clone(), &tools, begun.model.as_deref(), Some(&progress)).await
+            run_assistant(&state, &begun, Some(&progress)).await
         };
         let forward = async {
             while let Some(update) = updates.recv().await {
@@ -286,15 +349,8 @@ async fn chat_stream(
         };
         let (outcome, ()) = tokio::join!(run, forward);
         match outcome {
-            Ok(turn) => match finish(&state, &begun, turn).await {
-                Ok(reply) => send("message_end", json!(reply)),
-                Err(e) => send("error", json!({ "code": e.code(), "message": "the reply could not be stored" })),
-            },
-            Err(failure) => {
-                keep_partial(&state, &begun, &failure).await;
-                let error = model_error(failure.error);
-                send("error", json!({ "code": error.code(), "message": error.message() }));
-            }
+            Ok(reply) => send("message_end", json!(reply)),
+            Err(e) => send("error", json!({ "code": e.code(), "message": e.message(), "status": e.status().as_u16() })),
         }
     });
     let stream = futures::stream::unfold(events, |mut events| async move {
@@ -430,7 +486,7 @@ async fn load_turn(
 }
 
 /// Stores the assistant's reply with what the turn did, and builds the response.
-async fn finish(state: &AppState, begun: &Begun, turn: Turn) -> ApiResult<ChatReply> {
+async fn finish(state: &AppState, begun: &Begun, turn: Turn, extra: serde_json::Value) -> ApiResult<ChatReply> {
     let tasks_modified: Vec<i64> = turn
         .tool_calls
         .iter()
@@ -438,7 +494,7 @@ async fn finish(state: &AppState, begun: &Begun, turn: Turn) -> ApiResult<ChatRe
         .filter_map(|c| c.result["task"]["number"].as_i64())
         .collect();
     let actions: Vec<&str> = turn.tool_calls.iter().filter(|c| !c.is_error).map(|c| c.tool.as_str()).collect();
-    let context = json!({
+    let mut context = json!({
         "provider": state.agent.provider_name(),
         "model": turn.model,
         "history_messages": begun.history_messages,
@@ -448,6 +504,9 @@ async fn finish(state: &AppState, begun: &Begun, turn: Turn) -> ApiResult<ChatRe
         "steps": turn.steps,
         "stop": turn.stop,
     });
+    if let (Some(context), serde_json::Value::Object(extra)) = (context.as_object_mut(), extra) {
+        context.extend(extra);
+    }
     // The last workflow the model set up this turn decides the reply's status.
     let outcome: Option<Outcome> = turn
         .tool_calls

@@ -475,7 +475,53 @@ async fn oversized_and_malformed_tool_results_never_reach_the_model_as_they_are(
     assert!(results[1].contains("does not match its output schema"), "{}", results[1]);
 }
 
+/// In plain chat the model gets the tools of the servers the user has connected (all their
+/// credentials stored) besides the task tools; one that cannot start is left out and named.
+async fn chat_offers_the_tools_of_the_users_connected_servers(backend: Backend) {
+    let Some(command) = everything_server() else { return };
+    let script =
+        vec![Reply::tools(&[("everything-test__echo", json!({"message": "from chat"}))]), Reply::text("Echoed.")];
+    let entries = json!([
+        {"name": "Everything Test", "description": "The MCP reference server",
+         "launch": {"transport": "stdio", "command": command.display().to_string(), "args": ["stdio"],
+                    "env": {"EVERYTHING_TOKEN": "${EVERYTHING_TOKEN}"}},
+         "credentials": [{"key": "EVERYTHING_TOKEN", "description": "A token", "secret": true}]},
+        {"name": "Broken Server", "description": "A server whose command does not exist",
+         "launch": {"transport": "stdio", "command": "/nonexistent/mcp-server", "args": [],
+                    "env": {"BROKEN_TOKEN": "${BROKEN_TOKEN}"}},
+         "credentials": [{"key": "BROKEN_TOKEN", "description": "A token", "secret": true}]},
+        {"name": "Unconnected Server", "description": "No credentials stored for it",
+         "launch": {"transport": "stdio", "command": "/nonexistent/other", "args": [], "env": {"T": "${T}"}},
+         "credentials": [{"key": "T", "description": "A token", "secret": true}]}
+    ]);
+    let (model, app) = app_for(&backend, script, entries, &[]).await;
+    let token = app.token_for("alice");
+    for (server, values) in
+        [("everything-test", json!({"EVERYTHING_TOKEN": "t1"})), ("broken-server", json!({"BROKEN_TOKEN": "t2"}))]
+    {
+        let response = put_credentials(&app, &token, server, values).await;
+        assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
+    }
+    let reply = app.chat(&token, "echo from chat", None).await;
+    assert_eq!(reply["message"]["content"], "Echoed.", "{reply}");
+    assert!(reply["tool_calls"][0]["result"].to_string().contains("from chat"), "{reply}");
+    assert_eq!(reply["context"]["connected_servers"], json!(["everything-test"]));
+    assert_eq!(reply["context"]["servers_unavailable"], json!(["broken-server"]));
+    let asked = &model.received()[0].body;
+    let tools: Vec<&str> =
+        asked["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+    assert!(tools.contains(&"add_task") && tools.contains(&"everything-test__echo"), "{tools:?}");
+    assert!(!tools.iter().any(|t| t.starts_with("unconnected")), "only connected servers: {tools:?}");
+    assert!(asked["messages"][0]["content"].as_str().unwrap().contains("broken-server"), "the model is told");
+    // Another user has connected nothing: the task tools only.
+    let bob = app.token_for("bob");
+    let _ = app.post_json("/api/v1/chat", &bob, &json!({"message": "hi"})).await;
+    let tools = model.received().last().unwrap().body["tools"].as_array().unwrap().len();
+    assert_eq!(tools, 6, "five task tools and the workflow tool");
+}
+
 crate::on_both_backends!(
+    chat_offers_the_tools_of_the_users_connected_servers,
     the_callers_token_never_reaches_an_upstream_server,
     oversized_and_malformed_tool_results_never_reach_the_model_as_they_are,
     oversized_answers_from_a_remote_server_are_cut_off,
