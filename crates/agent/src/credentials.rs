@@ -73,6 +73,17 @@ pub struct MissingCredential {
     pub instructions: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// The value is a secret: forms mask it.
+    #[serde(default = "secret_by_default")]
+    pub secret: bool,
+    /// What the value looks like (`url`, `path`, a prefix…), when the catalog says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+
+/// Replies stored before `secret` existed are masked, to be safe.
+fn secret_by_default() -> bool {
+    true
 }
 
 /// Credentials over the store, the vault and the catalog.
@@ -214,6 +225,8 @@ impl Credentials {
                         description: spec.description.clone(),
                         instructions: spec.instructions.clone(),
                         link: spec.link.clone(),
+                        secret: spec.secret,
+                        format: spec.format.clone(),
                     });
                 }
             }

@@ -9,6 +9,7 @@ pub mod mcp_endpoint;
 pub mod metrics;
 pub mod ratelimit;
 pub mod routes;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -217,6 +218,7 @@ pub fn router(state: AppState) -> Router {
         .merge(mcp)
         .route("/openapi.json", axum::routing::get(move || async move { axum::Json(doc_json.as_ref().clone()) }))
         .merge(Scalar::with_url("/docs", doc))
+        .merge(web::routes())
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")

@@ -96,6 +96,9 @@ pub trait Store: Send + Sync + 'static {
     /// conversation is not the owner's.
     async fn set_conversation_context(&self, owner: Id, id: Id, context: &serde_json::Value) -> Result<bool>;
 
+    /// Gives the conversation a new title; `None` when it is not the owner's.
+    async fn rename_conversation(&self, owner: Id, id: Id, title: &str) -> Result<Option<Conversation>>;
+
     /// How many conversations the owner has.
     async fn count_conversations(&self, owner: Id) -> Result<i64>;
 

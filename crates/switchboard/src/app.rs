@@ -420,7 +420,7 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 
-fn local_user_token(signer: &TokenSigner) -> String {
+pub(crate) fn local_user_token(signer: &TokenSigner) -> String {
     let mut token = NewToken::for_subject(LOCAL_SUBJECT, LOCAL_TOKEN_TTL);
     token.name = Some("Local user".into());
     token.admin = true;

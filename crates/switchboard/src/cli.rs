@@ -35,6 +35,10 @@ pub enum Command {
     Vault(VaultCommand),
     /// Run background jobs only (no HTTP), against the configured database; run any number.
     Worker(WorkerArgs),
+    /// Chat with a running server in the terminal (as the local user unless --token is given).
+    Chat(crate::client::ClientArgs),
+    /// List, add, complete, update and delete your tasks on a running server.
+    Tasks(crate::client::tasks::TasksArgs),
 }
 
 #[derive(Debug, Args, Serialize)]
@@ -306,6 +310,8 @@ pub async fn main() -> ExitCode {
         Command::Catalog(command) => crate::catalog_cli::run(command).await,
         Command::Vault(VaultCommand::Rotate(args)) => vault_rotate(args).await,
         Command::Worker(args) => worker(args).await,
+        Command::Chat(args) => crate::client::chat::run(args).await,
+        Command::Tasks(args) => crate::client::tasks::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -324,6 +330,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let url = format!("http://{}", app.address());
     println!("Switchboard listening on {url}");
     println!("Local user token (valid 30 days): {}", app.local_token());
+    println!("Web page, signed in as the local user: {url}/#token={}", app.local_token());
     println!("Try: curl -H \"Authorization: Bearer $TOKEN\" {url}/api/v1/me");
     app.run_until(app::shutdown_signal()).await
 }

@@ -4,6 +4,7 @@
 pub mod app;
 mod catalog_cli;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod telemetry;
 pub mod vault;

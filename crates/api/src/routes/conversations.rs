@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use switchboard_domain::{Conversation, Id, Message, PageRequest, MAX_PAGE_SIZE};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -12,13 +12,13 @@ use utoipa_axum::routes;
 use super::PageQuery;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Path, Query};
+use crate::extract::{JsonBody, Path, Query};
 use crate::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_conversations))
-        .routes(routes!(get_conversation, delete_conversation))
+        .routes(routes!(get_conversation, rename_conversation, delete_conversation))
         .routes(routes!(list_messages))
 }
 
@@ -73,6 +73,31 @@ async fn get_conversation(
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
     Ok(Json(ConversationDetail { conversation, messages: page.items, messages_next_cursor: page.next_cursor }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenameConversation {
+    /// The new title: not blank, at most 200 characters.
+    pub title: String,
+}
+
+/// Renames a conversation.
+#[utoipa::path(patch, path = "/api/v1/conversations/{id}", tag = "conversations", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Conversation id")), request_body = RenameConversation,
+    responses((status = 200, body = Conversation), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn rename_conversation(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<Id>,
+    JsonBody(body): JsonBody<RenameConversation>,
+) -> ApiResult<Json<Conversation>> {
+    let title = body.title.trim();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err(ApiError::bad_request("invalid_title", "the title must be 1 to 200 characters"));
+    }
+    let renamed = state.store.rename_conversation(p.user_id(), id, title).await?;
+    renamed.map(Json).ok_or_else(|| ApiError::not_found("conversation"))
 }
 
 /// Deletes a conversation and all its messages.

@@ -58,6 +58,16 @@ pub(super) async fn set_context<D: Db>(db: &D, owner: Id, id: Id, context: &serd
     Ok(changed > 0)
 }
 
+pub(super) async fn rename<D: Db>(db: &D, owner: Id, id: Id, title: &str) -> Result<Option<Conversation>> {
+    let changed = db
+        .execute("UPDATE conversations SET title = $1 WHERE user_id = $2 AND id = $3", &params![title, owner, id])
+        .await?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    get(db, owner, id).await
+}
+
 pub(super) async fn count<D: Db>(db: &D, owner: Id) -> Result<i64> {
     single(db.fetch("SELECT COUNT(*) FROM conversations WHERE user_id = $1", &params![owner]).await?)?.int()
 }

@@ -150,6 +150,10 @@ impl<D: Db> Store for SqlStore<D> {
         conversations::set_context(&self.db, owner, id, context).await
     }
 
+    async fn rename_conversation(&self, owner: Id, id: Id, title: &str) -> Result<Option<Conversation>> {
+        conversations::rename(&self.db, owner, id, title).await
+    }
+
     async fn count_conversations(&self, owner: Id) -> Result<i64> {
         conversations::count(&self.db, owner).await
     }

@@ -1,9 +1,9 @@
-//! Listing, reading, paging and deleting conversations.
+//! Listing, reading, paging, renaming and deleting conversations.
 
 use std::collections::HashSet;
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::{error_code, spawn_app, Backend};
 
@@ -115,6 +115,36 @@ async fn deleting_a_conversation_removes_its_messages(backend: Backend) {
     assert_eq!(app.get(&format!("/api/v1/conversations/{keep}"), &token).await.status(), StatusCode::OK);
 }
 
+async fn a_conversation_is_renamed_by_its_owner_only(backend: Backend) {
+    let app = spawn_app(&backend).await;
+    let token = app.token_for("alice");
+    let id = app.chat(&token, "first", None).await["conversation_id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/conversations/{id}");
+    let patch = |token: &str, body: Value| {
+        let request = reqwest::Client::new().patch(app.url(&path)).bearer_auth(token).json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    let renamed: Value = patch(&token, json!({"title": "  Weekly plan  "})).await.json().await.unwrap();
+    assert_eq!(renamed["title"], "Weekly plan", "trimmed");
+    assert_eq!(renamed["message_count"], 2);
+    let listed: Value = app.get("/api/v1/conversations", &token).await.json().await.unwrap();
+    assert_eq!(listed["items"][0]["title"], "Weekly plan");
+
+    for (body, expected) in [
+        (json!({"title": "   "}), (StatusCode::BAD_REQUEST, "invalid_title")),
+        (json!({"title": "x".repeat(201)}), (StatusCode::BAD_REQUEST, "invalid_title")),
+        (json!({"name": "x"}), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")),
+    ] {
+        let (status, got) = error_code(patch(&token, body.clone()).await).await;
+        assert_eq!((status, got.as_str()), expected, "{body}");
+    }
+    let bob = app.token_for("bob");
+    let (status, _) = error_code(patch(&bob, json!({"title": "mine now"})).await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another user's conversation is not found");
+    let kept: Value = app.get(&path, &token).await.json().await.unwrap();
+    assert_eq!(kept["title"], "Weekly plan", "nothing changed by the refused requests");
+}
+
 async fn an_invalid_id_in_the_path_gets_400(backend: Backend) {
     let app = spawn_app(&backend).await;
     let token = app.token_for("alice");
@@ -130,5 +160,6 @@ crate::on_both_backends!(
     a_huge_page_size_is_clamped_to_100,
     messages_page_in_order,
     deleting_a_conversation_removes_its_messages,
+    a_conversation_is_renamed_by_its_owner_only,
     an_invalid_id_in_the_path_gets_400,
 );

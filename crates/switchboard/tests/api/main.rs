@@ -27,5 +27,7 @@ mod several_servers;
 mod sign_in;
 mod sign_in_oidc;
 mod tasks;
+mod terminal;
 mod vault;
+mod web;
 mod workflows;
