@@ -185,7 +185,7 @@ fn split(state: Option<&AppState>) -> (Router<AppState>, utoipa::openapi::OpenAp
         .merge(routes::agents::routes())
         .merge(routes::jobs::routes())
         .merge(routes::jobs::admin_routes());
-    let mut anonymous = routes::google::routes();
+    let mut anonymous = routes::sign_in::routes();
     if let Some(state) = state {
         // Layers run outside-in: sign-in first, then the per-user limit.
         signed_in = signed_in

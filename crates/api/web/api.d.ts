@@ -258,6 +258,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/auth/providers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The OpenID Connect issuers configured for signing in from the web page (with a `client_id`).
+         *     One whose discovery document cannot be read is left out.
+         */
+        get: operations["providers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/providers/{provider}/token": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Finishes a web sign-in: the server exchanges the code at the provider's token endpoint (with
+         *     the client secret when one is configured), verifies the ID token, and answers a session token.
+         */
+        post: operations["provider_token"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/chat": {
         parameters: {
             query?: never;
@@ -781,6 +821,14 @@ export interface components {
             /** @description Answer with this model instead of the configured one; it must be on the server's allow-list. */
             model?: string | null;
         };
+        CodeExchange: {
+            /** @description The `code` the provider sent back. */
+            code: string;
+            /** @description The PKCE verifier whose S256 challenge went with the authorization request. */
+            code_verifier: string;
+            /** @description The `redirect_uri` of the authorization request. */
+            redirect_uri: string;
+        };
         /** @description The form `POST /api/chat` also accepts, to attach text files to the message. */
         CompatChatForm: {
             /**
@@ -1102,6 +1150,21 @@ export interface components {
         };
         /** @enum {string} */
         Priority: "low" | "medium" | "high";
+        /** @description Where the web page sends a person to sign in. */
+        Provider: {
+            authorization_endpoint: string;
+            client_id: string;
+            /** @description Pass to `/api/v1/auth/providers/{provider}/token`. */
+            id: string;
+            issuer: string;
+            /** @description The button's label. */
+            name: string;
+            /** @description The scopes to ask for. */
+            scope: string;
+        };
+        Providers: {
+            providers: components["schemas"]["Provider"][];
+        };
         /** @description Values for some of a server's declared keys. Values are write-only. */
         PutCredentials: {
             /** @description `{"KEY": "value"}`, keys as the catalog entry declares them. */
@@ -1942,6 +2005,77 @@ export interface operations {
                 };
             };
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    providers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Providers"];
+                };
+            };
+        };
+    };
+    provider_token: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The provider's id from /api/v1/auth/providers */
+                provider: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CodeExchange"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Session"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The provider refused the code, or its ID token is not valid here */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such provider */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -14,9 +14,13 @@
 /** @typedef {S['Agent']} Agent */
 /** @typedef {S['Job']} Job */
 /** @typedef {S['Me']} Me */
+/** @typedef {S['Provider']} Provider */
+/** @typedef {S['Session']} Session */
 /** @typedef {{tool: string, args: unknown, result?: unknown, is_error?: boolean, duration_ms?: number}} ToolRecord */
 
 const TOKEN_KEY = 'switchboard.token';
+/** The sign-in in progress at a provider: which one, the PKCE verifier, the state sent. */
+const SIGN_IN_KEY = 'switchboard.sign-in';
 
 /** Everything the page knows; one object, re-rendered piecewise. */
 const state = {
@@ -217,6 +221,78 @@ function takeTokenFromAddress() {
   history.replaceState(null, '', location.pathname + location.search);
 }
 
+/** @param {Uint8Array} bytes */
+function base64url(bytes) {
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/** Shows a "Sign in with …" button for each configured OpenID Connect provider. */
+async function showProviders() {
+  /** @type {Provider[]} */
+  let providers = [];
+  try {
+    providers = (await (await fetch('/api/v1/auth/providers')).json()).providers ?? [];
+  } catch {
+    /* without the list the token field still works */
+  }
+  $('providers').replaceChildren(
+    ...providers.map((p) => h('button', { type: 'button', class: 'primary', onclick: () => beginSignIn(p) }, [`Sign in with ${p.name}`])),
+  );
+}
+
+/**
+ * Sends the person to the provider: authorization code with PKCE (S256) and a one-time state.
+ * @param {Provider} provider
+ */
+async function beginSignIn(provider) {
+  const verifier = base64url(crypto.getRandomValues(new Uint8Array(32)));
+  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier));
+  const stateValue = base64url(crypto.getRandomValues(new Uint8Array(16)));
+  const redirect = `${location.origin}/`;
+  sessionStorage.setItem(SIGN_IN_KEY, JSON.stringify({ provider: provider.id, verifier, state: stateValue, redirect }));
+  const url = new URL(provider.authorization_endpoint);
+  url.search = new URLSearchParams({
+    response_type: 'code',
+    client_id: provider.client_id,
+    redirect_uri: redirect,
+    scope: provider.scope,
+    state: stateValue,
+    code_challenge: base64url(new Uint8Array(digest)),
+    code_challenge_method: 'S256',
+  }).toString();
+  location.assign(url.toString());
+}
+
+/**
+ * Finishes a sign-in the provider sent back (`?code=&state=` or `?error=`): checks the state,
+ * has the server exchange the code, keeps the session token. Returns why it failed, if it did.
+ * @returns {Promise<string | null>}
+ */
+async function finishSignIn() {
+  const params = new URLSearchParams(location.search);
+  if (!params.has('code') && !params.has('error')) return null;
+  history.replaceState(null, '', location.pathname);
+  const saved = JSON.parse(sessionStorage.getItem(SIGN_IN_KEY) ?? 'null');
+  sessionStorage.removeItem(SIGN_IN_KEY);
+  if (params.has('error')) return `Sign-in was not completed: ${params.get('error_description') ?? params.get('error')}.`;
+  if (!saved || saved.state !== params.get('state')) {
+    return 'Sign-in failed: the answer did not match this browser’s request. Try again.';
+  }
+  const response = await fetch(`/api/v1/auth/providers/${encodeURIComponent(saved.provider)}/token`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ code: params.get('code'), code_verifier: saved.verifier, redirect_uri: saved.redirect }),
+  });
+  if (!response.ok) {
+    const detail = await response.json().catch(() => null);
+    return `Sign-in failed: ${detail?.error?.message ?? response.statusText}.`;
+  }
+  /** @type {Session} */
+  const session = await response.json();
+  localStorage.setItem(TOKEN_KEY, session.access_token);
+  return null;
+}
+
 /** @param {string} [why] */
 function signOut(why) {
   localStorage.removeItem(TOKEN_KEY);
@@ -226,10 +302,16 @@ function signOut(why) {
   $('signin').hidden = false;
   $('signin-error').textContent = why ?? '';
   /** @type {HTMLInputElement} */ ($('signin-token')).focus();
+  showProviders();
 }
 
 async function start() {
   takeTokenFromAddress();
+  const failure = await finishSignIn();
+  if (failure) {
+    signOut(failure);
+    return;
+  }
   state.token = localStorage.getItem(TOKEN_KEY);
   if (!state.token) {
     signOut();

@@ -103,7 +103,9 @@ Lists in the environment are comma-separated. Settings without a flag:
                                                    (default: generated into <data-dir>/jwt_secret, 0600)
   oidc                 SWITCHBOARD_OIDC            OpenID Connect issuers whose tokens are accepted:
                                                    [{issuer=\"https://…\", audiences=[\"…\"], jwks_url=\"…\"}]
-                                                   (jwks_url is discovered when absent)
+                                                   (jwks_url is discovered when absent; with client_id, and
+                                                   client_secret if the issuer wants one, the web page offers
+                                                   \"Sign in with <name>\": authorization code with PKCE)
   google_jwks_url      SWITCHBOARD_GOOGLE_JWKS_URL Google's signing keys (default: Google's public JWKS)
   jwks_refresh_secs    SWITCHBOARD_JWKS_REFRESH_SECS  minimum seconds between key refreshes [10]
   session_ttl_secs     SWITCHBOARD_SESSION_TTL_SECS   lifetime of tokens issued for a Google sign-in [86400]

@@ -133,6 +133,9 @@ impl Authenticator {
                     issuer: "https://accounts.google.com".into(),
                     audiences: config.google_client_ids.clone(),
                     jwks_url: Some(config.google_jwks_url.clone()),
+                    client_id: None,
+                    client_secret: None,
+                    name: Some("Google".into()),
                 },
                 http.clone(),
                 config.jwks_refresh_interval,
@@ -183,6 +186,36 @@ impl Authenticator {
         }
         let verified = self.verify(token.trim()).await?;
         self.principal(verified).await
+    }
+
+    /// The issuers the web page can send people to (those with a `client_id`), by position.
+    pub fn web_issuers(&self) -> impl Iterator<Item = (usize, &oidc::Issuer)> {
+        self.issuers.iter().enumerate().filter(|(_, i)| i.config.client_id.is_some())
+    }
+
+    /// Finishes a web sign-in at issuer `index`: exchanges the code and verifies the ID token.
+    pub async fn finish_web_sign_in(
+        &self,
+        index: usize,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<VerifiedToken, ApiError> {
+        let issuer = self
+            .issuers
+            .get(index)
+            .filter(|i| i.config.client_id.is_some())
+            .ok_or_else(|| ApiError::not_found("sign-in provider"))?;
+        let id_token = issuer.exchange_code(code, verifier, redirect_uri).await.map_err(|e| {
+            tracing::warn!(issuer = %issuer.config.issuer, error = %e, "the sign-in code exchange failed");
+            ApiError::unauthorized("code_exchange_failed", "the sign-in provider did not accept the sign-in; try again")
+        })?;
+        let header = jsonwebtoken::decode_header(&id_token).map_err(|_| AuthFailure::Invalid.into_api_error())?;
+        match self.verify_with_issuer(issuer, &id_token, &header).await {
+            Ok(Some(verified)) => Ok(verified),
+            Ok(None) => Err(AuthFailure::Invalid.into_api_error()),
+            Err(failure) => Err(failure.into_api_error()),
+        }
     }
 
     /// Checks a token's signature and claims.

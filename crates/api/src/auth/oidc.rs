@@ -18,6 +18,24 @@ pub struct OidcIssuerConfig {
     /// Where its keys are; discovered from `<issuer>/.well-known/openid-configuration` if absent.
     #[serde(default)]
     pub jwks_url: Option<String>,
+    /// The web page's OAuth client at this issuer: with it, the page offers "Sign in with …"
+    /// (authorization code with PKCE). Accepted as an audience too.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// That client's secret, when the issuer requires one for the code exchange (Google does).
+    /// Used by the server only; never sent to the page.
+    #[serde(default, skip_serializing)]
+    pub client_secret: Option<secrecy::SecretString>,
+    /// What the sign-in button says, e.g. `Google` (default: the issuer's host).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// Where an issuer's users sign in and where codes are exchanged.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Endpoints {
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +48,8 @@ pub enum JwksError {
     },
     #[error("the discovery document has no jwks_uri")]
     NoJwksUri,
+    #[error("the token endpoint answered without an id_token")]
+    NoIdToken,
 }
 
 struct CachedKey {
@@ -45,11 +65,79 @@ pub struct Issuer {
     refresh_interval: Duration,
     keys: RwLock<Vec<CachedKey>>,
     last_refresh: Mutex<Option<Instant>>,
+    endpoints: Mutex<Option<Endpoints>>,
 }
 
 impl Issuer {
-    pub fn new(config: OidcIssuerConfig, http: reqwest::Client, refresh_interval: Duration) -> Issuer {
-        Issuer { config, http, refresh_interval, keys: RwLock::new(Vec::new()), last_refresh: Mutex::new(None) }
+    pub fn new(mut config: OidcIssuerConfig, http: reqwest::Client, refresh_interval: Duration) -> Issuer {
+        if let Some(client) = &config.client_id {
+            if !config.audiences.contains(client) {
+                config.audiences.push(client.clone());
+            }
+        }
+        Issuer {
+            config,
+            http,
+            refresh_interval,
+            keys: RwLock::new(Vec::new()),
+            last_refresh: Mutex::new(None),
+            endpoints: Mutex::new(None),
+        }
+    }
+
+    /// The sign-in button's label.
+    pub fn display_name(&self) -> String {
+        self.config.name.clone().unwrap_or_else(|| {
+            let host = self.config.issuer.split("://").nth(1).unwrap_or(&self.config.issuer);
+            host.split('/').next().unwrap_or(host).to_string()
+        })
+    }
+
+    /// The authorization and token endpoints, from the issuer's discovery document (cached).
+    pub async fn endpoints(&self) -> Result<Endpoints, JwksError> {
+        let mut cached = self.endpoints.lock().await;
+        if let Some(endpoints) = cached.as_ref() {
+            return Ok(endpoints.clone());
+        }
+        let url = format!("{}/.well-known/openid-configuration", self.config.issuer.trim_end_matches('/'));
+        let endpoints: Endpoints = self.get_json(&url).await?;
+        *cached = Some(endpoints.clone());
+        Ok(endpoints)
+    }
+
+    /// Exchanges an authorization code (with its PKCE verifier) for the issuer's ID token.
+    pub async fn exchange_code(&self, code: &str, verifier: &str, redirect_uri: &str) -> Result<String, JwksError> {
+        use secrecy::ExposeSecret;
+        let endpoints = self.endpoints().await?;
+        let client_id = self.config.client_id.clone().unwrap_or_default();
+        let mut form = vec![
+            ("grant_type", "authorization_code".to_string()),
+            ("code", code.to_string()),
+            ("code_verifier", verifier.to_string()),
+            ("redirect_uri", redirect_uri.to_string()),
+            ("client_id", client_id),
+        ];
+        if let Some(secret) = &self.config.client_secret {
+            form.push(("client_secret", secret.expose_secret().to_string()));
+        }
+        #[derive(Deserialize)]
+        struct TokenResponse {
+            id_token: Option<String>,
+        }
+        let url = endpoints.token_endpoint;
+        let fetch = |source| JwksError::Fetch { url: url.clone(), source };
+        let answer: TokenResponse = self
+            .http
+            .post(&url)
+            .form(&form)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(fetch)?
+            .json()
+            .await
+            .map_err(fetch)?;
+        answer.id_token.ok_or(JwksError::NoIdToken)
     }
 
     /// The `iss` values that name this issuer (Google writes its issuer without the scheme too).

@@ -8,10 +8,10 @@ pub mod chat;
 pub mod compat;
 pub mod conversations;
 pub mod credentials;
-pub mod google;
 pub mod health;
 pub mod jobs;
 pub mod me;
+pub mod sign_in;
 pub mod tasks;
 
 use serde::Deserialize;

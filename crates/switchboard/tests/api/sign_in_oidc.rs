@@ -51,7 +51,14 @@ impl IdentityProvider {
     }
 
     fn config(&self, audience: &str) -> OidcIssuerConfig {
-        OidcIssuerConfig { issuer: self.issuer.clone(), audiences: vec![audience.into()], jwks_url: None }
+        OidcIssuerConfig {
+            issuer: self.issuer.clone(),
+            audiences: vec![audience.into()],
+            jwks_url: None,
+            client_id: None,
+            client_secret: None,
+            name: None,
+        }
     }
 }
 
@@ -151,6 +158,9 @@ async fn an_unreachable_identity_provider_means_401_not_500(backend: Backend) {
                 issuer: "http://127.0.0.1:9".into(),
                 audiences: vec!["switchboard".into()],
                 jwks_url: None,
+                client_id: None,
+                client_secret: None,
+                name: None,
             }]
         },
         Default::default(),

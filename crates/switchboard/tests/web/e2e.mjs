@@ -14,6 +14,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { startModel } from './model.mjs';
+import { startIdp, CLIENT_ID, CLIENT_SECRET } from './idp.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const webDir = path.resolve(here, '../../../api/web');
@@ -55,7 +56,9 @@ fs.writeFileSync(catalog, JSON.stringify([{
   }],
 }]));
 const model = await startModel();
+const idp = await startIdp();
 const env = { ...process.env, SWITCHBOARD_LLM_PROVIDER: 'openai', SWITCHBOARD_LLM_BASE_URL: model.baseUrl,
+  SWITCHBOARD_OIDC: `[{issuer="${idp.issuer}", audiences=["${CLIENT_ID}"], client_id="${CLIENT_ID}", client_secret="${CLIENT_SECRET}", name="Test IdP"}]`,
   SWITCHBOARD_LLM_API_KEY: 'sk-scripted', SWITCHBOARD_LLM_MAX_RETRIES: '0', SWITCHBOARD_LOG_LEVEL: 'warn',
   SWITCHBOARD_RATE_LIMIT_PER_MINUTE: '1000' };
 for (const key of ['SWITCHBOARD_DATABASE_URL', 'SWITCHBOARD_REDIS_URL', 'SWITCHBOARD_CONFIG']) delete env[key];
@@ -218,6 +221,29 @@ await step('the catalog searches as you type, shows scores, tools and credential
   await stored.waitFor({ state: 'detached' });
 });
 
+await step('a failed tool call shows as a red card with its error', async () => {
+  await page.locator('nav [data-view=chat]').click();
+  await page.locator('#new-conversation').click();
+  await page.locator('#composer-input').fill('complete task 99');
+  await page.locator('#send').click();
+  const card = page.locator('.message.assistant .tool-card.error');
+  await card.locator('.tool-name', { hasText: 'complete_task' }).waitFor();
+  await card.locator('summary').click();
+  await card.locator('h4', { hasText: 'Error' }).waitFor();
+  const color = await card.locator('.tool-status').evaluate((el) => getComputedStyle(el).color);
+  check(color === 'rgb(179, 38, 30)', `the failed call's status is red, not ${color}`);
+  await page.locator('.message.assistant .body', { hasText: 'That task does not exist.' }).waitFor();
+  await page.screenshot({ path: path.join(shots, 'tool-error.png'), fullPage: true });
+});
+
+await step('a conversation is deleted with its messages', async () => {
+  const before = await page.locator('#conversation-list .conversation').count();
+  await page.locator('#delete-conversation').click(); // the confirmation is accepted
+  await page.waitForFunction((n) => document.querySelectorAll('#conversation-list .conversation').length === n - 1, before);
+  check(await page.locator('#messages .message').count() === 0, 'the thread is cleared');
+  check(await page.locator('#delete-conversation').isHidden(), 'nothing left to delete');
+});
+
 await step('a model outage reads as a sentence, not JSON', async () => {
   await page.locator('nav [data-view=chat]').click();
   await page.locator('#composer-input').fill('please be unavailable');
@@ -240,15 +266,82 @@ await step('on a phone-sized screen everything is reachable in one column', asyn
   await page.screenshot({ path: path.join(shots, 'phone-tasks.png'), fullPage: true });
 });
 
+await step('"Sign in with" a configured OpenID Connect provider: code flow with PKCE, state checked', async () => {
+  const fresh = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const other = await fresh.newPage();
+  await other.goto(`${base}/`);
+  await other.getByRole('button', { name: 'Sign in with Test IdP' }).click();
+  await other.locator('#me', { hasText: 'Alice Example' }).waitFor();
+  check(!other.url().includes('code='), `the code stays in the address bar: ${other.url()}`);
+  const session = await other.evaluate(() => localStorage.getItem('switchboard.token'));
+  const me = await (await fetch(`${base}/api/v1/me`, { headers: { Authorization: `Bearer ${session}` } })).json();
+  check(me.email === 'alice@idp.test' && me.issuer === idp.issuer, `signed in as ${JSON.stringify(me)}`);
+  check(!(await other.content()).includes(CLIENT_SECRET), 'the client secret never reaches the page');
+  await other.screenshot({ path: path.join(shots, 'signed-in-with-provider.png') });
+
+  // A forged answer (no request from this browser, or another state) is refused.
+  await other.evaluate(() => localStorage.clear());
+  await other.goto(`${base}/?code=forged&state=forged`);
+  await other.locator('#signin-error', { hasText: 'did not match' }).waitFor();
+  // The person declines at the provider.
+  idp.control.deny = true;
+  await other.getByRole('button', { name: 'Sign in with Test IdP' }).click();
+  await other.locator('#signin-error', { hasText: 'the user declined' }).waitFor();
+  idp.control.deny = false;
+  await fresh.close();
+
+  // The exchange endpoint itself: unknown provider 404, empty fields 400, a refused code 401.
+  const exchange = (id, body) => fetch(`${base}/api/v1/auth/providers/${id}/token`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  const good = { code: 'x', code_verifier: 'y'.repeat(43), redirect_uri: `${base}/` };
+  check((await exchange('7', good)).status === 404, 'an unknown provider is 404');
+  check((await exchange('0', { ...good, code: '' })).status === 400, 'an empty code is 400');
+  const refused = await exchange('0', good);
+  check(refused.status === 401 && (await refused.json()).error.code === 'code_exchange_failed', 'a refused code is 401');
+});
+
+await step('the rate limit reads as when to try again', async () => {
+  // A second server with a small budget: signing in, the lists and one chat use it up.
+  const limitedData = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-web-limited-'));
+  const limited = spawn(bin, ['serve', '--addr', '127.0.0.1:0', '--data-dir', limitedData],
+    { env: { ...env, SWITCHBOARD_RATE_LIMIT_PER_MINUTE: '4', SWITCHBOARD_OIDC: '[]' }, stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const link = await new Promise((resolve, reject) => {
+      readline.createInterface({ input: limited.stdout }).on('line', (line) => {
+        const found = /^Web page, signed in as the local user: (\S+)$/.exec(line);
+        if (found) resolve(found[1]);
+      });
+      setTimeout(() => reject(new Error('no sign-in link within 60 s')), 60_000);
+    });
+    const fresh = await browser.newContext();
+    const other = await fresh.newPage();
+    await other.goto(link);
+    await other.locator('#me', { hasText: 'Local user' }).waitFor();
+    for (const text of ['hello once', 'hello twice']) {
+      await other.locator('#composer-input').fill(text);
+      await other.locator('#send').click();
+      await other.locator('#send:not([disabled])').waitFor();
+    }
+    const error = other.locator('.message.assistant.failed .error').first();
+    await error.waitFor();
+    const shown = await error.innerText();
+    check(/^Too many requests\. Try again in \d+ seconds?\.$/.test(shown), `unreadable: ${shown}`);
+    await fresh.close();
+  } finally {
+    limited.kill('SIGTERM');
+  }
+});
+
 await step('the page logged no errors to the console', async () => {
   // The outage above is reported by fetch as a failed resource; anything else is a defect.
-  const unexpected = consoleErrors.filter((e) => !/status of 50\d/.test(e));
+  const unexpected = consoleErrors.filter((e) => !/status of (50\d|429)/.test(e));
   check(unexpected.length === 0, unexpected.join('\n'));
 });
 
 await browser.close();
 server.kill('SIGTERM');
 model.close();
+idp.close();
 fs.rmSync(data, { recursive: true, force: true });
 console.log(failures === 0 ? `all steps passed; screenshots in ${shots}` : `${failures} step(s) failed; screenshots in ${shots}`);
 process.exit(failures === 0 ? 0 : 1);

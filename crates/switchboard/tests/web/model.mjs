@@ -22,11 +22,14 @@ function decide(body) {
     };
   }
   if (last.role === 'tool') {
-    return { text: last.content.includes('pending_credentials') ? 'I need a credential before I can build this.' : 'Done: the tool answered.' };
+    if (last.content.includes('pending_credentials')) return { text: 'I need a credential before I can build this.' };
+    return { text: /no task|not found|unknown/i.test(last.content) ? 'That task does not exist.' : 'Done: the tool answered.' };
   }
   const said = typeof last.content === 'string' ? last.content : '';
   const task = /add a task called (.+)/i.exec(said);
   if (task) return { tool: 'add_task', args: { title: task[1].trim() } };
+  const complete = /complete task (\d+)/i.exec(said);
+  if (complete) return { tool: 'complete_task', args: { task: Number(complete[1]) } };
   if (/workflow/i.test(said)) return { tool: 'create_workflow_agent', args: { description: said } };
   if (/be unavailable/i.test(said)) return { status: 503 };
   return { text: 'Hello from the scripted model.' };
