@@ -63,16 +63,19 @@ const env = { ...process.env, SWITCHBOARD_LLM_PROVIDER: 'openai', SWITCHBOARD_LL
   SWITCHBOARD_RATE_LIMIT_PER_MINUTE: '1000' };
 for (const key of ['SWITCHBOARD_DATABASE_URL', 'SWITCHBOARD_REDIS_URL', 'SWITCHBOARD_CONFIG']) delete env[key];
 execFileSync(bin, ['catalog', 'import', '--data-dir', data, catalog], { env, stdio: ['ignore', 'ignore', 'inherit'] });
-const server = spawn(bin, ['serve', '--addr', '127.0.0.1:0', '--data-dir', data], { env, stdio: ['ignore', 'pipe', 'inherit'] });
-const signInLink = await new Promise((resolve, reject) => {
-  const lines = readline.createInterface({ input: server.stdout });
-  lines.on('line', (line) => {
-    const found = /^Web page, signed in as the local user: (\S+)$/.exec(line);
-    if (found) resolve(found[1]);
+/** Starts `switchboard serve` on a free port; resolves to the process and its printed sign-in link. */
+function serve(dataDir, serverEnv) {
+  const child = spawn(bin, ['serve', '--addr', '127.0.0.1:0', '--data-dir', dataDir], { env: serverEnv, stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    readline.createInterface({ input: child.stdout }).on('line', (line) => {
+      const found = /^Web page, signed in as the local user: (\S+)$/.exec(line);
+      if (found) resolve({ child, link: found[1] });
+    });
+    child.on('exit', (code) => reject(new Error(`switchboard serve exited with ${code} before printing its sign-in link`)));
+    setTimeout(() => reject(new Error('no sign-in link within 60 s')), 60_000);
   });
-  server.on('exit', (code) => reject(new Error(`switchboard serve exited with ${code} before printing its sign-in link`)));
-  setTimeout(() => reject(new Error('no sign-in link within 60 s')), 60_000);
-});
+}
+const { child: server, link: signInLink } = await serve(data, env);
 const base = signInLink.slice(0, signInLink.indexOf('/#token='));
 const token = signInLink.slice(signInLink.indexOf('#token=') + 7);
 
@@ -303,16 +306,8 @@ await step('"Sign in with" a configured OpenID Connect provider: code flow with 
 await step('the rate limit reads as when to try again', async () => {
   // A second server with a small budget: signing in, the lists and one chat use it up.
   const limitedData = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-web-limited-'));
-  const limited = spawn(bin, ['serve', '--addr', '127.0.0.1:0', '--data-dir', limitedData],
-    { env: { ...env, SWITCHBOARD_RATE_LIMIT_PER_MINUTE: '4', SWITCHBOARD_OIDC: '[]' }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const { child: limited, link } = await serve(limitedData, { ...env, SWITCHBOARD_RATE_LIMIT_PER_MINUTE: '4', SWITCHBOARD_OIDC: '[]' });
   try {
-    const link = await new Promise((resolve, reject) => {
-      readline.createInterface({ input: limited.stdout }).on('line', (line) => {
-        const found = /^Web page, signed in as the local user: (\S+)$/.exec(line);
-        if (found) resolve(found[1]);
-      });
-      setTimeout(() => reject(new Error('no sign-in link within 60 s')), 60_000);
-    });
     const fresh = await browser.newContext();
     const other = await fresh.newPage();
     await other.goto(link);
@@ -329,6 +324,7 @@ await step('the rate limit reads as when to try again', async () => {
     await fresh.close();
   } finally {
     limited.kill('SIGTERM');
+    fs.rmSync(limitedData, { recursive: true, force: true });
   }
 });
 
