@@ -609,7 +609,7 @@ async function agentCard(id) {
   const agent = await api('GET', `/api/v1/agents/${id}`);
   const output = h('pre', { class: 'config', hidden: true });
   /** @param {string} format */
-  const config = async (format) => (await request('GET', `/api/v1/agents/${id}/config?format=${format}`)).text();
+  const config = (format) => request('GET', `/api/v1/agents/${id}/config?format=${format}`);
   const input = h('input', { placeholder: 'What should it do now?', 'aria-label': 'Input for the run' });
   return h('section', { class: 'agent-card', 'aria-label': `Agent ${agent.name}` }, [
     h('h3', {}, [`Agent: ${agent.name}`]),
@@ -624,7 +624,7 @@ async function agentCard(id) {
           type: 'button',
           onclick: () =>
             attempt(async () => {
-              const text = await config(format);
+              const text = await (await config(format)).text();
               output.textContent = text;
               output.hidden = false;
               try {
@@ -639,7 +639,7 @@ async function agentCard(id) {
           type: 'button',
           onclick: () =>
             attempt(async () => {
-              const response = await request('GET', `/api/v1/agents/${id}/config?format=${format}`);
+              const response = await config(format);
               const name = /filename="([^"]+)"/.exec(response.headers.get('Content-Disposition') ?? '')?.[1] ?? 'config';
               const link = h('a', { href: URL.createObjectURL(await response.blob()), download: name });
               link.click();

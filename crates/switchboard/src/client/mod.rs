@@ -34,6 +34,18 @@ pub struct ClientArgs {
     pub config: Option<PathBuf>,
 }
 
+/// The URL of a server listening on `addr` (an unspecified address means this machine).
+fn local_url(mut addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv6() {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        });
+    }
+    format!("http://{addr}")
+}
+
 /// An API error as the server words it.
 #[derive(Debug, thiserror::Error)]
 #[error("{message} ({code}, HTTP {status})")]
@@ -56,30 +68,22 @@ impl Client {
     pub fn from_args(args: &ClientArgs) -> anyhow::Result<Client> {
         let url = args.url.clone().or_else(|| std::env::var("SWITCHBOARD_URL").ok().filter(|u| !u.is_empty()));
         let token = args.token.clone().or_else(|| std::env::var("SWITCHBOARD_TOKEN").ok().filter(|t| !t.is_empty()));
-        let settings = if url.is_none() || token.is_none() {
-            let file = crate::cli::config_file(args.config.clone());
-            Some(Settings::load(file.as_deref(), args)?)
-        } else {
-            None
-        };
-        let base = match (url, &settings) {
-            (Some(url), _) => url,
-            (None, Some(settings)) => {
-                let addr = settings.addr;
-                let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
-                let host = if addr.is_ipv6() && !addr.ip().is_unspecified() { format!("[{host}]") } else { host };
-                format!("http://{host}:{}", addr.port())
+        let (base, token) = match (url, token) {
+            (Some(url), Some(token)) => (url, token),
+            (url, token) => {
+                let file = crate::cli::config_file(args.config.clone());
+                let settings = Settings::load(file.as_deref(), args)?;
+                let base = url.unwrap_or_else(|| local_url(settings.addr));
+                let token = match token {
+                    Some(token) => token,
+                    None => {
+                        settings.validate()?;
+                        let secret = crate::app::signing_secret(&settings)?;
+                        crate::app::local_user_token(&switchboard_api::auth::TokenSigner::new(&secret))
+                    }
+                };
+                (base, token)
             }
-            (None, None) => unreachable!("settings are loaded when the url is missing"),
-        };
-        let token = match (token, &settings) {
-            (Some(token), _) => token,
-            (None, Some(settings)) => {
-                settings.validate()?;
-                let secret = crate::app::signing_secret(settings)?;
-                crate::app::local_user_token(&switchboard_api::auth::TokenSigner::new(&secret))
-            }
-            (None, None) => unreachable!("settings are loaded when the token is missing"),
         };
         let http = reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(10)).build()?;
         Ok(Client { base: base.trim_end_matches('/').to_string(), token, http })
