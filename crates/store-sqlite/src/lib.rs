@@ -5,7 +5,8 @@
 //! back would cost. Writes go through one connection behind an async mutex, so concurrent writers
 //! queue in-process, fairly, instead of sleeping in SQLite's busy handler; readers take pooled
 //! connections, which WAL lets run beside the writer. Checkpoints — the only step that waits on
-//! the disk — run on a thread of their own, so no request waits for an fsync.
+//! the disk — run on a thread of their own; writers wait (asynchronously) only while a long log
+//! is truncated, which keeps it bounded under steady load.
 
 mod checkpoint;
 mod migrate;
@@ -30,13 +31,15 @@ pub type SqliteStore = SqlStore<Sqlite>;
 
 /// How long a statement waits for another process holding the write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes the write-ahead log file is cut back to when it starts over.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 /// Idle reader connections kept for reuse; more are opened when needed and closed after.
 const IDLE_READERS: usize = 8;
 
 /// The driver.
 pub struct Sqlite {
     path: PathBuf,
-    writer: Arc<tokio::sync::Mutex<Option<Connection>>>,
+    writer: checkpoint::Writer,
     readers: Mutex<Vec<Connection>>,
     closed: AtomicBool,
     checkpoints: checkpoint::Checkpointer,
@@ -46,13 +49,16 @@ pub struct Sqlite {
 pub async fn open(path: &Path) -> Result<SqliteStore> {
     let mut writer = connect(path, true)?;
     migrate::run(&mut writer)?;
-    // Checkpoints are the checkpointer's job, off the request path.
+    // Checkpoints are the checkpointer's job, off the request path; a log that grew past this
+    // is cut back to it when it starts over.
     writer.pragma_update(None, "wal_autocheckpoint", 0).map_err(store_error)?;
-    let checkpoints = checkpoint::Checkpointer::start(connect(path, false)?);
+    writer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT).map_err(store_error)?;
+    let writer = Arc::new(tokio::sync::Mutex::new(Some(writer)));
+    let checkpoints = checkpoint::Checkpointer::start(connect(path, false)?, writer.clone());
     tracing::debug!(path = %path.display(), "sqlite store ready");
     Ok(SqlStore::new(Sqlite {
         path: path.to_owned(),
-        writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
+        writer,
         readers: Mutex::new(Vec::new()),
         closed: AtomicBool::new(false),
         checkpoints,
@@ -84,8 +90,10 @@ fn connect(path: &Path, create: bool) -> Result<Connection> {
     let conn = Connection::open_with_flags(path, flags).map_err(store_error)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(store_error)?;
     conn.set_prepared_statement_cache_capacity(64);
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-        .map_err(store_error)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -512;",
+    )
+    .map_err(store_error)?;
     Ok(conn)
 }
 
