@@ -234,11 +234,11 @@ impl Tools for WorkflowTool {
                 needs, asks for missing credentials, and creates the agent. Call it with the workflow as the \
                 user described it; not for managing the user's own tasks."
                 .into(),
-            input_schema: json!({
+            input_schema: ToolSpec::schema(json!({
                 "type": "object",
                 "properties": {"description": {"type": "string", "description": "The workflow, in the user's words"}},
                 "required": ["description"]
-            }),
+            })),
         }]
     }
 

@@ -182,7 +182,7 @@ impl Tools for ServerTools {
             .map(|(name, (_, tool))| ToolSpec {
                 name: name.clone(),
                 description: tool.description.as_deref().unwrap_or_default().to_owned(),
-                input_schema: serde_json::Value::Object((*tool.input_schema).clone()),
+                input_schema: tool.input_schema.clone(),
             })
             .collect()
     }

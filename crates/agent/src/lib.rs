@@ -321,7 +321,11 @@ mod tests {
     #[async_trait]
     impl Tools for Echo {
         fn specs(&self) -> Vec<ToolSpec> {
-            vec![ToolSpec { name: "echo".into(), description: "echo".into(), input_schema: serde_json::json!({}) }]
+            vec![ToolSpec {
+                name: "echo".into(),
+                description: "echo".into(),
+                input_schema: ToolSpec::schema(serde_json::json!({})),
+            }]
         }
         async fn call(
             &self,

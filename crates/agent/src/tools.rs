@@ -73,7 +73,7 @@ impl Tools for BuiltinTasks {
             .map(|tool| ToolSpec {
                 name: tool.name.to_string(),
                 description: tool.description.map(|d| d.to_string()).unwrap_or_default(),
-                input_schema: serde_json::Value::Object((*tool.input_schema).clone()),
+                input_schema: tool.input_schema.clone(),
             })
             .collect()
     }

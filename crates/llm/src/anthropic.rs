@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::http::{client, poster, read_answer, read_stream, send_with_retries, HttpConfig, KeyHeader};
@@ -26,7 +27,7 @@ impl AnthropicProvider {
         AnthropicProvider { config, http: client() }
     }
 
-    fn post(&self, body: &Value) -> impl Fn() -> reqwest::RequestBuilder + '_ {
+    fn post(&self, body: bytes::Bytes) -> impl Fn() -> reqwest::RequestBuilder + '_ {
         poster(
             &self.http,
             &self.config,
@@ -38,33 +39,65 @@ impl AnthropicProvider {
     }
 }
 
+/// The request as sent: borrowed from the [`ChatRequest`], serialized once.
+#[derive(Serialize)]
+struct WireRequest<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    messages: Vec<Turn<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<OutTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+}
+
+#[derive(Serialize)]
+struct Turn<'a> {
+    role: &'static str,
+    content: Vec<Block<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block<'a> {
+    Text { text: &'a str },
+    ToolUse { id: &'a str, name: &'a str, input: &'a Value },
+    ToolResult { tool_use_id: Option<&'a str>, content: &'a str },
+}
+
+#[derive(Serialize)]
+struct OutTool<'a> {
+    name: &'a str,
+    description: &'a str,
+    input_schema: &'a crate::JsonObject,
+}
+
 /// The content blocks of one message.
-fn blocks(m: &ChatMessage) -> Vec<Value> {
+fn blocks(m: &ChatMessage) -> Vec<Block<'_>> {
     match m.role {
-        ChatRole::Tool => {
-            vec![json!({ "type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content })]
-        }
+        ChatRole::Tool => vec![Block::ToolResult { tool_use_id: m.tool_call_id.as_deref(), content: &m.content }],
         _ => {
-            let mut out = Vec::new();
+            let mut out = Vec::with_capacity(1 + m.tool_calls.len());
             if !m.content.is_empty() {
-                out.push(json!({ "type": "text", "text": m.content }));
+                out.push(Block::Text { text: &m.content });
             }
-            out.extend(
-                m.tool_calls
-                    .iter()
-                    .map(|c| json!({ "type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments })),
-            );
+            out.extend(m.tool_calls.iter().map(|c| Block::ToolUse { id: &c.id, name: &c.name, input: &c.arguments }));
             out
         }
     }
 }
 
-/// The request body for `request`: system messages go to `system`, tool results become user
-/// turns, and neighbouring turns of the same role are merged (the API wants them alternating).
-pub fn request_body(config: &HttpConfig, request: &ChatRequest) -> Value {
+/// The request body for `request`, as JSON bytes: system messages go to `system`, tool results
+/// become user turns, and neighbouring turns of the same role are merged (the API wants them
+/// alternating).
+pub fn request_body(config: &HttpConfig, request: &ChatRequest, stream: bool) -> bytes::Bytes {
     let system: Vec<&str> =
         request.messages.iter().filter(|m| m.role == ChatRole::System).map(|m| m.content.as_str()).collect();
-    let mut messages: Vec<Value> = Vec::new();
+    let mut messages: Vec<Turn<'_>> = Vec::new();
     for m in request.messages.iter().filter(|m| m.role != ChatRole::System) {
         let role = if m.role == ChatRole::Assistant { "assistant" } else { "user" };
         let content = blocks(m);
@@ -72,31 +105,24 @@ pub fn request_body(config: &HttpConfig, request: &ChatRequest) -> Value {
             continue;
         }
         match messages.last_mut() {
-            Some(last) if last["role"] == role => {
-                last["content"].as_array_mut().expect("content is a list").extend(content);
-            }
-            _ => messages.push(json!({ "role": role, "content": content })),
+            Some(last) if last.role == role => last.content.extend(content),
+            _ => messages.push(Turn { role, content }),
         }
     }
-    let mut body = json!({
-        "model": request.model.as_deref().unwrap_or(&config.model),
-        "max_tokens": config.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
-        "messages": messages,
-    });
-    if !system.is_empty() {
-        body["system"] = json!(system.join("\n\n"));
-    }
-    if !request.tools.is_empty() {
-        body["tools"] = request
+    let body = WireRequest {
+        model: request.model.as_deref().unwrap_or(&config.model),
+        max_tokens: config.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        messages,
+        system: (!system.is_empty()).then(|| system.join("\n\n")),
+        tools: request
             .tools
             .iter()
-            .map(|t| json!({ "name": t.name, "description": t.description, "input_schema": t.input_schema }))
-            .collect();
-    }
-    if let Some(t) = config.temperature {
-        body["temperature"] = json!(t);
-    }
-    body
+            .map(|t| OutTool { name: &t.name, description: &t.description, input_schema: &t.input_schema })
+            .collect(),
+        temperature: config.temperature,
+        stream,
+    };
+    serde_json::to_vec(&body).expect("a request of strings and JSON values serializes").into()
 }
 
 fn finish_reason(stop: Option<&str>) -> FinishReason {
@@ -296,15 +322,14 @@ impl Provider for AnthropicProvider {
     }
 
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
-        let body = request_body(&self.config, &request);
-        let response = send_with_retries(&self.config, self.post(&body), classify).await?;
+        let body = request_body(&self.config, &request, false);
+        let response = send_with_retries(&self.config, self.post(body), classify).await?;
         read_answer(&self.config, response, parse_response).await
     }
 
     async fn stream(&self, request: ChatRequest) -> Result<crate::EventStream, ProviderError> {
-        let mut body = request_body(&self.config, &request);
-        body["stream"] = json!(true);
-        let response = send_with_retries(&self.config, self.post(&body), classify).await?;
+        let body = request_body(&self.config, &request, true);
+        let response = send_with_retries(&self.config, self.post(body), classify).await?;
         read_stream(&self.config, response, parse_response, |bytes, model| parse_stream(bytes, model)).await
     }
 }
@@ -337,11 +362,14 @@ mod tests {
             tools: vec![ToolSpec {
                 name: "add_task".into(),
                 description: "d".into(),
-                input_schema: json!({"type": "object"}),
+                input_schema: ToolSpec::schema(json!({"type": "object"})),
             }],
             model: None,
         };
-        let body = request_body(&config, &request);
+        let body: Value = serde_json::from_slice(&request_body(&config, &request, false)).unwrap();
+        assert!(body.get("stream").is_none());
+        let streamed: Value = serde_json::from_slice(&request_body(&config, &request, true)).unwrap();
+        assert_eq!(streamed["stream"], json!(true));
         assert_eq!(body["system"], "be brief");
         assert_eq!(body["max_tokens"], DEFAULT_MAX_TOKENS);
         let messages = body["messages"].as_array().unwrap();
@@ -352,6 +380,8 @@ mod tests {
         );
         assert_eq!(messages[2]["role"], "user");
         assert_eq!(messages[2]["content"].as_array().unwrap().len(), 2, "both results in one user turn");
+        assert_eq!(messages[2]["content"][0], json!({"type": "tool_result", "tool_use_id": "t1", "content": "ok a"}));
+        assert_eq!(messages[0], json!({"role": "user", "content": [{"type": "text", "text": "add a and b"}]}));
         assert_eq!(body["tools"][0]["input_schema"], json!({"type": "object"}));
     }
 

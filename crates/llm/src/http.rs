@@ -52,20 +52,19 @@ pub(crate) enum KeyHeader {
     Named(&'static str),
 }
 
-/// A request builder for `path` with `body`, made anew for every attempt.
+/// A request builder for `path` with `body` (JSON), made anew for every attempt.
 pub(crate) fn poster<'a>(
     http: &'a reqwest::Client,
     config: &'a HttpConfig,
     path: &str,
-    body: &serde_json::Value,
+    body: bytes::Bytes,
     key_header: KeyHeader,
     extra: &'a [(&'static str, &'static str)],
 ) -> impl Fn() -> reqwest::RequestBuilder + 'a {
     use secrecy::ExposeSecret;
     let url = config.url(path);
-    let body = body.clone();
     move || {
-        let mut builder = http.post(&url).json(&body);
+        let mut builder = http.post(&url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
         for (name, value) in extra {
             builder = builder.header(*name, *value);
         }

@@ -30,8 +30,21 @@ pub enum ChatRole {
 pub struct ToolSpec {
     pub name: String,
     pub description: String,
-    /// JSON Schema of the arguments.
-    pub input_schema: serde_json::Value,
+    /// JSON Schema of the arguments (an object); shared, since it is offered on every model call.
+    pub input_schema: std::sync::Arc<JsonObject>,
+}
+
+/// A JSON object.
+pub type JsonObject = serde_json::Map<String, serde_json::Value>;
+
+impl ToolSpec {
+    /// A schema from a JSON value; anything but an object becomes the empty schema.
+    pub fn schema(value: serde_json::Value) -> std::sync::Arc<JsonObject> {
+        std::sync::Arc::new(match value {
+            serde_json::Value::Object(map) => map,
+            _ => JsonObject::new(),
+        })
+    }
 }
 
 /// A call the model asked for.

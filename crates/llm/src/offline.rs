@@ -178,7 +178,11 @@ mod tests {
     fn tools() -> Vec<ToolSpec> {
         ["add_task", "list_tasks", "complete_task", "update_task", "delete_task"]
             .iter()
-            .map(|n| ToolSpec { name: (*n).into(), description: String::new(), input_schema: json!({}) })
+            .map(|n| ToolSpec {
+                name: (*n).into(),
+                description: String::new(),
+                input_schema: ToolSpec::schema(json!({})),
+            })
             .collect()
     }
 

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::http::{client, poster, read_answer, read_stream, send_with_retries, HttpConfig, KeyHeader};
@@ -22,48 +22,108 @@ impl OpenAiProvider {
         OpenAiProvider { config, http: client() }
     }
 
-    fn post(&self, body: &Value) -> impl Fn() -> reqwest::RequestBuilder + '_ {
+    fn post(&self, body: bytes::Bytes) -> impl Fn() -> reqwest::RequestBuilder + '_ {
         poster(&self.http, &self.config, "chat/completions", body, KeyHeader::Bearer, &[])
     }
 }
 
-fn message_json(m: &ChatMessage) -> Value {
-    match m.role {
-        ChatRole::Tool => {
-            json!({ "role": "tool", "tool_call_id": m.tool_call_id, "content": m.content })
-        }
-        ChatRole::Assistant if !m.tool_calls.is_empty() => json!({
-            "role": "assistant",
-            "content": if m.content.is_empty() { Value::Null } else { json!(m.content) },
-            "tool_calls": m.tool_calls.iter().map(|c| json!({
-                "id": c.id, "type": "function",
-                "function": { "name": c.name, "arguments": c.arguments.to_string() },
-            })).collect::<Vec<_>>(),
-        }),
-        role => json!({ "role": role, "content": m.content }),
+/// The request as sent: borrowed from the [`ChatRequest`], serialized once.
+#[derive(Serialize)]
+struct WireRequest<'a> {
+    model: &'a str,
+    messages: Vec<OutMessage<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<OutTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+#[derive(Serialize)]
+struct OutMessage<'a> {
+    role: ChatRole,
+    /// Null for an assistant turn that only calls tools.
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<OutToolCall<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct OutToolCall<'a> {
+    id: &'a str,
+    r#type: &'static str,
+    function: OutFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct OutFunction<'a> {
+    name: &'a str,
+    /// The API wants the arguments as a JSON string.
+    arguments: String,
+}
+
+#[derive(Serialize)]
+struct OutTool<'a> {
+    r#type: &'static str,
+    function: OutToolFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct OutToolFunction<'a> {
+    name: &'a str,
+    description: &'a str,
+    parameters: &'a crate::JsonObject,
+}
+
+fn out_message(m: &ChatMessage) -> OutMessage<'_> {
+    let calls_only = m.role == ChatRole::Assistant && !m.tool_calls.is_empty() && m.content.is_empty();
+    OutMessage {
+        role: m.role,
+        content: (!calls_only).then_some(m.content.as_str()),
+        tool_calls: m
+            .tool_calls
+            .iter()
+            .map(|c| OutToolCall {
+                id: &c.id,
+                r#type: "function",
+                function: OutFunction { name: &c.name, arguments: c.arguments.to_string() },
+            })
+            .collect(),
+        tool_call_id: (m.role == ChatRole::Tool).then_some(m.tool_call_id.as_deref().unwrap_or_default()),
     }
 }
 
-/// The request body for `request`.
-pub fn request_body(config: &HttpConfig, request: &ChatRequest) -> Value {
-    let mut body = json!({
-        "model": request.model.as_deref().unwrap_or(&config.model),
-        "messages": request.messages.iter().map(message_json).collect::<Vec<_>>(),
-    });
-    if !request.tools.is_empty() {
-        body["tools"] = request
+/// The request body for `request`, as JSON bytes.
+pub fn request_body(config: &HttpConfig, request: &ChatRequest, stream: bool) -> bytes::Bytes {
+    let body = WireRequest {
+        model: request.model.as_deref().unwrap_or(&config.model),
+        messages: request.messages.iter().map(out_message).collect(),
+        tools: request
             .tools
             .iter()
-            .map(|t| json!({ "type": "function", "function": { "name": t.name, "description": t.description, "parameters": t.input_schema } }))
-            .collect();
-    }
-    if let Some(t) = config.temperature {
-        body["temperature"] = json!(t);
-    }
-    if let Some(n) = config.max_tokens {
-        body["max_tokens"] = json!(n);
-    }
-    body
+            .map(|t| OutTool {
+                r#type: "function",
+                function: OutToolFunction { name: &t.name, description: &t.description, parameters: &t.input_schema },
+            })
+            .collect(),
+        temperature: config.temperature,
+        max_tokens: config.max_tokens,
+        stream,
+        stream_options: stream.then_some(StreamOptions { include_usage: true }),
+    };
+    serde_json::to_vec(&body).expect("a request of strings and JSON values serializes").into()
 }
 
 #[derive(Deserialize)]
@@ -171,16 +231,14 @@ impl Provider for OpenAiProvider {
     }
 
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
-        let body = request_body(&self.config, &request);
-        let response = send_with_retries(&self.config, self.post(&body), classify).await?;
+        let body = request_body(&self.config, &request, false);
+        let response = send_with_retries(&self.config, self.post(body), classify).await?;
         read_answer(&self.config, response, parse_response).await
     }
 
     async fn stream(&self, request: ChatRequest) -> Result<crate::EventStream, ProviderError> {
-        let mut body = request_body(&self.config, &request);
-        body["stream"] = json!(true);
-        body["stream_options"] = json!({ "include_usage": true });
-        let response = send_with_retries(&self.config, self.post(&body), classify).await?;
+        let body = request_body(&self.config, &request, true);
+        let response = send_with_retries(&self.config, self.post(body), classify).await?;
         read_stream(&self.config, response, parse_response, |bytes, model| parse_stream(bytes, model)).await
     }
 }
@@ -208,16 +266,20 @@ mod tests {
             tools: vec![ToolSpec {
                 name: "add_task".into(),
                 description: "d".into(),
-                input_schema: json!({"type": "object"}),
+                input_schema: ToolSpec::schema(json!({"type": "object"})),
             }],
             model: None,
         };
-        let body = request_body(&config, &request);
+        let body: Value = serde_json::from_slice(&request_body(&config, &request, false)).unwrap();
+        assert!(body.get("stream").is_none());
+        let streamed: Value = serde_json::from_slice(&request_body(&config, &request, true)).unwrap();
+        assert_eq!((&streamed["stream"], &streamed["stream_options"]["include_usage"]), (&json!(true), &json!(true)));
         assert_eq!(body["model"], "gpt-test");
         assert_eq!(body["tools"][0]["function"]["name"], "add_task");
         assert_eq!(body["messages"][1]["content"], Value::Null);
         assert_eq!(body["messages"][1]["tool_calls"][0]["function"]["arguments"], "{\"title\":\"t\"}");
         assert_eq!(body["messages"][2], json!({"role": "tool", "tool_call_id": "c1", "content": "done"}));
+        assert_eq!(body["messages"][0], json!({"role": "user", "content": "hi"}));
     }
 
     #[test]
