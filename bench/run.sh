@@ -31,7 +31,7 @@ echo "== starting the server for load"
 "$bin" serve --addr "127.0.0.1:$LOAD_PORT" --data-dir "$work/data" --rate-limit-per-minute 0 --log-level warn \
   > "$work/serve.out" 2> "$work/serve.err" & pid=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$LOAD_PORT/health" >/dev/null && break; sleep 0.05; done
-sleep 1
+sleep 3  # idle: after the startup's transient memory (the search index build) is handed back
 idle_kib=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 echo "idle RSS: $((idle_kib / 1024)) MiB ($idle_kib KiB)" | tee "$out/idle.txt"
 

@@ -43,6 +43,20 @@ impl EvalQuery {
     }
 }
 
+impl EvalQuery {
+    /// For each required server not in the top five: its name and rank (1-based) among `ranked`,
+    /// `None` when it is not there at all.
+    pub fn misses(&self, ranked: &[String]) -> Vec<(String, Option<usize>)> {
+        self.servers
+            .iter()
+            .filter_map(|required| {
+                let rank = ranked.iter().position(|name| self.satisfies(required, name));
+                (rank.is_none_or(|r| r >= 5)).then(|| (required.clone(), rank.map(|r| r + 1)))
+            })
+            .collect()
+    }
+}
+
 /// Scores ranked server names (best first) against each request's annotation.
 pub fn score(runs: &[(EvalQuery, Vec<String>)]) -> Metrics {
     let mut m = Metrics { queries: runs.len(), ..Default::default() };
@@ -142,16 +156,25 @@ pub mod run {
         Ok(out)
     }
 
-    /// Searches every prepared request with `method` and scores the top ten against the annotations.
-    pub fn measure(index: &SearchIndex, queries: &[EvalQuery], prepared: &[Query], method: Method) -> Metrics {
-        let runs: Vec<_> = queries
+    /// Searches every prepared request with `method`: each request with the names of its top ten.
+    pub fn rank(
+        index: &SearchIndex,
+        queries: &[EvalQuery],
+        prepared: &[Query],
+        method: Method,
+    ) -> Vec<(EvalQuery, Vec<String>)> {
+        queries
             .iter()
             .zip(prepared)
             .map(|(q, query)| {
                 let ranked = index.search(query, method, 10).into_iter().map(|h| h.entry.name.clone()).collect();
                 (q.clone(), ranked)
             })
-            .collect();
-        score(&runs)
+            .collect()
+    }
+
+    /// Searches every prepared request with `method` and scores the top ten against the annotations.
+    pub fn measure(index: &SearchIndex, queries: &[EvalQuery], prepared: &[Query], method: Method) -> Metrics {
+        score(&rank(index, queries, prepared, method))
     }
 }

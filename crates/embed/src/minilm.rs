@@ -12,7 +12,7 @@ use crate::{normalize, EmbedError, Embedder};
 
 /// The longest input, in tokens, the sentence encoder was trained on; longer texts are cut.
 const MAX_TOKENS: usize = 256;
-/// Texts run through the model together; sorted by length first, so padding stays small.
+/// Most texts run through the model together.
 const BATCH: usize = 32;
 
 /// The all-MiniLM-L6-v2 sentence encoder, loaded from a directory.
@@ -89,12 +89,16 @@ impl MiniLm {
 
     /// Embeds on the calling thread; the async [`Embedder::embed`] runs this off the async runtime.
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].len());
+        let encodings = self
+            .inner
+            .tokenizer
+            .encode_batch(texts.iter().map(String::as_str).collect::<Vec<_>>(), true)
+            .map_err(|e| EmbedError::Compute(e.to_string()))?;
+        let lengths: Vec<usize> = encodings.iter().map(real_tokens).collect();
         let mut out = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(BATCH) {
-            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
-            for (slot, vector) in chunk.iter().zip(self.inner.run(&batch)?) {
+        for batch in batches(&lengths) {
+            let group: Vec<&tokenizers::Encoding> = batch.iter().map(|&i| &encodings[i]).collect();
+            for (slot, vector) in batch.iter().zip(self.inner.run(&group)?) {
                 out[*slot] = vector;
             }
         }
@@ -102,15 +106,47 @@ impl MiniLm {
     }
 }
 
+/// Tokens of an encoding that are not padding.
+fn real_tokens(encoding: &tokenizers::Encoding) -> usize {
+    encoding.get_attention_mask().iter().filter(|&&m| m == 1).count()
+}
+
+/// Groups texts (by index) into batches run through the model together: shortest first, at most
+/// [`BATCH`] a batch, and a text joins a batch only while padding everything to its length wastes
+/// little — the model's cost grows with the padded length, so a long request embedded beside short
+/// parts would make them cost as much as itself.
+fn batches(lengths: &[usize]) -> Vec<Vec<usize>> {
+    /// Padded tokens may exceed real ones by this factor within a batch.
+    const WASTE: f32 = 1.25;
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| lengths[i]);
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut real = 0usize;
+    for i in order {
+        let fits = out.last().is_some_and(|batch| {
+            let padded = lengths[i] * (batch.len() + 1);
+            batch.len() < BATCH && padded as f32 <= WASTE * (real + lengths[i]) as f32
+        });
+        if fits {
+            real += lengths[i];
+            out.last_mut().expect("checked").push(i);
+        } else {
+            real = lengths[i];
+            out.push(vec![i]);
+        }
+    }
+    out
+}
+
 impl Inner {
-    fn run(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    /// Runs tokenized texts through the model, padded to the longest of them.
+    fn run(&self, encodings: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let compute = |e: candle_core::Error| EmbedError::Compute(e.to_string());
-        let encodings =
-            self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| EmbedError::Compute(e.to_string()))?;
         let rows = encodings.len();
-        let width = encodings.first().map_or(0, |e| e.get_ids().len());
+        let width = encodings.iter().map(|e| real_tokens(e)).max().unwrap_or(0);
+        // Each encoding is padded to its own batch's longest; cut or pad all to this one's.
         let flat = |pick: fn(&tokenizers::Encoding) -> &[u32]| -> Vec<u32> {
-            encodings.iter().flat_map(|e| pick(e).iter().copied()).collect()
+            encodings.iter().flat_map(|e| pick(e).iter().copied().chain(std::iter::repeat(0)).take(width)).collect()
         };
         let device = Device::Cpu;
         let ids = Tensor::from_vec(flat(|e| e.get_ids()), (rows, width), &device).map_err(compute)?;
@@ -121,6 +157,20 @@ impl Inner {
         let mut vectors: Vec<Vec<f32>> = pooled.to_vec2().map_err(compute)?;
         vectors.iter_mut().for_each(|v| normalize(v));
         Ok(vectors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batches;
+
+    #[test]
+    fn texts_of_similar_length_share_a_batch_and_a_long_one_runs_alone() {
+        assert_eq!(batches(&[10, 11, 250, 12, 9]), vec![vec![4, 0, 1, 3], vec![2]]);
+        assert_eq!(batches(&[40, 20, 30]), vec![vec![1, 2], vec![0]]);
+        assert!(batches(&[]).is_empty());
+        let many = batches(&[5; 70]);
+        assert_eq!(many.iter().map(Vec::len).collect::<Vec<_>>(), vec![32, 32, 6]);
     }
 }
 

@@ -78,6 +78,9 @@ pub struct EvalArgs {
     /// Print the figures as JSON
     #[arg(long)]
     json: bool,
+    /// Also list the requests whose servers are not all in the hybrid (or BM25) top five
+    #[arg(long)]
+    misses: bool,
 }
 
 pub async fn run(command: CatalogCommand) -> anyhow::Result<()> {
@@ -204,7 +207,8 @@ async fn evaluate(args: EvalArgs) -> anyhow::Result<()> {
     }
     let prepared = eval::run::prepare(&queries, embedder_ref).await?;
     let results: Vec<(&str, Metrics)> = methods
-        .into_iter()
+        .iter()
+        .copied()
         .map(|(label, method)| (label, eval::run::measure(&index, &queries, &prepared, method)))
         .collect();
     if args.json {
@@ -212,6 +216,22 @@ async fn evaluate(args: EvalArgs) -> anyhow::Result<()> {
             results.iter().map(|(l, m)| (l.to_string(), serde_json::to_value(m).unwrap_or_default())).collect();
         println!("{}", serde_json::Value::Object(map));
         return Ok(());
+    }
+    if args.misses {
+        let (label, method) = methods.last().copied().expect("BM25 is always measured");
+        println!("requests not complete in the {label} top five:");
+        for (query, ranked) in eval::run::rank(&index, &queries, &prepared, method) {
+            let missing = query.misses(&ranked);
+            if missing.is_empty() {
+                continue;
+            }
+            let text: String = query.query.chars().take(110).collect();
+            println!("- {text}");
+            for (server, rank) in missing {
+                println!("    missing {server} (rank {})", rank.map_or("> 10".to_string(), |r| r.to_string()));
+            }
+            println!("    top five: {}", ranked.iter().take(5).cloned().collect::<Vec<_>>().join(" | "));
+        }
     }
     println!("{} requests, {} servers", queries.len(), index.len());
     println!("{:<8} {:>6} {:>6} {:>6} {:>6} {:>11}", "method", "R@1", "R@3", "R@5", "MRR", "complete@5");
