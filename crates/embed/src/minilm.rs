@@ -160,20 +160,6 @@ impl Inner {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::batches;
-
-    #[test]
-    fn texts_of_similar_length_share_a_batch_and_a_long_one_runs_alone() {
-        assert_eq!(batches(&[10, 11, 250, 12, 9]), vec![vec![4, 0, 1, 3], vec![2]]);
-        assert_eq!(batches(&[40, 20, 30]), vec![vec![1, 2], vec![0]]);
-        assert!(batches(&[]).is_empty());
-        let many = batches(&[5; 70]);
-        assert_eq!(many.iter().map(Vec::len).collect::<Vec<_>>(), vec![32, 32, 6]);
-    }
-}
-
 #[async_trait::async_trait]
 impl Embedder for MiniLm {
     fn model_id(&self) -> &str {
@@ -190,5 +176,19 @@ impl Embedder for MiniLm {
         tokio::task::spawn_blocking(move || this.embed_blocking(&texts))
             .await
             .map_err(|e| EmbedError::Compute(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batches;
+
+    #[test]
+    fn texts_of_similar_length_share_a_batch_and_a_long_one_runs_alone() {
+        assert_eq!(batches(&[10, 11, 250, 12, 9]), vec![vec![4, 0, 1, 3], vec![2]]);
+        assert_eq!(batches(&[40, 20, 30]), vec![vec![1, 2], vec![0]]);
+        assert!(batches(&[]).is_empty());
+        let many = batches(&[5; 70]);
+        assert_eq!(many.iter().map(Vec::len).collect::<Vec<_>>(), vec![32, 32, 6]);
     }
 }
