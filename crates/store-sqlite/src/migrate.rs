@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "vault agents", include_str!("../migrations/0004_vault_agents.sql")),
     (5, "jobs", include_str!("../migrations/0005_jobs.sql")),
     (6, "job replies", include_str!("../migrations/0006_job_replies.sql")),
+    (7, "mcp sessions", include_str!("../migrations/0007_mcp_sessions.sql")),
 ];
 
 fn failed(e: impl Into<switchboard_store::DriverError>) -> StoreError {

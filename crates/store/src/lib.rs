@@ -228,6 +228,23 @@ pub trait Store: Send + Sync + 'static {
     /// Queue depth by status, recent failures and live workers (seen within `alive_since`).
     async fn queue_stats(&self, alive_since: DateTime<Utc>) -> Result<QueueStats>;
 
+    /// Records an MCP session of `owner` with the client's `state` (its initialize parameters),
+    /// so another server can take the session over; also forgets sessions created before
+    /// `expired_before`. A session id already recorded for another owner is left alone.
+    async fn put_mcp_session(
+        &self,
+        id: &str,
+        owner: Id,
+        state: &serde_json::Value,
+        expired_before: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// The owner and state of an MCP session.
+    async fn mcp_session(&self, id: &str) -> Result<Option<(Id, serde_json::Value)>>;
+
+    /// Forgets an MCP session of `owner`; `false` when there was none.
+    async fn delete_mcp_session(&self, id: &str, owner: Id) -> Result<bool>;
+
     /// Changes whenever the catalog does: the number of entries and the latest change.
     async fn catalog_revision(&self) -> Result<(i64, Option<DateTime<Utc>>)>;
 }

@@ -12,6 +12,7 @@ mod agents;
 mod catalog;
 mod conversations;
 mod jobs;
+mod mcp_sessions;
 mod tasks;
 mod users;
 
@@ -228,6 +229,24 @@ impl<D: Db> Store for SqlStore<D> {
 
     async fn delete_catalog_entry(&self, slug: &str) -> Result<bool> {
         catalog::delete(&self.db, slug).await
+    }
+
+    async fn put_mcp_session(
+        &self,
+        id: &str,
+        owner: Id,
+        state: &serde_json::Value,
+        expired_before: DateTime<Utc>,
+    ) -> Result<()> {
+        mcp_sessions::put(&self.db, id, owner, state, expired_before).await
+    }
+
+    async fn mcp_session(&self, id: &str) -> Result<Option<(Id, serde_json::Value)>> {
+        mcp_sessions::get(&self.db, id).await
+    }
+
+    async fn delete_mcp_session(&self, id: &str, owner: Id) -> Result<bool> {
+        mcp_sessions::delete(&self.db, id, owner).await
     }
 
     async fn catalog_revision(&self) -> Result<(i64, Option<DateTime<Utc>>)> {

@@ -104,12 +104,12 @@ async fn each_user_sees_only_their_own_tasks_over_mcp(backend: Backend) {
     assert_eq!((still["title"].as_str(), still["status"].as_str()), (Some("alice's secret"), Some("pending")));
 }
 
-fn initialize_body() -> Value {
+pub(crate) fn initialize_body() -> Value {
     json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}})
 }
 
-async fn raw_post(
+pub(crate) async fn raw_post(
     app: &TestApp,
     token: Option<&str>,
     session: Option<&str>,

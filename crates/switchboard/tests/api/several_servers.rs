@@ -8,6 +8,7 @@ use switchboard::config::DatabaseUrl;
 
 use crate::helpers::{fresh_postgres_database, redis_url, spawn_app_with, Backend};
 use crate::jobs::{enqueue, wait_for};
+use crate::mcp_http::{initialize_body, raw_post};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_database_share_conversations_jobs_and_job_events() {
@@ -76,4 +77,53 @@ async fn two_servers_with_redis_share_one_rate_limit() {
     }
     // Another user has a budget of their own.
     assert_eq!(b.get("/api/v1/conversations", &b.token_for("bob")).await.status(), StatusCode::OK);
+}
+
+/// A session of `/mcp`'s session-based era opened on one server goes on on the other: its next
+/// requests (here every other one) land on a server that never saw it, which takes it over; the
+/// session stays its owner's, and once deleted it is gone on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_session_opened_on_one_server_continues_on_another() {
+    let Some(Backend::Postgres(server)) = Backend::postgres() else { return };
+    let db = fresh_postgres_database(&server).await;
+    let shared = || {
+        let db = db.clone();
+        move |s: &mut switchboard::Settings| s.database_url = Some(DatabaseUrl::new(db))
+    };
+    let a = spawn_app_with(&Backend::Sqlite, shared(), Default::default()).await;
+    let b = spawn_app_with(&Backend::Sqlite, shared(), Default::default()).await;
+    let (alice, bob) = (a.token_for("alice"), a.token_for("bob"));
+
+    let opened = raw_post(&a, Some(&alice), None, &initialize_body(), &[]).await;
+    assert_eq!(opened.status(), StatusCode::OK);
+    let session = opened.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert!(raw_post(&b, Some(&alice), Some(&session), &initialized, &[]).await.status().is_success());
+
+    for (i, app) in [&b, &a, &b, &a].into_iter().enumerate() {
+        let add = json!({"jsonrpc": "2.0", "id": 10 + i, "method": "tools/call",
+            "params": {"name": "add_task", "arguments": {"title": format!("from session call {i}")}}});
+        let response = raw_post(app, Some(&alice), Some(&session), &add, &[]).await;
+        assert_eq!(response.status(), StatusCode::OK, "call {i}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains(&format!("from session call {i}")) && !body.contains("\"isError\":true"), "{body}");
+    }
+    let tasks: Value = b.get("/api/v1/tasks", &alice).await.json().await.unwrap();
+    assert_eq!(tasks["items"].as_array().unwrap().len(), 4, "{tasks}");
+
+    // Another user naming the session is refused on either server, and nothing runs for them.
+    let list = json!({"jsonrpc": "2.0", "id": 20, "method": "tools/list"});
+    for app in [&a, &b] {
+        assert_eq!(raw_post(app, Some(&bob), Some(&session), &list, &[]).await.status(), StatusCode::NOT_FOUND);
+    }
+    let c = spawn_app_with(&Backend::Sqlite, shared(), Default::default()).await;
+    assert_eq!(raw_post(&c, Some(&bob), Some(&session), &list, &[]).await.status(), StatusCode::NOT_FOUND);
+
+    let deleted =
+        b.client.delete(b.url("/mcp")).bearer_auth(&alice).header("mcp-session-id", &session).send().await.unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let fresh = spawn_app_with(&Backend::Sqlite, shared(), Default::default()).await;
+    for app in [&b, &fresh] {
+        assert_eq!(raw_post(app, Some(&alice), Some(&session), &list, &[]).await.status(), StatusCode::NOT_FOUND);
+    }
 }
