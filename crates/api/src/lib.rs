@@ -117,8 +117,8 @@ pub struct Services {
     pub tasks: TaskService,
     /// The MCP server catalog and its search index.
     pub catalog: switchboard_catalog::Catalog,
-    /// Wakes this process's idle workers when a job is enqueued.
-    pub jobs_wake: switchboard_jobs::Wake,
+    /// How enqueued jobs reach the workers (the database, or Redis Streams).
+    pub jobs: switchboard_jobs::Queue,
     /// Turns described workflows into agents; holds the credentials (vault) service.
     pub builder: switchboard_agent::builder::Builder,
     /// The built-in tasks tools, called in-process by the agent.

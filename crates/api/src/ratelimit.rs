@@ -137,15 +137,19 @@ return {1, remaining, new_tat - now, 0}
 "#;
 
 impl RedisRateLimiter {
-    /// Connects (the connection manager reconnects by itself afterwards).
-    pub async fn connect(url: &str, per_minute: NonZeroU32) -> Result<RedisRateLimiter, redis::RedisError> {
+    /// Connects (the connection manager reconnects by itself afterwards); keys start with `prefix`.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        per_minute: NonZeroU32,
+    ) -> Result<RedisRateLimiter, redis::RedisError> {
         let client = redis::Client::open(url)?;
         let redis = redis::aio::ConnectionManager::new(client).await?;
         Ok(RedisRateLimiter {
             redis,
             script: redis::Script::new(GCRA),
             per_minute: per_minute.get(),
-            prefix: "switchboard:ratelimit:".into(),
+            prefix: format!("{prefix}:ratelimit:"),
         })
     }
 }

@@ -6,6 +6,11 @@
 //! the job's attempt limit. The owner's cancel request is seen at the next renewal and stops the
 //! run by dropping it. Idle workers wait for a wake-up — in-process on enqueue, and from other
 //! processes through the store (PostgreSQL LISTEN/NOTIFY) — or poll.
+//!
+//! With the Redis Streams backend ([`streams`]) job ids reach the workers through a stream and a
+//! consumer group instead; the claim, lease and outcome are the same database statements.
+
+pub mod streams;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -15,7 +20,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::json;
 use switchboard_domain::{Job, JobOutcome, JobStatus};
-use switchboard_store::Store;
+use switchboard_store::{ClaimById, Store};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -95,31 +100,95 @@ impl Default for WorkerConfig {
     }
 }
 
-/// Wakes idle workers of this process when a job is enqueued here.
+/// How enqueued jobs reach the workers: the database itself (workers claim the next due job;
+/// idle ones are woken in-process, and through the database from other processes), or a Redis
+/// stream carrying job ids.
 #[derive(Clone, Default)]
-pub struct Wake(Arc<Notify>);
+pub struct Queue {
+    wake: Arc<Notify>,
+    streams: Option<Arc<streams::RedisStreams>>,
+}
 
-impl Wake {
-    pub fn job_enqueued(&self) {
-        self.0.notify_waiters();
-        self.0.notify_one();
+impl Queue {
+    /// The queue in the database.
+    pub fn database() -> Queue {
+        Queue::default()
+    }
+
+    /// Job ids through Redis Streams.
+    pub fn redis(streams: Arc<streams::RedisStreams>) -> Queue {
+        Queue { wake: Arc::default(), streams: Some(streams) }
+    }
+
+    /// `database` or `redis`.
+    pub fn backend(&self) -> &'static str {
+        if self.streams.is_some() {
+            "redis"
+        } else {
+            "database"
+        }
+    }
+
+    pub fn streams(&self) -> Option<&Arc<streams::RedisStreams>> {
+        self.streams.as_ref()
+    }
+
+    /// Tells the workers about a job just stored. With Redis, a failure to hand it over is
+    /// logged, not returned: the job is safe in the database, and the sweep hands it over later.
+    pub async fn enqueued(&self, job: uuid::Uuid) {
+        self.wake.notify_waiters();
+        self.wake.notify_one();
+        if let Some(streams) = &self.streams {
+            if let Err(e) = streams.publish(job).await {
+                tracing::warn!(job = %job, error = %e, "could not add the job to the Redis stream; the sweep will");
+            }
+        }
+    }
+
+    /// A retry waits until `at` (in the database already; with Redis, in the delayed set too).
+    async fn retry_at(&self, job: uuid::Uuid, at: chrono::DateTime<chrono::Utc>) {
+        if let Some(streams) = &self.streams {
+            if let Err(e) = streams.schedule(job, at).await {
+                tracing::warn!(job = %job, error = %e, "could not schedule the retry in Redis; the sweep will");
+            }
+        }
+    }
+
+    /// Succeeds when the queue's own backend answers (the database's health is checked apart).
+    pub async fn ping(&self) -> Result<(), String> {
+        match &self.streams {
+            Some(streams) => streams.ping().await.map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
     }
 }
+
+/// How a claimed job's run ended, for its delivery.
+enum Settled {
+    /// Its outcome, a retry or a release is recorded: the delivery is done with.
+    Done,
+    /// Another worker took it over: its delivery is that worker's now.
+    TakenOver,
+}
+
+/// How often the Redis backend moves due retries to the stream, and sweeps.
+const MOVE_DUE_EVERY: Duration = Duration::from_millis(200);
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The workers of one process.
 pub struct Workers {
     store: Arc<dyn Store>,
     runner: Arc<dyn Runner>,
     config: WorkerConfig,
-    wake: Wake,
+    queue: Queue,
     id: String,
     running: Arc<AtomicI64>,
 }
 
 impl Workers {
-    pub fn new(store: Arc<dyn Store>, runner: Arc<dyn Runner>, config: WorkerConfig, wake: Wake) -> Workers {
+    pub fn new(store: Arc<dyn Store>, runner: Arc<dyn Runner>, config: WorkerConfig, queue: Queue) -> Workers {
         let id = format!("{}-{}-{}", config.name, std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        Workers { store, runner, config, wake, id, running: Arc::default() }
+        Workers { store, runner, config, queue, id, running: Arc::default() }
     }
 
     /// This process's worker id (each concurrent slot appends `/n`).
@@ -132,12 +201,15 @@ impl Workers {
     pub async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(this.clone().forward_wakeups(shutdown.clone()));
+        match this.queue.streams.clone() {
+            Some(streams) => tasks.spawn(this.clone().maintain(streams, shutdown.clone())),
+            None => tasks.spawn(this.clone().forward_wakeups(shutdown.clone())),
+        };
         tasks.spawn(this.clone().heartbeat(shutdown.clone()));
         for slot in 0..this.config.concurrency.max(1) {
             tasks.spawn(this.clone().slot(slot, shutdown.clone()));
         }
-        tracing::info!(worker = %this.id, concurrency = this.config.concurrency, "workers started");
+        tracing::info!(worker = %this.id, concurrency = this.config.concurrency, queue = this.queue.backend(), "workers started");
         while tasks.join_next().await.is_some() {}
         let _ = this.store.remove_worker(&this.id).await;
         tracing::info!(worker = %this.id, "workers stopped");
@@ -150,7 +222,7 @@ impl Workers {
                     tokio::select! {
                         () = shutdown.cancelled() => return,
                         next = stream.next() => match next {
-                            Some(()) => self.wake.job_enqueued(),
+                            Some(()) => { self.queue.wake.notify_waiters(); self.queue.wake.notify_one(); }
                             None => break,
                         },
                     }
@@ -177,52 +249,141 @@ impl Workers {
         }
     }
 
+    /// Redis only: moves due retries to the stream, and sweeps (see [`streams`]) — one process
+    /// at a time.
+    async fn maintain(self: Arc<Self>, streams: Arc<streams::RedisStreams>, shutdown: CancellationToken) {
+        let mut last_sweep = tokio::time::Instant::now();
+        loop {
+            if let Err(e) = streams.move_due().await {
+                tracing::warn!(error = %e, "moving due retries to the Redis stream failed");
+            }
+            if last_sweep.elapsed() >= SWEEP_EVERY {
+                last_sweep = tokio::time::Instant::now();
+                if let Err(e) = self.sweep(&streams).await {
+                    tracing::warn!(error = %e, "sweeping the job queue failed");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(MOVE_DUE_EVERY) => {}
+            }
+        }
+    }
+
+    /// When the stream holds nothing while the database has jobs waiting, hands them over again.
+    async fn sweep(&self, streams: &streams::RedisStreams) -> Result<(), String> {
+        if !streams.take_sweep(&self.id, SWEEP_EVERY - Duration::from_millis(500)).await.map_err(|e| e.to_string())? {
+            return Ok(());
+        }
+        let backlog = streams.backlog().await.map_err(|e| e.to_string())?;
+        if backlog.waiting > 0 || backlog.pending > 0 {
+            return Ok(());
+        }
+        let waiting = self.store.waiting_jobs(1000).await.map_err(|e| e.to_string())?;
+        let now = switchboard_domain::now();
+        for (job, due) in &waiting {
+            let handed = if *due <= now { streams.publish(*job).await } else { streams.schedule(*job, *due).await };
+            handed.map_err(|e| e.to_string())?;
+        }
+        if !waiting.is_empty() {
+            tracing::info!(jobs = waiting.len(), "swept waiting jobs the Redis stream did not hold into it");
+        }
+        Ok(())
+    }
+
     async fn slot(self: Arc<Self>, slot: usize, shutdown: CancellationToken) {
         let worker = format!("{}/{slot}", self.id);
+        let mut reader = None;
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
             let lease_until = switchboard_domain::now() + self.config.lease;
-            match self.store.claim_job(&worker, lease_until).await {
-                Ok(Some(job)) => {
+            match self.next_job(&worker, lease_until, &mut reader).await {
+                Ok(Some((job, delivery))) => {
                     failures = 0;
                     self.running.fetch_add(1, Ordering::SeqCst);
                     let id = job.id;
                     // Every line logged while the job runs (its tool calls among them) names it and its user.
                     let span = tracing::info_span!("job", job = %id, user = %job.user_id);
-                    tokio::select! {
-                        () = tracing::Instrument::instrument(self.execute(&worker, job), span) => {}
+                    let settled = tokio::select! {
+                        settled = tracing::Instrument::instrument(self.execute(&worker, job), span) => settled,
                         () = shutdown.cancelled() => self.release(&worker, id).await,
-                    }
+                    };
                     self.running.fetch_sub(1, Ordering::SeqCst);
+                    if let (Settled::Done, Some(delivery), Some(streams)) = (settled, delivery, &self.queue.streams) {
+                        if let Err(e) = streams.ack(&delivery).await {
+                            tracing::warn!(job = %id, error = %e, "could not acknowledge the job's stream entry");
+                        }
+                    }
                 }
+                Ok(None) if self.queue.streams.is_some() => failures = 0, // the read waited already
                 Ok(None) => {
                     failures = 0;
                     tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = self.wake.0.notified() => {}
+                        () = shutdown.cancelled() => break,
+                        () = self.queue.wake.notified() => {}
                         () = tokio::time::sleep(self.config.poll_every) => {}
                     }
                 }
                 Err(e) => {
                     failures += 1;
+                    reader = None;
                     let wait = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
                     tracing::warn!(error = %e, wait_ms = wait.as_millis() as u64, "claiming a job failed; retrying");
                     tokio::select! {
-                        () = shutdown.cancelled() => return,
+                        () = shutdown.cancelled() => break,
                         () = tokio::time::sleep(wait) => {}
                     }
                 }
             }
         }
+        if let Some(streams) = &self.queue.streams {
+            let _ = streams.remove_consumer(&worker).await;
+        }
+    }
+
+    /// The next job this slot runs, claimed under a lease until `lease_until`: the next due job
+    /// in the database, or the next job id the Redis stream delivers (with that delivery).
+    async fn next_job(
+        &self,
+        worker: &str,
+        lease_until: chrono::DateTime<chrono::Utc>,
+        reader: &mut Option<redis::aio::MultiplexedConnection>,
+    ) -> Result<Option<(Job, Option<streams::Delivery>)>, String> {
+        let Some(streams) = &self.queue.streams else {
+            let job = self.store.claim_job(worker, lease_until).await.map_err(|e| e.to_string())?;
+            return Ok(job.map(|job| (job, None)));
+        };
+        let connection = match reader {
+            Some(connection) => connection,
+            None => reader.insert(streams.reader().await.map_err(|e| e.to_string())?),
+        };
+        let Some(delivery) = streams
+            .next(connection, worker, self.config.lease, self.config.poll_every)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        match self.store.claim_job_by_id(delivery.job, worker, lease_until).await.map_err(|e| e.to_string())? {
+            ClaimById::Claimed(job) => Ok(Some((*job, Some(delivery)))),
+            // Left pending: taken over later if that worker dies.
+            ClaimById::Held => Ok(None),
+            // A duplicate, or a retry handed over early: the delayed set or the sweep brings it back.
+            ClaimById::NotDue | ClaimById::Gone => {
+                streams.ack(&delivery).await.map_err(|e| e.to_string())?;
+                Ok(None)
+            }
+        }
     }
 
     /// Runs one claimed job to its recorded end (or until the lease is lost).
-    async fn execute(&self, worker: &str, job: Job) {
+    async fn execute(&self, worker: &str, job: Job) -> Settled {
         let events = Events::new(self.store.clone(), job.id);
         if job.attempts > job.max_attempts {
             let error = format!("gave up after {} attempts whose workers stopped responding", job.max_attempts);
-            self.finish(worker, &job, &events, JobStatus::Failed, None, Some(error), RunOutput::default()).await;
-            return;
+            return self
+                .finish(worker, &job, &events, JobStatus::Failed, None, Some(error), RunOutput::default())
+                .await;
         }
         tracing::info!(job = %job.id, attempt = job.attempts, worker, "job started");
         events.emit("status", json!({"status": "running", "attempt": job.attempts, "worker": worker})).await;
@@ -235,19 +396,18 @@ impl Workers {
             () = lost.cancelled() => None,
             () = cancelled.cancelled() => {
                 let output = RunOutput::default();
-                self.finish(worker, &job, &events, JobStatus::Cancelled, None, Some("cancelled by its owner".into()), output).await;
-                return;
+                return self.finish(worker, &job, &events, JobStatus::Cancelled, None, Some("cancelled by its owner".into()), output).await;
             }
             () = renewing => None,
         };
         let Some(outcome) = outcome else {
             tracing::warn!(job = %job.id, worker, "lost the job's lease; another worker will run it");
-            return;
+            return Settled::TakenOver;
         };
         match outcome {
             Ok(output) => {
                 let result = Some(output.result.clone());
-                self.finish(worker, &job, &events, JobStatus::Completed, result, None, output).await;
+                self.finish(worker, &job, &events, JobStatus::Completed, result, None, output).await
             }
             Err(RunError::Retryable(error)) if job.attempts < job.max_attempts => {
                 let delay = self.backoff(job.attempts);
@@ -255,36 +415,44 @@ impl Workers {
                 match self.store.retry_job(job.id, worker, run_after, &error).await {
                     Ok(true) => {
                         tracing::warn!(job = %job.id, attempt = job.attempts, delay_ms = delay.as_millis() as u64, error = %error, "job attempt failed; retrying");
+                        self.queue.retry_at(job.id, run_after).await;
                         events
                             .emit(
                                 "status",
                                 json!({"status": "queued", "error": error, "retry_in_ms": delay.as_millis() as u64}),
                             )
                             .await;
+                        Settled::Done
                     }
-                    Ok(false) => {}
+                    Ok(false) => Settled::TakenOver,
                     Err(e) => {
-                        tracing::error!(job = %job.id, error = %e, "could not requeue the job; its lease will run out")
+                        tracing::error!(job = %job.id, error = %e, "could not requeue the job; its lease will run out");
+                        Settled::TakenOver
                     }
                 }
             }
             Err(RunError::Retryable(error) | RunError::Permanent(error)) => {
-                self.finish(worker, &job, &events, JobStatus::Failed, None, Some(error), RunOutput::default()).await;
+                self.finish(worker, &job, &events, JobStatus::Failed, None, Some(error), RunOutput::default()).await
             }
         }
     }
 
     /// At shutdown: puts the interrupted job back in the queue at once, so another worker takes
     /// it without waiting for the lease to run out.
-    async fn release(&self, worker: &str, job: uuid::Uuid) {
+    async fn release(&self, worker: &str, job: uuid::Uuid) -> Settled {
         let note = "interrupted: its worker shut down";
         match self.store.retry_job(job, worker, switchboard_domain::now(), note).await {
             Ok(true) => {
                 tracing::info!(job = %job, worker, "job released at shutdown");
+                self.queue.enqueued(job).await;
                 Events::new(self.store.clone(), job).emit("status", json!({"status": "queued", "error": note})).await;
+                Settled::Done
             }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(job = %job, error = %e, "could not release the job; its lease will run out"),
+            Ok(false) => Settled::TakenOver,
+            Err(e) => {
+                tracing::warn!(job = %job, error = %e, "could not release the job; its lease will run out");
+                Settled::TakenOver
+            }
         }
     }
 
@@ -319,7 +487,7 @@ impl Workers {
         result: Option<serde_json::Value>,
         error: Option<String>,
         output: RunOutput,
-    ) {
+    ) -> Settled {
         let outcome = JobOutcome {
             status,
             result: result.clone(),
@@ -335,7 +503,7 @@ impl Workers {
                 Ok(true) => break,
                 Ok(false) => {
                     tracing::warn!(job = %job.id, worker, "the job was taken over; this outcome is dropped");
-                    return;
+                    return Settled::TakenOver;
                 }
                 Err(e) if tokio::time::Instant::now() < deadline => {
                     tracing::warn!(job = %job.id, error = %e, "recording the job's outcome failed; retrying");
@@ -343,7 +511,7 @@ impl Workers {
                 }
                 Err(e) => {
                     tracing::error!(job = %job.id, error = %e, "could not record the job's outcome");
-                    return;
+                    return Settled::TakenOver;
                 }
             }
         }
@@ -356,6 +524,7 @@ impl Workers {
             payload["error"] = json!(error);
         }
         events.emit("status", payload).await;
+        Settled::Done
     }
 
     fn backoff(&self, attempt: i32) -> Duration {

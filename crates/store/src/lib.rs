@@ -198,6 +198,14 @@ pub trait Store: Send + Sync + 'static {
     /// worker died) — for `worker`, until `lease_until`. Concurrent workers never take the same job.
     async fn claim_job(&self, worker: &str, lease_until: DateTime<Utc>) -> Result<Option<Job>>;
 
+    /// Takes this job for `worker` until `lease_until`, if it is due: queued and due, or running
+    /// under a lease that expired. For queues that hand out job ids (Redis Streams).
+    async fn claim_job_by_id(&self, id: Id, worker: &str, lease_until: DateTime<Utc>) -> Result<ClaimById>;
+
+    /// Jobs waiting for a worker — queued (due or not), or running under an expired lease — with
+    /// when they are due, soonest first, at most `limit`.
+    async fn waiting_jobs(&self, limit: i64) -> Result<Vec<(Id, DateTime<Utc>)>>;
+
     /// Extends the worker's lease on a running job. `None` when the worker no longer holds it;
     /// otherwise whether the owner asked for it to stop.
     async fn renew_job_lease(&self, id: Id, worker: &str, lease_until: DateTime<Utc>) -> Result<Option<bool>>;
@@ -247,6 +255,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Changes whenever the catalog does: the number of entries and the latest change.
     async fn catalog_revision(&self) -> Result<(i64, Option<DateTime<Utc>>)>;
+}
+
+/// What [`Store::claim_job_by_id`] found.
+#[derive(Debug, Clone)]
+pub enum ClaimById {
+    /// The job is the worker's now.
+    Claimed(Box<Job>),
+    /// Another worker runs it under a live lease.
+    Held,
+    /// Queued, but not due yet (a retry waiting out its backoff).
+    NotDue,
+    /// Finished, cancelled or unknown: nothing to run.
+    Gone,
 }
 
 /// A catalog entry as stored: the entry's JSON and what lookups and the embedding cache need.

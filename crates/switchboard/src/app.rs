@@ -28,7 +28,7 @@ use switchboard_store::Store;
 use switchboard_tasks::TaskService;
 use tokio::net::TcpListener;
 
-use crate::config::{check_secret, LlmProvider, Settings};
+use crate::config::{check_secret, JobQueue, LlmProvider, Settings};
 
 /// Loads the configured embedding model, if any: the local model from its directory, else the
 /// remote endpoint.
@@ -189,7 +189,7 @@ async fn build_state(settings: &Settings, parts: Parts) -> anyhow::Result<AppSta
         (None, None) => None,
         (None, Some(n)) => Some(match &settings.redis_url {
             Some(url) => {
-                let connect = RedisRateLimiter::connect(url.expose(), n);
+                let connect = RedisRateLimiter::connect(url.expose(), &settings.redis_prefix, n);
                 let limiter = tokio::time::timeout(Duration::from_secs(10), connect)
                     .await
                     .map_err(|_| anyhow::anyhow!("timed out connecting to Redis at {}", url.redacted()))?
@@ -221,7 +221,7 @@ async fn build_state(settings: &Settings, parts: Parts) -> anyhow::Result<AppSta
         auth: Arc::new(auth),
         limiter,
         agent: agent(settings),
-        jobs_wake: switchboard_jobs::Wake::default(),
+        jobs: job_queue(settings).await?,
 
         metrics: Arc::new(Metrics::new()),
         config: Arc::new(ApiConfig {
@@ -256,7 +256,21 @@ fn workers(settings: &Settings, state: &AppState) -> Workers {
         max_backoff: Duration::from_secs(60),
         name: "sb".into(),
     };
-    Workers::new(state.store.clone(), Arc::new(JobRunner { state: state.clone() }), config, state.jobs_wake.clone())
+    Workers::new(state.store.clone(), Arc::new(JobRunner { state: state.clone() }), config, state.jobs.clone())
+}
+
+/// The job queue the settings ask for: the database, or Redis Streams.
+async fn job_queue(settings: &Settings) -> anyhow::Result<switchboard_jobs::Queue> {
+    let (JobQueue::Redis, Some(url)) = (settings.job_queue, &settings.redis_url) else {
+        return Ok(switchboard_jobs::Queue::database());
+    };
+    let connect = switchboard_jobs::streams::RedisStreams::connect(url.expose(), &settings.redis_prefix);
+    let streams = tokio::time::timeout(Duration::from_secs(10), connect)
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out connecting to Redis at {}", url.redacted()))?
+        .with_context(|| format!("cannot use Redis at {} for the job queue", url.redacted()))?;
+    tracing::info!(stream = streams.stream_key(), "jobs go through Redis Streams");
+    Ok(switchboard_jobs::Queue::redis(Arc::new(streams)))
 }
 
 /// `switchboard worker`: runs jobs until `shutdown`, with no HTTP server.

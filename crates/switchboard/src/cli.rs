@@ -50,6 +50,14 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
+    /// redis://…, for the job queue on Redis Streams [env: SWITCHBOARD_REDIS_URL]
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    /// How jobs reach workers: database or redis [env: SWITCHBOARD_JOB_QUEUE] [default: database]
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_queue: Option<crate::config::JobQueue>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +159,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<String>,
+    /// How jobs reach workers: database (claims in the database) or redis (a Redis stream; needs --redis-url) [env: SWITCHBOARD_JOB_QUEUE] [default: database]
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_queue: Option<crate::config::JobQueue>,
+    /// Start of this deployment's Redis keys [env: SWITCHBOARD_REDIS_PREFIX] [default: switchboard]
+    #[arg(long, value_name = "PREFIX")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_prefix: Option<String>,
     /// How long to keep retrying an unreachable database at start before giving up [env: SWITCHBOARD_DB_CONNECT_TIMEOUT_SECS] [default: 30]
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]

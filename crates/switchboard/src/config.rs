@@ -20,8 +20,12 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub database_url: Option<DatabaseUrl>,
     pub db_connect_timeout_secs: u64,
-    /// Redis, for a per-user rate limit shared by every server.
+    /// Redis, for a per-user rate limit shared by every server, and the job queue if asked.
     pub redis_url: Option<DatabaseUrl>,
+    /// Start of every Redis key of this deployment (several can share one Redis).
+    pub redis_prefix: String,
+    /// How jobs reach workers: the database, or Redis Streams.
+    pub job_queue: JobQueue,
     pub jwt_secret: Option<SecretString>,
     pub jwt_audience: Option<String>,
     #[serde(deserialize_with = "list")]
@@ -95,6 +99,8 @@ pub(crate) const KEYS: &[&str] = &[
     "database_url",
     "db_connect_timeout_secs",
     "redis_url",
+    "redis_prefix",
+    "job_queue",
     "jwt_secret",
     "jwt_audience",
     "admin_emails",
@@ -152,6 +158,8 @@ impl Default for Settings {
             database_url: None,
             db_connect_timeout_secs: 30,
             redis_url: None,
+            redis_prefix: "switchboard".into(),
+            job_queue: JobQueue::Database,
             jwt_secret: None,
             jwt_audience: None,
             admin_emails: Vec::new(),
@@ -213,6 +221,16 @@ pub enum LlmProvider {
     Openai,
     /// Anthropic's Messages API.
     Anthropic,
+}
+
+/// How jobs reach workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum JobQueue {
+    /// Workers claim jobs from the database (PostgreSQL: SKIP LOCKED and LISTEN/NOTIFY).
+    Database,
+    /// Job ids go through a Redis stream with a consumer group (needs `redis_url`).
+    Redis,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
@@ -332,6 +350,12 @@ impl Settings {
             return Err(SettingsError::Invalid(
                 "job_max_attempts must be at least 1 and job_lease_secs at least 2".into(),
             ));
+        }
+        if self.job_queue == JobQueue::Redis && self.redis_url.is_none() {
+            return Err(SettingsError::Invalid("job_queue = redis needs redis_url (SWITCHBOARD_REDIS_URL)".into()));
+        }
+        if self.redis_prefix.is_empty() || self.redis_prefix.chars().any(|c| c.is_whitespace()) {
+            return Err(SettingsError::Invalid("redis_prefix must be a non-empty word".into()));
         }
         if self.max_agent_steps == 0 {
             return Err(SettingsError::Invalid("max_agent_steps must be at least 1".into()));

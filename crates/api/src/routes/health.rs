@@ -22,7 +22,7 @@ pub struct Health {
     /// The database backend (`/ready` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<&'static str>,
-    /// The job queue's backend (`/ready` only): the database, so it is as healthy as the database.
+    /// The job queue's backend (`/ready` only): the database's name, or `redis`, which must answer too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<&'static str>,
 }
@@ -33,12 +33,17 @@ async fn health() -> Json<Health> {
     Json(Health { status: "ok", database: None, queue: None })
 }
 
-/// Readiness: 200 when the database answers, 503 otherwise.
+/// Readiness: 200 when the database (and the job queue's Redis, if jobs go through Redis)
+/// answers, 503 otherwise.
 #[utoipa::path(get, path = "/ready", tag = "ops", responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let database = Some(state.store.backend());
-    let queue = database;
-    match state.store.ping().await {
+    let queue = Some(if state.jobs.streams().is_some() { "redis" } else { state.store.backend() });
+    let checked = match state.store.ping().await {
+        Ok(()) => state.jobs.ping().await,
+        Err(e) => Err(e.to_string()),
+    };
+    match checked {
         Ok(()) => (StatusCode::OK, Json(Health { status: "ready", database, queue })),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

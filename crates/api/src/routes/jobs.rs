@@ -112,7 +112,7 @@ pub(crate) async fn enqueue(state: &AppState, owner: Uuid, req: JobRequest) -> A
     };
     let (_, job) = begin_with_job(state, owner, chat, Some(job)).await?;
     let job = job.expect("start_turn enqueues the job it is given");
-    state.jobs_wake.job_enqueued();
+    state.jobs.enqueued(job.id).await;
     tracing::info!(job = %job.id, kind, "job enqueued");
     Ok(job)
 }
@@ -267,8 +267,24 @@ impl Follow {
 pub struct QueueReport {
     #[serde(flatten)]
     pub stats: QueueStats,
-    /// `sqlite` or `postgres`: where the queue lives.
+    /// Where the queue lives: `sqlite` or `postgres` (the database), or `redis` (Redis Streams).
     pub backend: &'static str,
+    /// The database holding the job records: `sqlite` or `postgres`.
+    pub database: &'static str,
+    /// With Redis Streams: what the stream holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub streams: Option<StreamBacklog>,
+}
+
+/// What the Redis stream holds for the workers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamBacklog {
+    /// Job ids not handed to a worker yet.
+    pub waiting: u64,
+    /// Handed to a worker, not acknowledged yet (running, or left by a worker that died).
+    pub pending: u64,
+    /// Retries waiting out their backoff.
+    pub delayed: u64,
 }
 
 /// The queue at a glance: jobs by status, failures in the last hour, live workers and their
@@ -277,5 +293,17 @@ pub struct QueueReport {
     responses((status = 200, body = QueueReport), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn queue(State(state): State<AppState>, _admin: Admin) -> ApiResult<Json<QueueReport>> {
     let stats = state.store.queue_stats(switchboard_domain::now() - chrono::Duration::seconds(30)).await?;
-    Ok(Json(QueueReport { stats, backend: state.store.backend() }))
+    let streams = match state.jobs.streams() {
+        Some(streams) => {
+            let backlog = streams.backlog().await.map_err(|e| {
+                tracing::warn!(error = %e, "the Redis stream's figures are unavailable");
+                ApiError::unavailable("queue_unavailable", "the job queue's Redis cannot be reached")
+            })?;
+            Some(StreamBacklog { waiting: backlog.waiting, pending: backlog.pending, delayed: backlog.delayed })
+        }
+        None => None,
+    };
+    let database = state.store.backend();
+    let backend = if streams.is_some() { "redis" } else { database };
+    Ok(Json(QueueReport { stats, backend, database, streams }))
 }

@@ -96,6 +96,45 @@ pub(super) async fn claim<D: Db>(db: &D, worker: &str, lease_until: DateTime<Utc
     first(rows).map(job).transpose()
 }
 
+pub(super) async fn claim_by_id<D: Db>(
+    db: &D,
+    id: Id,
+    worker: &str,
+    lease_until: DateTime<Utc>,
+) -> Result<crate::ClaimById> {
+    const SQL: &str = concat!(
+        "UPDATE jobs SET status = 'running', attempts = attempts + 1, worker = $1, lease_until = $2, \
+           started_at = COALESCE(started_at, $3) \
+         WHERE id = $4 AND ((status = 'queued' AND run_after <= $3) OR (status = 'running' AND lease_until < $3)) \
+         RETURNING ",
+        job_columns!()
+    );
+    let now = switchboard_domain::now();
+    if let Some(row) = first(db.execute_returning(SQL, &params![worker, lease_until, now, id]).await?) {
+        return Ok(crate::ClaimById::Claimed(Box::new(job(row)?)));
+    }
+    let Some(mut row) = first(db.fetch("SELECT status FROM jobs WHERE id = $1", &params![id]).await?) else {
+        return Ok(crate::ClaimById::Gone);
+    };
+    Ok(match row.text()?.as_str() {
+        "running" => crate::ClaimById::Held,
+        "queued" => crate::ClaimById::NotDue,
+        _ => crate::ClaimById::Gone,
+    })
+}
+
+pub(super) async fn waiting<D: Db>(db: &D, limit: i64) -> Result<Vec<(Id, DateTime<Utc>)>> {
+    let rows = db
+        .fetch(
+            "SELECT id, run_after FROM jobs \
+             WHERE status = 'queued' OR (status = 'running' AND lease_until < $1) \
+             ORDER BY run_after, id LIMIT $2",
+            &params![switchboard_domain::now(), limit],
+        )
+        .await?;
+    decode(rows, |mut r| Ok((r.id()?, r.time()?)))
+}
+
 pub(super) async fn renew_lease<D: Db>(
     db: &D,
     id: Id,

@@ -305,6 +305,14 @@ impl<D: Db> Store for SqlStore<D> {
         jobs::claim(&self.db, worker, lease_until).await
     }
 
+    async fn claim_job_by_id(&self, id: Id, worker: &str, lease_until: DateTime<Utc>) -> Result<crate::ClaimById> {
+        jobs::claim_by_id(&self.db, id, worker, lease_until).await
+    }
+
+    async fn waiting_jobs(&self, limit: i64) -> Result<Vec<(Id, DateTime<Utc>)>> {
+        jobs::waiting(&self.db, limit).await
+    }
+
     async fn renew_job_lease(&self, id: Id, worker: &str, lease_until: DateTime<Utc>) -> Result<Option<bool>> {
         jobs::renew_lease(&self.db, id, worker, lease_until).await
     }

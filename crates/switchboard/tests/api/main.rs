@@ -15,6 +15,7 @@ mod conversations;
 mod isolation;
 mod jobs;
 mod jobs_faults;
+mod jobs_redis;
 mod llm_anthropic;
 mod llm_openai;
 mod mcp_client;
