@@ -90,7 +90,10 @@ impl OutboundPolicy {
     }
 
     /// An HTTP client that connects only to the pinned addresses and follows no redirect.
+    /// `https` servers are checked against the system's certificate store.
     pub fn client(&self, pinned: &Pinned) -> Result<reqwest013::Client, String> {
+        // The process-wide TLS provider; installing it again is a no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         reqwest013::Client::builder()
             .redirect(reqwest013::redirect::Policy::none())
             .resolve_to_addrs(&pinned.host, &pinned.addrs)
