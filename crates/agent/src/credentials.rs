@@ -9,9 +9,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use switchboard_catalog::{Catalog, CatalogEntry, CatalogError, Launch};
 use switchboard_domain::{Id, SealedCredential};
+use switchboard_mcp::client::ServerConfig;
 use switchboard_mcp::outbound::{OutboundPolicy, Refused};
 use switchboard_store::{Store, StoreError};
 use switchboard_vault::{Binding, Keyring, Sealed, VaultError};
+
+use crate::connections::{ConnectionError, Connections};
+use crate::launch::{resolve, LaunchError};
 use utoipa::ToSchema;
 
 /// Longest credential value accepted, in bytes.
@@ -39,6 +43,10 @@ pub enum CredentialError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error(transparent)]
+    Launch(LaunchError),
 }
 
 /// One declared credential of a server and whether the user has set it. Never its value.
@@ -79,6 +87,10 @@ pub struct MissingCredential {
     /// What the value looks like (`url`, `path`, a prefix…), when the catalog says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    /// When the account is connected rather than a key pasted: the link that connects it (valid
+    /// for ten minutes; `POST /api/v1/connections/{server}` gives a fresh one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_url: Option<String>,
 }
 
 /// Replies stored before `secret` existed are masked, to be safe.
@@ -86,18 +98,71 @@ fn secret_by_default() -> bool {
     true
 }
 
-/// Credentials over the store, the vault and the catalog.
+/// Credentials over the store, the vault and the catalog, with the accounts connected with
+/// OAuth standing in for the keys their tokens fill.
 #[derive(Clone)]
 pub struct Credentials {
     store: Arc<dyn Store>,
     keyring: Arc<Keyring>,
     catalog: Catalog,
     outbound: Arc<OutboundPolicy>,
+    connections: Connections,
+}
+
+/// A server ready to start: its client configuration, and the secrets in it (to scrub them from
+/// any message that might quote them).
+pub struct Prepared {
+    pub config: ServerConfig,
+    pub secrets: Vec<SecretString>,
 }
 
 impl Credentials {
-    pub fn new(store: Arc<dyn Store>, keyring: Arc<Keyring>, catalog: Catalog, outbound: Arc<OutboundPolicy>) -> Self {
-        Credentials { store, keyring, catalog, outbound }
+    pub fn new(
+        store: Arc<dyn Store>,
+        keyring: Arc<Keyring>,
+        catalog: Catalog,
+        outbound: Arc<OutboundPolicy>,
+        connections: Connections,
+    ) -> Self {
+        Credentials { store, keyring, catalog, outbound, connections }
+    }
+
+    pub fn connections(&self) -> &Connections {
+        &self.connections
+    }
+
+    /// The entry's launch with the owner's credentials and connection filled in.
+    pub async fn prepare(
+        &self,
+        owner: Id,
+        entry: &CatalogEntry,
+        call_timeout: std::time::Duration,
+    ) -> Result<Prepared, CredentialError> {
+        let provided = self.connections.provide(owner, entry).await?;
+        let mut values = self.values(owner, entry).await?;
+        values.extend(provided.values);
+        let mut secrets: Vec<SecretString> = values.values().cloned().collect();
+        let mut config = resolve(entry, &values, call_timeout, Some(self.outbound.clone()))
+            .map_err(CredentialError::Launch)?;
+        if let (Some(bearer), switchboard_mcp::client::Launch::Http { headers, .. }) = (provided.bearer, &mut config.launch)
+        {
+            if !headers.keys().any(|h| h.eq_ignore_ascii_case("authorization")) {
+                headers.insert("Authorization".into(), format!("Bearer {}", bearer.expose_secret()));
+            }
+            secrets.push(bearer);
+        }
+        Ok(Prepared { config, secrets })
+    }
+
+    /// The keys a connected account fills for this entry (none when it is not connected).
+    async fn connected_keys(&self, owner: Id, entry: &CatalogEntry) -> Result<BTreeSet<String>, CredentialError> {
+        let Some(method) = &entry.oauth else { return Ok(BTreeSet::new()) };
+        match self.connections.status(owner, &entry.slug).await? {
+            Some(switchboard_domain::ConnectionStatus::Connected) => {
+                Ok(method.provided_keys().map(str::to_owned).collect())
+            }
+            _ => Ok(BTreeSet::new()),
+        }
     }
 
     pub fn outbound(&self) -> Arc<OutboundPolicy> {
@@ -168,27 +233,30 @@ impl Credentials {
         Ok(self.store.delete_credentials(owner, &entry.slug, key).await?)
     }
 
-    /// Which keys of one server the user has set.
+    /// Which keys of one server the user has set (or has connected an account for).
     pub async fn status_of(&self, owner: Id, entry: &CatalogEntry) -> Result<ServerCredentials, CredentialError> {
         let stored = self.store.credentials(owner, Some(&entry.slug)).await?;
-        Ok(status(entry, &stored))
+        Ok(status(entry, &stored, &self.connected_keys(owner, entry).await?))
     }
 
-    /// Every server the user has credentials for.
+    /// Every server the user has credentials or a connected account for.
     pub async fn status(&self, owner: Id) -> Result<Vec<ServerCredentials>, CredentialError> {
         let stored = self.store.credentials(owner, None).await?;
-        let mut by_server: BTreeMap<&str, Vec<SealedCredential>> = BTreeMap::new();
+        let mut by_server: BTreeMap<String, Vec<SealedCredential>> = BTreeMap::new();
         for c in &stored {
-            by_server.entry(c.server.as_str()).or_default().push(c.clone());
+            by_server.entry(c.server.clone()).or_default().push(c.clone());
+        }
+        for connection in self.store.connections(owner).await? {
+            by_server.entry(connection.server).or_default();
         }
         let mut out = Vec::new();
         for (slug, rows) in by_server {
-            match self.catalog.get(slug).await? {
-                Some(entry) => out.push(status(&entry, &rows)),
+            match self.catalog.get(&slug).await? {
+                Some(entry) => out.push(status(&entry, &rows, &self.connected_keys(owner, &entry).await?)),
                 // The entry left the catalog: still show what is stored, so it can be deleted.
                 None => out.push(ServerCredentials {
-                    server: slug.to_owned(),
-                    slug: slug.to_owned(),
+                    server: slug.clone(),
+                    slug: slug.clone(),
                     keys: rows
                         .iter()
                         .map(|r| KeyStatus {
@@ -207,7 +275,9 @@ impl Credentials {
         Ok(out)
     }
 
-    /// The required credentials the user has not set, for each of these servers.
+    /// The required credentials the user has not set, for each of these servers. A server
+    /// whose account can be connected here asks for that (one item, with the link) instead of
+    /// the keys the connection fills.
     pub async fn missing(
         &self,
         owner: Id,
@@ -215,20 +285,61 @@ impl Credentials {
     ) -> Result<Vec<MissingCredential>, CredentialError> {
         let mut out = Vec::new();
         for entry in entries {
-            let set: BTreeSet<String> =
+            let mut set: BTreeSet<String> =
                 self.store.credentials(owner, Some(&entry.slug)).await?.into_iter().map(|c| c.key).collect();
-            for spec in &entry.credentials {
-                if spec.required && spec.default.is_none() && !set.contains(&spec.key) {
-                    out.push(MissingCredential {
-                        mcp_server: entry.name.clone(),
-                        credential_key: spec.key.clone(),
-                        description: spec.description.clone(),
-                        instructions: spec.instructions.clone(),
-                        link: spec.link.clone(),
-                        secret: spec.secret,
-                        format: spec.format.clone(),
-                    });
+            set.extend(self.connected_keys(owner, entry).await?);
+            let unset = |key: &str| !set.contains(key);
+            let needed: Vec<_> =
+                entry.credentials.iter().filter(|s| s.required && s.default.is_none() && unset(&s.key)).collect();
+            let connectable = entry.oauth.as_ref().filter(|_| self.connections.can_connect(entry));
+            let connect = match connectable {
+                // A key pasted instead (an API key the server also takes) is enough.
+                Some(method) if method.is_mcp_authorization() => {
+                    entry.credentials.iter().all(|c| !set.contains(&c.key))
+                        && self.connections.status(owner, &entry.slug).await?
+                            != Some(switchboard_domain::ConnectionStatus::Connected)
                 }
+                Some(method) => needed.iter().any(|s| method.provided_keys().any(|k| k == s.key)),
+                None => false,
+            };
+            if connect {
+                let method = connectable.expect("checked");
+                let started = self.connections.start(owner, &entry.slug, None).await?;
+                let scopes: Vec<String> = method
+                    .scopes
+                    .iter()
+                    .map(|s| if s.description.is_empty() { s.name.clone() } else { format!("{} ({})", s.description, s.name) })
+                    .collect();
+                let mut instructions = vec![format!("Open the link and allow Switchboard to use your {} account", entry.name)];
+                if !scopes.is_empty() {
+                    instructions.push(format!("It asks for: {}", scopes.join("; ")));
+                }
+                instructions.push("Come back here once the page says it is connected".into());
+                out.push(MissingCredential {
+                    mcp_server: entry.name.clone(),
+                    credential_key: method.access_token_key.clone().unwrap_or_else(|| "oauth".into()),
+                    description: format!("Connect your {} account", entry.name),
+                    instructions,
+                    link: Some(started.auth_url.clone()),
+                    secret: true,
+                    format: None,
+                    auth_url: Some(started.auth_url),
+                });
+            }
+            for spec in needed {
+                if connect && connectable.is_some_and(|m| m.provided_keys().any(|k| k == spec.key)) {
+                    continue;
+                }
+                out.push(MissingCredential {
+                    mcp_server: entry.name.clone(),
+                    credential_key: spec.key.clone(),
+                    description: spec.description.clone(),
+                    instructions: spec.instructions.clone(),
+                    link: spec.link.clone(),
+                    secret: spec.secret,
+                    format: spec.format.clone(),
+                    auth_url: None,
+                });
             }
         }
         Ok(out)
@@ -282,7 +393,7 @@ fn accepted(entry: &CatalogEntry) -> String {
     }
 }
 
-fn status(entry: &CatalogEntry, stored: &[SealedCredential]) -> ServerCredentials {
+fn status(entry: &CatalogEntry, stored: &[SealedCredential], connected: &BTreeSet<String>) -> ServerCredentials {
     let keys: Vec<KeyStatus> = entry
         .credentials
         .iter()
@@ -293,7 +404,7 @@ fn status(entry: &CatalogEntry, stored: &[SealedCredential]) -> ServerCredential
                 description: spec.description.clone(),
                 required: spec.required,
                 secret: spec.secret,
-                set: row.is_some(),
+                set: row.is_some() || connected.contains(&spec.key),
                 updated_at: row.map(|r| r.updated_at),
             }
         })

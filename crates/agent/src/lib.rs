@@ -3,6 +3,7 @@
 //! until it answers or the step limit is reached.
 
 pub mod builder;
+pub mod connections;
 pub mod context;
 pub mod credentials;
 pub mod export;

@@ -277,6 +277,7 @@ mod tests {
                 tools: vec![ToolInfo { name: "do".into(), description: String::new() }],
                 launch: None,
                 credentials: vec![],
+                oauth: None,
                 homepage: None,
                 source: "test".into(),
             }),

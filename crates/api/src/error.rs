@@ -26,6 +26,9 @@ pub struct ErrorDetail {
     /// Quote this when reporting a server error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// Where to send the person to connect (or reconnect) the account the request needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_url: Option<String>,
 }
 
 /// An error answered to the client.
@@ -35,11 +38,12 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     headers: Vec<(header::HeaderName, HeaderValue)>,
+    auth_url: Option<String>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), headers: Vec::new() }
+        ApiError { status, code, message: message.into(), headers: Vec::new(), auth_url: None }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -67,6 +71,16 @@ impl ApiError {
 
     pub fn unavailable(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    }
+
+    /// Points the person at the link that connects the account the request needs.
+    pub fn with_auth_url(mut self, url: String) -> ApiError {
+        self.auth_url = Some(url);
+        self
+    }
+
+    pub fn auth_url(&self) -> Option<&str> {
+        self.auth_url.as_deref()
     }
 
     pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> ApiError {
@@ -113,7 +127,9 @@ impl From<switchboard_store::StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let request_id = if self.status.is_server_error() { REQUEST_ID.try_with(Clone::clone).ok() } else { None };
-        let body = ErrorBody { error: ErrorDetail { code: self.code.to_string(), message: self.message, request_id } };
+        let body = ErrorBody {
+            error: ErrorDetail { code: self.code.to_string(), message: self.message, request_id, auth_url: self.auth_url },
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         for (name, value) in self.headers {
             response.headers_mut().append(name, value);

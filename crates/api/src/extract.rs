@@ -27,6 +27,28 @@ where
     }
 }
 
+/// An optional JSON body: a request with no body and no content type is `None`; anything else
+/// is read as [`JsonBody`], with its errors.
+impl<S, T> axum::extract::OptionalFromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, ApiError> {
+        let headers = req.headers();
+        let has_body = headers.contains_key(axum::http::header::TRANSFER_ENCODING)
+            || headers
+                .get(axum::http::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.to_str().map_or(true, |v| v.trim() != "0"));
+        if !has_body && !headers.contains_key(axum::http::header::CONTENT_TYPE) {
+            return Ok(None);
+        }
+        <JsonBody<T> as FromRequest<S>>::from_request(req, state).await.map(Some)
+    }
+}
+
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     let status = rejection.status();
     let (code, message) = match status {

@@ -64,6 +64,10 @@ pub struct ApiConfig {
     pub max_file_bytes: usize,
     /// Most files attached to one chat message.
     pub max_files: usize,
+    /// Where people reach this server (links that come back to it).
+    pub public_url: String,
+    /// The catalog server the original specification's `/auth/*` routes connect.
+    pub google_connection_server: String,
 }
 
 impl Default for ApiConfig {
@@ -84,6 +88,8 @@ impl Default for ApiConfig {
             job_max_attempts: 3,
             max_file_bytes: 256 * 1024,
             max_files: 5,
+            public_url: "http://127.0.0.1:8080".into(),
+            google_connection_server: "gmail".into(),
         }
     }
 }
@@ -146,6 +152,7 @@ pub struct Services {
         (name = "tasks", description = "The user's tasks (also reachable as MCP tools and from chat)"),
         (name = "catalog", description = "The MCP servers Switchboard knows, and finding the ones a request needs"),
         (name = "credentials", description = "The caller's credentials for catalog servers (write-only values, encrypted at rest)"),
+        (name = "connections", description = "Accounts connected with OAuth instead of pasted keys (tokens encrypted at rest, never returned)"),
         (name = "agents", description = "Agents created from described workflows: export and run"),
         (name = "jobs", description = "Background runs: enqueue, follow, cancel"),
         (name = "admin", description = "Administrators only"),
@@ -182,10 +189,11 @@ fn split(state: Option<&AppState>) -> (Router<AppState>, utoipa::openapi::OpenAp
         .merge(routes::catalog::routes())
         .merge(routes::catalog::admin_routes())
         .merge(routes::credentials::routes())
+        .merge(routes::connections::routes())
         .merge(routes::agents::routes())
         .merge(routes::jobs::routes())
         .merge(routes::jobs::admin_routes());
-    let mut anonymous = routes::sign_in::routes();
+    let mut anonymous = routes::sign_in::routes().merge(routes::connections::callback_routes());
     if let Some(state) = state {
         // Layers run outside-in: sign-in first, then the per-user limit.
         signed_in = signed_in

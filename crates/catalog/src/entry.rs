@@ -25,6 +25,9 @@ pub struct CatalogEntry {
     /// What a person must provide before it can run.
     #[serde(default)]
     pub credentials: Vec<CredentialSpec>,
+    /// How a person connects their account instead of pasting keys, when the server supports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OAuthMethod>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub homepage: Option<String>,
     /// Where the entry came from: `builtin`, `registry`, `spec` or `list`.
@@ -88,6 +91,71 @@ pub struct CredentialSpec {
     pub choices: Vec<String>,
 }
 
+/// How an account is connected with OAuth, and how its tokens reach the server.
+///
+/// Two kinds: a provider the operator has an OAuth client for (`client` names it in the
+/// `oauth_clients` setting; endpoints come from `issuer`'s metadata or are given), whose tokens
+/// fill the credential keys named here; or a remote server speaking the MCP authorization
+/// specification (no `client`), whose authorization server is discovered from the server itself
+/// and whose access token is sent as its `Authorization: Bearer` header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OAuthMethod {
+    /// The operator's OAuth client for this provider, by name ("github", "google").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// The authorization server; its endpoints are discovered unless given below.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_endpoint: Option<String>,
+    /// The scopes a person can grant.
+    #[serde(default)]
+    pub scopes: Vec<OAuthScope>,
+    /// The credential key the access token fills (an environment variable or a `${KEY}` of a header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_key: Option<String>,
+    /// The credential key the refresh token fills, for servers that refresh by themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_key: Option<String>,
+    /// Credential keys the operator's client id and secret fill, for servers that refresh by themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_key: Option<String>,
+    /// Extra parameters of the authorization request (`access_type=offline`…).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_params: BTreeMap<String, String>,
+}
+
+/// A scope of an OAuth method.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OAuthScope {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Asked for whatever the person picks: the server needs it.
+    #[serde(default)]
+    pub required: bool,
+}
+
+impl OAuthMethod {
+    /// The credential keys this method's connection provides.
+    pub fn provided_keys(&self) -> impl Iterator<Item = &str> {
+        [&self.access_token_key, &self.refresh_token_key, &self.client_id_key, &self.client_secret_key]
+            .into_iter()
+            .filter_map(|k| k.as_deref())
+    }
+
+    /// Whether the tokens come from a remote server's own authorization (the MCP specification).
+    pub fn is_mcp_authorization(&self) -> bool {
+        self.client.is_none()
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -104,6 +172,7 @@ impl CatalogEntry {
             tools: Vec::new(),
             launch: None,
             credentials: Vec::new(),
+            oauth: None,
             homepage: None,
             source: source.into(),
         }

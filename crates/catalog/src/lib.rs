@@ -8,7 +8,7 @@ pub mod import;
 pub mod search;
 mod service;
 
-pub use entry::{slugify, CatalogEntry, CredentialSpec, Launch, ToolInfo};
+pub use entry::{slugify, CatalogEntry, CredentialSpec, Launch, OAuthMethod, OAuthScope, ToolInfo};
 pub use import::{ImportError, ImportFile};
 pub use search::{Method, Query, SearchHit, SearchIndex};
 pub use service::{Catalog, CatalogError, ImportReport};

@@ -1,6 +1,7 @@
 //! Domain types shared by every part of Switchboard. No IO, no async.
 
 mod agent;
+mod connection;
 mod conversation;
 mod job;
 mod page;
@@ -8,6 +9,7 @@ mod task;
 mod user;
 
 pub use agent::{Agent, NewAgent, SealedCredential};
+pub use connection::{Connection, ConnectionStatus, OAuthFlow, RegisteredClient, Sealed};
 pub use conversation::{Conversation, Message, NewMessage, Role};
 pub use job::{Job, JobEvent, JobOutcome, JobStatus, NewJob, QueueStats, WorkerInfo};
 pub use page::{Cursor, Page, PageRequest, MAX_PAGE_SIZE};

@@ -60,6 +60,9 @@ pub enum ClientError {
     Timeout { server: String, seconds: u64 },
     #[error("MCP server {server} failed: {reason}")]
     Failed { server: String, reason: String },
+    /// The remote server wants an access token (it answered 401 or 403 with a challenge).
+    #[error("MCP server {server} requires authorization")]
+    AuthorizationRequired { server: String, challenge: String },
 }
 
 impl ClientError {
@@ -68,7 +71,8 @@ impl ClientError {
         match self {
             ClientError::Connect { server, .. }
             | ClientError::Timeout { server, .. }
-            | ClientError::Failed { server, .. } => server,
+            | ClientError::Failed { server, .. }
+            | ClientError::AuthorizationRequired { server, .. } => server,
         }
     }
 }
@@ -105,6 +109,18 @@ impl ClientHandler for Notifications {
 
     fn get_info(&self) -> ClientConfig {
         ClientConfig::new(ClientCapabilities::default(), Implementation::new("switchboard", env!("CARGO_PKG_VERSION")))
+    }
+}
+
+/// The `WWW-Authenticate` challenge of a remote server that refused to initialize without
+/// authorization, found under rmcp's error.
+fn auth_challenge(e: &rmcp::service::ClientInitializeError) -> Option<String> {
+    use rmcp::transport::streamable_http_client::StreamableHttpError;
+    let rmcp::service::ClientInitializeError::TransportError { error, .. } = e else { return None };
+    match error.error.downcast_ref::<StreamableHttpError<reqwest013::Error>>()? {
+        StreamableHttpError::AuthRequired(required) => Some(required.www_authenticate_header.clone()),
+        StreamableHttpError::InsufficientScope(insufficient) => Some(insufficient.www_authenticate_header.clone()),
+        _ => None,
     }
 }
 
@@ -166,7 +182,10 @@ impl ExternalServer {
                 let service = tokio::time::timeout(config.call_timeout, handler.serve(transport))
                     .await
                     .map_err(|_| fail("no answer to initialize".into()))?
-                    .map_err(|e| fail(e.to_string()))?;
+                    .map_err(|e| match auth_challenge(&e) {
+                        Some(challenge) => ClientError::AuthorizationRequired { server: name.clone(), challenge },
+                        None => fail(e.to_string()),
+                    })?;
                 (service, None)
             }
         };

@@ -8,8 +8,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use switchboard_domain::{
-    Agent, Conversation, Id, Job, JobEvent, JobOutcome, JobStatus, Message, NewAgent, NewJob, NewMessage, NewTask,
-    Page, PageRequest, QueueStats, SealedCredential, Task, TaskChanges, TaskFilter, TaskRef, User,
+    Agent, Connection, Conversation, Id, Job, JobEvent, JobOutcome, JobStatus, Message, NewAgent, NewJob, NewMessage,
+    NewTask, OAuthFlow, Page, PageRequest, QueueStats, RegisteredClient, SealedCredential, Task, TaskChanges,
+    TaskFilter, TaskRef, User,
 };
 
 pub mod db;
@@ -235,6 +236,35 @@ pub trait Store: Send + Sync + 'static {
 
     /// Queue depth by status, recent failures and live workers (seen within `alive_since`).
     async fn queue_stats(&self, alive_since: DateTime<Utc>) -> Result<QueueStats>;
+
+    /// Stores the owner's connection to a server, replacing an earlier one (its version moves on).
+    async fn put_connection(&self, owner: Id, connection: &Connection) -> Result<Connection>;
+
+    async fn connection(&self, owner: Id, server: &str) -> Result<Option<Connection>>;
+
+    /// The owner's connections, by server.
+    async fn connections(&self, owner: Id) -> Result<Vec<Connection>>;
+
+    /// Every owner's connections, for key rotation.
+    async fn all_connections(&self) -> Result<Vec<(Id, Connection)>>;
+
+    /// Replaces a connection's tokens, status and scopes if it is still at `expected_version` (a
+    /// refresh racing another refresh, or a rotation, keeps the other's result); `false` otherwise.
+    async fn update_connection(&self, owner: Id, expected_version: i64, connection: &Connection) -> Result<bool>;
+
+    /// Forgets the owner's connection to a server, returning it (to revoke its tokens).
+    async fn delete_connection(&self, owner: Id, server: &str) -> Result<Option<Connection>>;
+
+    /// Records an authorization in progress (and forgets the expired ones).
+    async fn put_oauth_flow(&self, flow: &OAuthFlow) -> Result<()>;
+
+    /// Takes the authorization of this state hash: at most once, whoever asks.
+    async fn take_oauth_flow(&self, state_hash: &str) -> Result<Option<OAuthFlow>>;
+
+    /// Remembers a client registered with an authorization server for a redirect URI.
+    async fn put_registered_client(&self, client: &RegisteredClient) -> Result<()>;
+
+    async fn registered_client(&self, issuer: &str, redirect_uri: &str) -> Result<Option<RegisteredClient>>;
 
     /// Records an MCP session of `owner` with the client's `state` (its initialize parameters),
     /// so another server can take the session over; also forgets sessions created before

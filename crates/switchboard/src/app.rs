@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use switchboard_agent::builder::Builder;
+use switchboard_agent::connections::Connections;
 use switchboard_agent::credentials::Credentials;
 use switchboard_agent::Agent;
 use switchboard_api::auth::{AuthConfig, Authenticator, NewToken, TokenSigner};
@@ -102,10 +103,11 @@ impl Application {
 
     /// [`Application::build`] with some parts supplied by the caller.
     pub async fn build_with(settings: Settings, parts: Parts) -> anyhow::Result<Application> {
-        let state = build_state(&settings, parts).await?;
-        let local_token = local_user_token(state.auth.signer());
         let listener =
             TcpListener::bind(settings.addr).await.with_context(|| format!("cannot listen on {}", settings.addr))?;
+        let public_url = settings.public_url(listener.local_addr()?);
+        let state = build_state(&settings, parts, &public_url).await?;
+        let local_token = local_user_token(state.auth.signer());
         Ok(Application { listener, state, grace: settings.shutdown_grace(), local_token, settings })
     }
 
@@ -164,7 +166,7 @@ impl Application {
 }
 
 /// Everything the handlers and workers share: the database (migrated), keys, catalog, agent.
-async fn build_state(settings: &Settings, parts: Parts) -> anyhow::Result<AppState> {
+async fn build_state(settings: &Settings, parts: Parts, public_url: &str) -> anyhow::Result<AppState> {
     settings.validate()?;
     create_private_dir(&settings.data_dir)
         .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
@@ -208,7 +210,15 @@ async fn build_state(settings: &Settings, parts: Parts) -> anyhow::Result<AppSta
     let keyring = Arc::new(crate::vault::keyring(settings)?);
     let outbound =
         Arc::new(OutboundPolicy { allow: settings.outbound_allow.clone(), allow_http: settings.outbound_allow_http });
-    let credentials = Credentials::new(store.clone(), keyring, catalog.clone(), outbound);
+    let connections = Connections::new(
+        store.clone(),
+        keyring.clone(),
+        catalog.clone(),
+        switchboard_oauth::Http::new(outbound.clone()),
+        settings.oauth_clients.clone(),
+        format!("{public_url}/api/v1/oauth/callback"),
+    );
+    let credentials = Credentials::new(store.clone(), keyring, catalog.clone(), outbound, connections);
     let state = AppState::new(Services {
         builder: Builder::new(store.clone(), catalog.clone(), credentials),
         catalog,
@@ -240,6 +250,8 @@ async fn build_state(settings: &Settings, parts: Parts) -> anyhow::Result<AppSta
             job_max_attempts: settings.job_max_attempts,
             max_file_bytes: settings.max_file_bytes,
             max_files: settings.max_files,
+            public_url: public_url.to_owned(),
+            google_connection_server: settings.google_connection_server.clone(),
         }),
     });
     Ok(state)
@@ -278,7 +290,8 @@ pub async fn run_workers(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let state = build_state(&settings, Parts::default()).await?;
+    let public_url = settings.public_url(settings.addr);
+    let state = build_state(&settings, Parts::default(), &public_url).await?;
     let stop = state.shutdown.clone();
     tokio::spawn(keep_catalog_fresh(state.catalog.clone(), settings.clone(), stop.clone()));
     let workers = workers(&settings, &state);

@@ -87,6 +87,14 @@ pub struct Settings {
     pub job_poll_ms: u64,
     pub max_file_bytes: usize,
     pub max_files: usize,
+    /// Where people reach this server (`https://switchboard.example.com`): OAuth providers send
+    /// them back to `<public_url>/api/v1/oauth/callback`. Default: `http://<addr>`.
+    pub public_url: Option<String>,
+    /// OAuth clients the operator registered with providers, named for catalog entries'
+    /// `oauth.client`: `[{name, client_id, client_secret, auth?, issuer?}]`.
+    pub oauth_clients: Vec<switchboard_agent::connections::ProviderClient>,
+    /// The catalog server the original specification's `/auth/*` routes connect (Google).
+    pub google_connection_server: String,
     pub log_format: LogFormat,
     pub log_level: String,
     pub shutdown_grace_secs: u64,
@@ -145,6 +153,9 @@ pub(crate) const KEYS: &[&str] = &[
     "job_poll_ms",
     "max_file_bytes",
     "max_files",
+    "public_url",
+    "oauth_clients",
+    "google_connection_server",
     "log_format",
     "log_level",
     "shutdown_grace_secs",
@@ -204,6 +215,9 @@ impl Default for Settings {
             job_poll_ms: 1000,
             max_file_bytes: 256 * 1024,
             max_files: 5,
+            public_url: None,
+            oauth_clients: Vec::new(),
+            google_connection_server: "gmail".into(),
             log_format: LogFormat::Text,
             log_level: "info".into(),
             shutdown_grace_secs: 30,
@@ -357,6 +371,18 @@ impl Settings {
         if self.redis_prefix.is_empty() || self.redis_prefix.chars().any(|c| c.is_whitespace()) {
             return Err(SettingsError::Invalid("redis_prefix must be a non-empty word".into()));
         }
+        if let Some(url) = &self.public_url {
+            let parsed = url::Url::parse(url)
+                .map_err(|_| SettingsError::Invalid(format!("public_url {url:?} is not a URL")))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.query().is_some() {
+                return Err(SettingsError::Invalid("public_url must be an http(s) URL without a query".into()));
+            }
+        }
+        for client in &self.oauth_clients {
+            if client.name.is_empty() || client.client_id.is_empty() {
+                return Err(SettingsError::Invalid("every oauth_clients entry needs a name and a client_id".into()));
+            }
+        }
         if self.max_agent_steps == 0 {
             return Err(SettingsError::Invalid("max_agent_steps must be at least 1".into()));
         }
@@ -364,6 +390,14 @@ impl Settings {
             return Err(SettingsError::Invalid("body_limit_bytes and max_message_chars must be above 0".into()));
         }
         Ok(())
+    }
+
+    /// Where people reach this server, for links that come back to it.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{bound}"),
+        }
     }
 
     pub fn shutdown_grace(&self) -> Duration {

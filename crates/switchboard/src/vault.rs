@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
+use switchboard_agent::connections::Connections;
 use switchboard_agent::credentials::Credentials;
 use switchboard_catalog::Catalog;
 use switchboard_mcp::outbound::OutboundPolicy;
@@ -104,13 +105,22 @@ pub async fn rotate(settings: &Settings, store: Arc<dyn Store>) -> anyhow::Resul
         new_file_key = Some(fresh);
     }
     let keyring = Arc::new(keyring(settings)?);
-    let credentials = Credentials::new(
+    let catalog = Catalog::new(store.clone(), None);
+    let outbound = Arc::new(OutboundPolicy::default());
+    let connections = Connections::new(
         store.clone(),
         keyring.clone(),
-        Catalog::new(store, None),
-        Arc::new(OutboundPolicy::default()),
+        catalog.clone(),
+        switchboard_oauth::Http::new(outbound.clone()),
+        Vec::new(),
+        String::new(),
     );
-    let (resealed, current) = credentials.rotate().await.context("re-encrypting the credentials failed")?;
+    let credentials = Credentials::new(store, keyring.clone(), catalog, outbound, connections.clone());
+    let (mut resealed, mut current) = credentials.rotate().await.context("re-encrypting the credentials failed")?;
+    let (tokens_resealed, tokens_current) =
+        connections.rotate().await.context("re-encrypting the connected accounts' tokens failed")?;
+    resealed += tokens_resealed;
+    current += tokens_current;
     if let Some(fresh) = new_file_key {
         rewrite_key_file(&path, &[fresh])?;
     }

@@ -8,9 +8,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use switchboard_agent::credentials::scrub;
+use switchboard_agent::connections::ConnectionError;
+use switchboard_agent::credentials::{scrub, CredentialError};
 use switchboard_agent::export::{export, ExportServer, Format};
-use switchboard_agent::launch::{resolve, ServerTools};
+use switchboard_agent::launch::ServerTools;
+use switchboard_mcp::client::ClientError;
 use switchboard_domain::{Agent, Id};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -179,19 +181,44 @@ pub(crate) async fn prepare_servers(state: &AppState, owner: Id, agent: &Agent) 
     prepare(state, owner, &agent.servers).await
 }
 
-/// Resolves catalog servers (by name or slug) with the owner's credentials; a missing one is 409.
+/// Resolves catalog servers (by name or slug) with the owner's credentials and connected
+/// accounts; a missing credential is 409, and so is a connection that needs consent again (with
+/// the link that gives it).
 pub(crate) async fn prepare(state: &AppState, owner: Id, servers: &[String]) -> ApiResult<PreparedServers> {
     let credentials = state.builder.credentials();
     let mut prepared = PreparedServers { configs: Vec::new(), secrets: Vec::new() };
     for name in servers {
         let entry = credentials.entry(name).await.map_err(credential_error)?;
-        let values = credentials.values(owner, &entry).await.map_err(credential_error)?;
-        prepared.secrets.extend(values.values().cloned());
-        let config = resolve(&entry, &values, state.config.mcp_call_timeout, Some(credentials.outbound()))
-            .map_err(|e| ApiError::new(StatusCode::CONFLICT, "missing_credentials", e.to_string()))?;
-        prepared.configs.push(config);
+        match credentials.prepare(owner, &entry, state.config.mcp_call_timeout).await {
+            Ok(ready) => {
+                prepared.secrets.extend(ready.secrets);
+                prepared.configs.push(ready.config);
+            }
+            Err(CredentialError::Connection(ConnectionError::NeedsConsent { .. })) => {
+                return Err(connect_again(state, owner, &entry.slug, "connection_needs_consent").await);
+            }
+            Err(e) => return Err(credential_error(e)),
+        }
     }
     Ok(prepared)
+}
+
+/// A 409 telling the person to connect the server's account (again), with the link.
+pub(crate) async fn connect_again(state: &AppState, owner: Id, server: &str, code: &'static str) -> ApiError {
+    let connections = state.builder.credentials().connections();
+    let name = state.catalog.get(server).await.ok().flatten().map_or(server.to_owned(), |e| e.name.clone());
+    let message = if code == "connection_required" {
+        format!("{name} needs your authorization: connect it, then try again")
+    } else {
+        format!("{name} needs to be connected again: its access ended")
+    };
+    match connections.start(owner, server, None).await {
+        Ok(started) => ApiError::new(StatusCode::CONFLICT, code, message).with_auth_url(started.auth_url),
+        Err(e) => {
+            tracing::warn!(server, error = %e, "could not start connecting the server");
+            ApiError::new(StatusCode::CONFLICT, code, message)
+        }
+    }
 }
 
 /// Gets the servers from the pool (starting those not running) and runs the begun turn as the agent.
@@ -203,17 +230,23 @@ pub(crate) async fn run_prepared(
     events: Option<&UnboundedSender<AgentEvent>>,
 ) -> ApiResult<ChatReply> {
     let PreparedServers { configs, secrets } = servers;
-    let tools = ServerTools::connect(&state.mcp_pool, &begun.owner.to_string(), configs).await.map_err(|e| {
-        // The cause may quote an address built from a credential: it is scrubbed before the log,
-        // and the client hears only which server failed.
-        tracing::warn!(error = %scrub(&e.to_string(), &secrets), agent = %agent.id, "an agent's server could not be started");
-        let server = e.server();
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "mcp_server_unavailable",
-            format!("the MCP server {server} could not be started or reached (your input was kept)"),
-        )
-    })?;
+    let tools = match ServerTools::connect(&state.mcp_pool, &begun.owner.to_string(), configs).await {
+        Ok(tools) => tools,
+        Err(e @ ClientError::AuthorizationRequired { .. }) => {
+            return Err(connect_again(state, begun.owner, e.server(), "connection_required").await);
+        }
+        Err(e) => {
+            // The cause may quote an address built from a credential: it is scrubbed before the
+            // log, and the client hears only which server failed.
+            tracing::warn!(error = %scrub(&e.to_string(), &secrets), agent = %agent.id, "an agent's server could not be started");
+            let server = e.server();
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "mcp_server_unavailable",
+                format!("the MCP server {server} could not be started or reached (your input was kept)"),
+            ));
+        }
+    };
     run_turn_with(state, begun, &agent.system_prompt, &tools, json!({}), events).await
 }
 

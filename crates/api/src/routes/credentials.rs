@@ -96,6 +96,8 @@ pub(crate) fn credential_error(e: CredentialError) -> ApiError {
             ApiError::bad_request("invalid_credential", e.to_string())
         }
         CredentialError::Address { .. } => ApiError::bad_request("address_not_allowed", e.to_string()),
+        CredentialError::Launch(_) => ApiError::new(StatusCode::CONFLICT, "missing_credentials", e.to_string()),
+        CredentialError::Connection(e) => super::connections::connection_error(e),
         CredentialError::Store(e) => e.into(),
         other => ApiError::internal(&other),
     }

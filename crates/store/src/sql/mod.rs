@@ -10,6 +10,7 @@
 
 mod agents;
 mod catalog;
+mod connections;
 mod conversations;
 mod jobs;
 mod mcp_sessions;
@@ -19,8 +20,9 @@ mod users;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use switchboard_domain::{
-    Agent, Conversation, Cursor, Id, Job, JobEvent, JobOutcome, JobStatus, Message, NewAgent, NewMessage, NewTask,
-    Page, PageRequest, QueueStats, SealedCredential, Task, TaskChanges, TaskFilter, TaskRef, User,
+    Agent, Connection, Conversation, Cursor, Id, Job, JobEvent, JobOutcome, JobStatus, Message, NewAgent, NewMessage,
+    NewTask, OAuthFlow, Page, PageRequest, QueueStats, RegisteredClient, SealedCredential, Task, TaskChanges,
+    TaskFilter, TaskRef, User,
 };
 
 use crate::db::{Db, Record};
@@ -229,6 +231,46 @@ impl<D: Db> Store for SqlStore<D> {
 
     async fn delete_catalog_entry(&self, slug: &str) -> Result<bool> {
         catalog::delete(&self.db, slug).await
+    }
+
+    async fn put_connection(&self, owner: Id, connection: &Connection) -> Result<Connection> {
+        connections::put(&self.db, owner, connection).await
+    }
+
+    async fn connection(&self, owner: Id, server: &str) -> Result<Option<Connection>> {
+        connections::get(&self.db, owner, server).await
+    }
+
+    async fn connections(&self, owner: Id) -> Result<Vec<Connection>> {
+        connections::list(&self.db, owner).await
+    }
+
+    async fn all_connections(&self) -> Result<Vec<(Id, Connection)>> {
+        connections::all(&self.db).await
+    }
+
+    async fn update_connection(&self, owner: Id, expected_version: i64, connection: &Connection) -> Result<bool> {
+        connections::update(&self.db, owner, expected_version, connection).await
+    }
+
+    async fn delete_connection(&self, owner: Id, server: &str) -> Result<Option<Connection>> {
+        connections::delete(&self.db, owner, server).await
+    }
+
+    async fn put_oauth_flow(&self, flow: &OAuthFlow) -> Result<()> {
+        connections::put_flow(&self.db, flow).await
+    }
+
+    async fn take_oauth_flow(&self, state_hash: &str) -> Result<Option<OAuthFlow>> {
+        connections::take_flow(&self.db, state_hash).await
+    }
+
+    async fn put_registered_client(&self, client: &RegisteredClient) -> Result<()> {
+        connections::put_client(&self.db, client).await
+    }
+
+    async fn registered_client(&self, issuer: &str, redirect_uri: &str) -> Result<Option<RegisteredClient>> {
+        connections::client(&self.db, issuer, redirect_uri).await
     }
 
     async fn put_mcp_session(
