@@ -178,6 +178,9 @@ struct Tokens {
     refresh_token: Option<String>,
 }
 
+/// Held while one connection's tokens are refreshed.
+type RefreshLock = Arc<tokio::sync::Mutex<()>>;
+
 /// Connections over the store, the vault, the catalog and the outbound rules.
 #[derive(Clone)]
 pub struct Connections {
@@ -188,7 +191,7 @@ pub struct Connections {
     clients: Arc<Vec<ProviderClient>>,
     redirect_uri: Arc<str>,
     /// One refresh at a time per connection in this process.
-    refreshing: Arc<Mutex<HashMap<(Id, String), Arc<tokio::sync::Mutex<()>>>>>,
+    refreshing: Arc<Mutex<HashMap<(Id, String), RefreshLock>>>,
 }
 
 impl Connections {
@@ -281,7 +284,8 @@ impl Connections {
     }
 
     /// Starts connecting: records the flow and answers the provider's URL to send the person to.
-    /// `scopes` must be offered by the entry; its required ones are always asked for.
+    /// `scopes` must be offered by the entry; its required ones are always asked for (and, when
+    /// it marks none required and none are asked for, everything it offers).
     pub async fn start(
         &self,
         owner: Id,
@@ -309,7 +313,11 @@ impl Connections {
                 asked.push(scope.clone());
             }
         }
-        let required = method.scopes.iter().filter(|s| s.required || scopes.is_none()).map(|s| &s.name);
+        // Least privilege: the required scopes, plus those asked for; everything offered only
+        // when nothing is marked required and nothing was asked for.
+        let none_required = !method.scopes.iter().any(|s| s.required);
+        let required =
+            method.scopes.iter().filter(|s| s.required || (none_required && scopes.is_none())).map(|s| &s.name);
         for scope in required {
             if !asked.contains(scope) {
                 asked.push(scope.clone());
@@ -338,10 +346,8 @@ impl Connections {
         };
         let now = switchboard_domain::now();
         let expires_at = now + FLOW_LIFETIME;
-        let verifier = self.keyring.seal(
-            Binding { owner, server: &entry.slug, key: VERIFIER_KEY },
-            pkce.verifier.expose_secret(),
-        );
+        let verifier =
+            self.keyring.seal(Binding { owner, server: &entry.slug, key: VERIFIER_KEY }, pkce.verifier.expose_secret());
         self.store
             .put_oauth_flow(&OAuthFlow {
                 state_hash: hash(&state),
@@ -375,8 +381,10 @@ impl Connections {
                 code_challenge_methods_supported: Vec::new(),
             });
         }
-        let issuer =
-            method.issuer.as_deref().ok_or_else(|| not_connectable(entry, "it names neither endpoints nor an issuer"))?;
+        let issuer = method
+            .issuer
+            .as_deref()
+            .ok_or_else(|| not_connectable(entry, "it names neither endpoints nor an issuer"))?;
         let mut found = switchboard_oauth::discover(&self.http, issuer).await.map_err(|e| oauth_error(entry, e))?;
         if method.revocation_endpoint.is_some() {
             found.revocation_endpoint = method.revocation_endpoint.clone();
@@ -425,14 +433,17 @@ impl Connections {
             return Ok((ClientRef::Registered(server.issuer.clone()), self.open_client(&known)?));
         }
         let endpoint = server.registration_endpoint.as_deref().ok_or_else(|| {
-            not_connectable(entry, "its authorization server offers no client registration and no client is configured for it")
+            not_connectable(
+                entry,
+                "its authorization server offers no client registration and no client is configured for it",
+            )
         })?;
-        let client = self.http.register(endpoint, &self.redirect_uri, "Switchboard").await.map_err(|e| oauth_error(entry, e))?;
+        let client =
+            self.http.register(endpoint, &self.redirect_uri, "Switchboard").await.map_err(|e| oauth_error(entry, e))?;
         let secret = client.client_secret.as_ref().map(|s| {
-            let sealed = self.keyring.seal(
-                Binding { owner: Id::nil(), server: &server.issuer, key: CLIENT_SECRET_KEY },
-                s.expose_secret(),
-            );
+            let sealed = self
+                .keyring
+                .seal(Binding { owner: Id::nil(), server: &server.issuer, key: CLIENT_SECRET_KEY }, s.expose_secret());
             Sealed { ciphertext: sealed.ciphertext, nonce: sealed.nonce }
         });
         self.store
@@ -622,9 +633,9 @@ impl Connections {
         if connection.status == ConnectionStatus::NeedsConsent {
             return Err(ConnectionError::NeedsConsent { server: entry.name.clone() });
         }
-        let expiring = connection
-            .expires_at
-            .is_some_and(|at| at - switchboard_domain::now() < chrono::Duration::from_std(REFRESH_AHEAD).expect("small"));
+        let expiring = connection.expires_at.is_some_and(|at| {
+            at - switchboard_domain::now() < chrono::Duration::from_std(REFRESH_AHEAD).expect("small")
+        });
         if expiring {
             connection = self.refresh(owner, entry, connection).await?;
         }
@@ -659,7 +670,11 @@ impl Connections {
             locks.entry((owner, entry.slug.clone())).or_default().clone()
         };
         let _held = lock.lock().await;
-        let current = self.store.connection(owner, &entry.slug).await?.ok_or_else(|| ConnectionError::NotConnected(entry.name.clone()))?;
+        let current = self
+            .store
+            .connection(owner, &entry.slug)
+            .await?
+            .ok_or_else(|| ConnectionError::NotConnected(entry.name.clone()))?;
         if current.version != seen.version {
             return Ok(current); // refreshed meanwhile
         }
@@ -673,7 +688,12 @@ impl Connections {
         let client = self.client_of(&method).await?;
         let fresh = match self
             .http
-            .refresh(&method.token_endpoint, &client, &SecretString::from(refresh_token.clone()), method.resource.as_deref())
+            .refresh(
+                &method.token_endpoint,
+                &client,
+                &SecretString::from(refresh_token.clone()),
+                method.resource.as_deref(),
+            )
             .await
         {
             Ok(fresh) => fresh,
@@ -695,7 +715,10 @@ impl Connections {
             return Ok(updated);
         }
         // Another process refreshed at the same moment: its tokens are the current ones.
-        self.store.connection(owner, &entry.slug).await?.ok_or_else(|| ConnectionError::NotConnected(entry.name.clone()))
+        self.store
+            .connection(owner, &entry.slug)
+            .await?
+            .ok_or_else(|| ConnectionError::NotConnected(entry.name.clone()))
     }
 
     async fn mark_needs_consent(&self, owner: Id, current: &Connection) -> Result<(), ConnectionError> {
@@ -708,7 +731,8 @@ impl Connections {
     pub async fn rotate(&self) -> Result<(usize, usize), ConnectionError> {
         let (mut resealed, mut current) = (0, 0);
         for (owner, c) in self.store.all_connections().await? {
-            let sealed = switchboard_vault::Sealed { ciphertext: c.tokens.ciphertext.clone(), nonce: c.tokens.nonce.clone() };
+            let sealed =
+                switchboard_vault::Sealed { ciphertext: c.tokens.ciphertext.clone(), nonce: c.tokens.nonce.clone() };
             if !self.keyring.needs_reseal(&sealed) {
                 current += 1;
                 continue;

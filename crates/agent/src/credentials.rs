@@ -142,9 +142,10 @@ impl Credentials {
         let mut values = self.values(owner, entry).await?;
         values.extend(provided.values);
         let mut secrets: Vec<SecretString> = values.values().cloned().collect();
-        let mut config = resolve(entry, &values, call_timeout, Some(self.outbound.clone()))
-            .map_err(CredentialError::Launch)?;
-        if let (Some(bearer), switchboard_mcp::client::Launch::Http { headers, .. }) = (provided.bearer, &mut config.launch)
+        let mut config =
+            resolve(entry, &values, call_timeout, Some(self.outbound.clone())).map_err(CredentialError::Launch)?;
+        if let (Some(bearer), switchboard_mcp::client::Launch::Http { headers, .. }) =
+            (provided.bearer, &mut config.launch)
         {
             if !headers.keys().any(|h| h.eq_ignore_ascii_case("authorization")) {
                 headers.insert("Authorization".into(), format!("Bearer {}", bearer.expose_secret()));
@@ -308,9 +309,16 @@ impl Credentials {
                 let scopes: Vec<String> = method
                     .scopes
                     .iter()
-                    .map(|s| if s.description.is_empty() { s.name.clone() } else { format!("{} ({})", s.description, s.name) })
+                    .map(|s| {
+                        if s.description.is_empty() {
+                            s.name.clone()
+                        } else {
+                            format!("{} ({})", s.description, s.name)
+                        }
+                    })
                     .collect();
-                let mut instructions = vec![format!("Open the link and allow Switchboard to use your {} account", entry.name)];
+                let mut instructions =
+                    vec![format!("Open the link and allow Switchboard to use your {} account", entry.name)];
                 if !scopes.is_empty() {
                     instructions.push(format!("It asks for: {}", scopes.join("; ")));
                 }

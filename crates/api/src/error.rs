@@ -128,7 +128,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let request_id = if self.status.is_server_error() { REQUEST_ID.try_with(Clone::clone).ok() } else { None };
         let body = ErrorBody {
-            error: ErrorDetail { code: self.code.to_string(), message: self.message, request_id, auth_url: self.auth_url },
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+                request_id,
+                auth_url: self.auth_url,
+            },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         for (name, value) in self.headers {

@@ -190,10 +190,14 @@ fn split(state: Option<&AppState>) -> (Router<AppState>, utoipa::openapi::OpenAp
         .merge(routes::catalog::admin_routes())
         .merge(routes::credentials::routes())
         .merge(routes::connections::routes())
+        .merge(routes::compat_auth::routes())
         .merge(routes::agents::routes())
         .merge(routes::jobs::routes())
         .merge(routes::jobs::admin_routes());
-    let mut anonymous = routes::sign_in::routes().merge(routes::connections::callback_routes());
+    let mut anonymous = routes::sign_in::routes()
+        .merge(routes::connections::callback_routes())
+        .merge(routes::compat_auth::callback_routes())
+        .merge(routes::health::well_known_routes());
     if let Some(state) = state {
         // Layers run outside-in: sign-in first, then the per-user limit.
         signed_in = signed_in
@@ -221,7 +225,7 @@ pub fn router(state: AppState) -> Router {
         .nest_service("/mcp", mcp_endpoint::service(&state))
         .layer(from_fn_with_state(state.clone(), mcp_endpoint::bind_sessions))
         .layer(from_fn_with_state(state.clone(), ratelimit::limit))
-        .layer(from_fn_with_state(state.clone(), auth::require_auth));
+        .layer(from_fn_with_state(state.clone(), auth::require_auth_mcp));
     let mut router = routes
         .merge(mcp)
         .route("/openapi.json", axum::routing::get(move || async move { axum::Json(doc_json.as_ref().clone()) }))

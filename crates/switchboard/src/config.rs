@@ -372,8 +372,8 @@ impl Settings {
             return Err(SettingsError::Invalid("redis_prefix must be a non-empty word".into()));
         }
         if let Some(url) = &self.public_url {
-            let parsed = url::Url::parse(url)
-                .map_err(|_| SettingsError::Invalid(format!("public_url {url:?} is not a URL")))?;
+            let parsed =
+                url::Url::parse(url).map_err(|_| SettingsError::Invalid(format!("public_url {url:?} is not a URL")))?;
             if !matches!(parsed.scheme(), "http" | "https") || parsed.query().is_some() {
                 return Err(SettingsError::Invalid("public_url must be an http(s) URL without a query".into()));
             }

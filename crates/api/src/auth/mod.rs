@@ -169,6 +169,11 @@ impl Authenticator {
         self.config.session_ttl
     }
 
+    /// The configured OpenID Connect issuers.
+    pub fn issuers(&self) -> Vec<String> {
+        self.issuers.iter().map(|i| i.config.issuer.clone()).collect()
+    }
+
     pub fn google_enabled(&self) -> bool {
         self.google.is_some()
     }
@@ -372,6 +377,20 @@ pub async fn require_auth(State(state): State<AppState>, mut req: Request, next:
             failure.into_api_error().into_response()
         }
     }
+}
+
+/// [`require_auth`] for `/mcp`: a refusal also says where the protected resource metadata is,
+/// as the MCP authorization specification asks.
+pub async fn require_auth_mcp(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let metadata = format!("{}/.well-known/oauth-protected-resource/mcp", state.config.public_url);
+    let mut response = require_auth(State(state), req, next).await;
+    if response.status() == StatusCode::UNAUTHORIZED {
+        let challenge = format!("Bearer realm=\"switchboard\", resource_metadata=\"{metadata}\"");
+        if let Ok(value) = header::HeaderValue::from_str(&challenge) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        }
+    }
+    response
 }
 
 /// The signed-in caller, in a handler.

@@ -131,7 +131,7 @@ async fn run_assistant(
 ) -> ApiResult<ChatReply> {
     let tasks = BuiltinTasks::new(state.tasks_server.clone(), begun.owner);
     let workflow = workflow_tool(state, begun);
-    let (connected, unavailable) = connected_servers(state, begun.owner).await;
+    let Connected { tools: connected, unavailable, reconnect } = connected_servers(state, begun.owner).await;
     let mut prompt = SYSTEM_PROMPT.to_owned();
     let mut extra = json!({});
     if !connected.servers().is_empty() {
@@ -145,44 +145,80 @@ async fn run_assistant(
         ));
         extra["servers_unavailable"] = json!(unavailable);
     }
+    if !reconnect.is_empty() {
+        let links: Vec<String> = reconnect.iter().map(|r| format!("{} ({})", r.server, r.auth_url)).collect();
+        prompt.push_str(&format!(
+            "\n\nThese accounts must be connected again before their tools work: {}. If the request needs one, \
+             tell the user and give them its link.",
+            links.join(", ")
+        ));
+        extra["reconnect"] = json!(reconnect);
+    }
     let tools = Combined(vec![&tasks, &workflow, &connected]);
     run_turn_with(state, begun, &prompt, &tools, extra, events).await
 }
 
-/// The user's connected servers, from the pool; and the names of those that failed to start.
-/// None without a model (the offline assistant calls only the task tools).
-async fn connected_servers(state: &AppState, owner: Uuid) -> (ServerTools, Vec<String>) {
-    let none = || (ServerTools::empty(), Vec::new());
+/// An account the user must connect again, and the link that does it.
+#[derive(Debug, Clone, Serialize)]
+struct Reconnect {
+    server: String,
+    auth_url: String,
+}
+
+/// The user's connected servers for a turn.
+struct Connected {
+    tools: ServerTools,
+    /// Servers that could not be started or reached.
+    unavailable: Vec<String>,
+    /// Connected accounts whose access ended (or remote servers asking for authorization).
+    reconnect: Vec<Reconnect>,
+}
+
+/// The user's connected servers, from the pool: those whose credentials are all stored or whose
+/// account is connected. None without a model (the offline assistant calls only the task tools).
+async fn connected_servers(state: &AppState, owner: Uuid) -> Connected {
+    let mut out = Connected { tools: ServerTools::empty(), unavailable: Vec::new(), reconnect: Vec::new() };
     if state.agent.provider_name() == "offline" {
-        return none();
+        return out;
     }
     let credentials = state.builder.credentials();
     let complete: Vec<String> = match credentials.status(owner).await {
         Ok(servers) => servers.into_iter().filter(|s| s.complete).map(|s| s.slug).collect(),
         Err(e) => {
             tracing::warn!(error = %e, "the user's connected servers could not be read");
-            return none();
+            return out;
         }
     };
-    if complete.is_empty() {
-        return none();
+    let mut configs = Vec::new();
+    for slug in complete {
+        match super::agents::prepare(state, owner, std::slice::from_ref(&slug)).await {
+            Ok(prepared) => configs.extend(prepared.configs),
+            Err(e) => match e.auth_url() {
+                Some(url) => out.reconnect.push(Reconnect { server: slug, auth_url: url.to_owned() }),
+                None => {
+                    tracing::warn!(server = %slug, error = %e.message(), "a connected server could not be prepared");
+                    out.unavailable.push(slug);
+                }
+            },
+        }
     }
-    let prepared = match super::agents::prepare(state, owner, &complete).await {
-        Ok(prepared) => prepared,
-        Err(e) => {
-            tracing::warn!(error = %e.message(), "the user's connected servers could not be prepared");
-            return none();
+    if configs.is_empty() {
+        return out;
+    }
+    let (tools, failures) = ServerTools::connect_available(&state.mcp_pool, &owner.to_string(), configs).await;
+    out.tools = tools;
+    for e in failures {
+        if matches!(e, switchboard_mcp::client::ClientError::AuthorizationRequired { .. }) {
+            let again = super::agents::connect_again(state, owner, e.server(), "connection_required").await;
+            if let Some(url) = again.auth_url() {
+                out.reconnect.push(Reconnect { server: e.server().to_owned(), auth_url: url.to_owned() });
+                continue;
+            }
         }
-    };
-    let (tools, failures) = ServerTools::connect_available(&state.mcp_pool, &owner.to_string(), prepared.configs).await;
-    let unavailable = failures
-        .iter()
-        .map(|e| {
-            tracing::warn!(server = e.server(), "a connected MCP server could not be started or reached");
-            e.server().to_owned()
-        })
-        .collect();
-    (tools, unavailable)
+        tracing::warn!(server = e.server(), "a connected MCP server could not be started or reached");
+        out.unavailable.push(e.server().to_owned());
+    }
+    out
 }
 
 /// Runs a begun turn with these tools and system prompt (a configured agent's run); `extra`

@@ -19,10 +19,7 @@ use crate::AppState;
 
 /// The signed-in routes.
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_connections))
-        .routes(routes!(scopes))
-        .routes(routes!(connect, disconnect))
+    OpenApiRouter::new().routes(routes!(list_connections)).routes(routes!(scopes)).routes(routes!(connect, disconnect))
 }
 
 /// The provider's way back, reached by the person's browser without a bearer token: the
@@ -40,7 +37,8 @@ pub struct ConnectionList {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectRequest {
-    /// Scope names the catalog entry offers; absent: everything it offers.
+    /// Scope names the catalog entry offers, on top of its required ones (absent: the required
+    /// ones; everything it offers when it marks none required).
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
 }
@@ -59,8 +57,13 @@ async fn list_connections(State(state): State<AppState>, Auth(p): Auth) -> ApiRe
     responses((status = 200, body = ScopesView), (status = 401, body = ErrorBody),
         (status = 404, description = "No such server", body = ErrorBody),
         (status = 409, description = "The server cannot be connected with OAuth", body = ErrorBody)))]
-async fn scopes(State(state): State<AppState>, Auth(p): Auth, Path(server): Path<String>) -> ApiResult<Json<ScopesView>> {
-    let view = state.builder.credentials().connections().scopes(p.user_id(), &server).await.map_err(connection_error)?;
+async fn scopes(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(server): Path<String>,
+) -> ApiResult<Json<ScopesView>> {
+    let view =
+        state.builder.credentials().connections().scopes(p.user_id(), &server).await.map_err(connection_error)?;
     Ok(Json(view))
 }
 
@@ -120,7 +123,12 @@ pub struct CallbackQuery {
     responses((status = 200, description = "Connected", content_type = "text/html", body = String),
         (status = 400, description = "Declined, or an unknown, used or expired state", content_type = "text/html", body = String),
         (status = 502, description = "The provider refused the code", content_type = "text/html", body = String)))]
-async fn callback(State(state): State<AppState>, Query(q): Query<CallbackQuery>) -> Response {
+async fn callback(state: State<AppState>, query: Query<CallbackQuery>) -> Response {
+    finish_callback(state, query).await
+}
+
+/// Finishes an authorization the provider sent the person back from, as a page.
+pub(crate) async fn finish_callback(State(state): State<AppState>, Query(q): Query<CallbackQuery>) -> Response {
     let connections = state.builder.credentials().connections();
     let Some(flow_state) = q.state.filter(|s| !s.is_empty() && s.len() <= 512) else {
         return page(StatusCode::BAD_REQUEST, "Not connected", "The provider's answer carries no state, so it cannot be matched to a request. Start connecting again from Switchboard.");
@@ -133,10 +141,18 @@ async fn callback(State(state): State<AppState>, Query(q): Query<CallbackQuery>)
         } else {
             format!("the provider answered {}", clip(&error))
         };
-        return page(StatusCode::BAD_REQUEST, "Not connected", &format!("{what}: {why}. You can start again from Switchboard."));
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Not connected",
+            &format!("{what}: {why}. You can start again from Switchboard."),
+        );
     }
     let Some(code) = q.code.filter(|c| !c.is_empty() && c.len() <= 4096) else {
-        return page(StatusCode::BAD_REQUEST, "Not connected", "The provider's answer carries no code. Start connecting again from Switchboard.");
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Not connected",
+            "The provider's answer carries no code. Start connecting again from Switchboard.",
+        );
     };
     match connections.finish(&flow_state, &code).await {
         Ok((_, server)) => page(

@@ -15,6 +15,47 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(health)).routes(routes!(ready)).routes(routes!(metrics))
 }
 
+/// The protected resource metadata of `/mcp` (RFC 9728), at both places clients look.
+pub fn well_known_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(protected_resource)).routes(routes!(protected_resource_of_mcp))
+}
+
+/// What `/mcp` says about itself, so MCP clients that follow the MCP authorization
+/// specification find where to sign in.
+#[derive(Serialize, ToSchema)]
+pub struct ProtectedResource {
+    /// `<public_url>/mcp`: the audience tokens for it carry.
+    pub resource: String,
+    /// The OpenID Connect issuers whose tokens `/mcp` accepts.
+    pub authorization_servers: Vec<String>,
+    pub bearer_methods_supported: Vec<&'static str>,
+    pub resource_name: &'static str,
+    pub resource_documentation: String,
+}
+
+fn resource_metadata(state: &AppState) -> Json<ProtectedResource> {
+    let public = &state.config.public_url;
+    Json(ProtectedResource {
+        resource: format!("{public}/mcp"),
+        authorization_servers: state.auth.issuers(),
+        bearer_methods_supported: vec!["header"],
+        resource_name: "Switchboard tasks",
+        resource_documentation: format!("{public}/docs"),
+    })
+}
+
+#[utoipa::path(get, path = "/.well-known/oauth-protected-resource", tag = "ops",
+    responses((status = 200, body = ProtectedResource)))]
+async fn protected_resource(State(state): State<AppState>) -> Json<ProtectedResource> {
+    resource_metadata(&state)
+}
+
+#[utoipa::path(get, path = "/.well-known/oauth-protected-resource/mcp", tag = "ops",
+    responses((status = 200, body = ProtectedResource)))]
+async fn protected_resource_of_mcp(State(state): State<AppState>) -> Json<ProtectedResource> {
+    resource_metadata(&state)
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct Health {
     /// `ok`, `ready` or `unavailable`.

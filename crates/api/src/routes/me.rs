@@ -19,6 +19,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(me)).routes(routes!(logout))
 }
 
+/// The signed-in user.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Me {
     pub id: Uuid,

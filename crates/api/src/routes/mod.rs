@@ -6,6 +6,7 @@ pub mod attachments;
 pub mod catalog;
 pub mod chat;
 pub mod compat;
+pub mod compat_auth;
 pub mod connections;
 pub mod conversations;
 pub mod credentials;

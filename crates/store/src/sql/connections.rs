@@ -105,8 +105,7 @@ pub(super) async fn update<D: Db>(db: &D, owner: Id, expected_version: i64, c: &
 }
 
 pub(super) async fn delete<D: Db>(db: &D, owner: Id, server: &str) -> Result<Option<Connection>> {
-    const SQL: &str =
-        concat!("DELETE FROM connections WHERE user_id = $1 AND server = $2 RETURNING ", columns!());
+    const SQL: &str = concat!("DELETE FROM connections WHERE user_id = $1 AND server = $2 RETURNING ", columns!());
     first(db.execute_returning(SQL, &params![owner, server]).await?).map(connection).transpose()
 }
 

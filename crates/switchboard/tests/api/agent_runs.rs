@@ -13,18 +13,6 @@ use crate::helpers::{error_code, Backend, TestApp};
 use crate::mcp_client::everything_server;
 use crate::model_server::{app_with_model, ModelServer, Reply};
 
-async fn import(app: &TestApp, entries: Value) {
-    let response = app
-        .client
-        .post(app.url("/api/v1/admin/catalog/import?file=test.json"))
-        .bearer_auth(&app.local_token)
-        .json(&entries)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
-}
-
 async fn put_credentials(app: &TestApp, token: &str, server: &str, values: Value) -> reqwest::Response {
     app.client
         .put(app.url(&format!("/api/v1/credentials/{server}")))
@@ -45,7 +33,7 @@ async fn app_for(backend: &Backend, script: Vec<Reply>, entries: Value, allow: &
         s.outbound_allow = allow;
     })
     .await;
-    import(&app, entries).await;
+    app.import_catalog(&entries).await;
     (model, app)
 }
 
@@ -192,7 +180,7 @@ async fn internal_and_malformed_addresses_are_refused_before_any_connection(back
         s.outbound_allow_http = true;
     })
     .await;
-    import(&app, remote_entry()).await;
+    app.import_catalog(&remote_entry()).await;
     let token = app.token_for("alice");
     let (port, accepted) = canary_listener().await;
     let hostile = [

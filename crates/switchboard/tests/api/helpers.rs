@@ -215,6 +215,19 @@ impl TestApp {
     }
 
     /// Rows in `table`, read straight from the database (not through the API).
+    /// Imports catalog entries (a plain list) as the administrator; the import must succeed.
+    pub async fn import_catalog(&self, entries: &Value) {
+        let response = self
+            .client
+            .post(self.url("/api/v1/admin/catalog/import?file=test.json"))
+            .bearer_auth(&self.local_token)
+            .json(entries)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::OK, "{}", response.text().await.unwrap());
+    }
+
     pub async fn count_rows(&self, table: &str) -> i64 {
         let sql = format!("SELECT COUNT(*) FROM {table}");
         match &self.settings.database_url {
