@@ -4,6 +4,38 @@
  */
 
 export interface paths {
+    "/.well-known/oauth-protected-resource": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["protected_resource"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/.well-known/oauth-protected-resource/mcp": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["protected_resource_of_mcp"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/auth/google": {
         parameters: {
             query?: never;
@@ -337,6 +369,61 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/connections": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's connected accounts: granted scopes and expiry, never tokens. */
+        get: operations["list_connections"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/connections/{server}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Starts connecting: the provider's URL to send the person to (authorization code with PKCE,
+         *     a state bound to the caller, valid ten minutes, usable once).
+         */
+        post: operations["connect"];
+        /** Disconnects: the tokens are forgotten, and revoked where the provider supports it. */
+        delete: operations["disconnect"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/connections/{server}/scopes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** What connecting a server can grant, and what the caller's connection has. */
+        get: operations["scopes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/conversations": {
         parameters: {
             query?: never;
@@ -518,6 +605,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/oauth/callback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The provider's way back: exchanges the code and stores the tokens, then shows a page that
+         *     says it worked, or why not.
+         */
+        get: operations["callback"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/servers": {
         parameters: {
             query?: never;
@@ -623,6 +730,90 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/auth/callback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The provider's way back (the same as `/api/v1/oauth/callback`). */
+        get: operations["callback"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/login": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Starts connecting Google with its default scopes: where to send the person. */
+        post: operations["login"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/logout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["logout"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/scopes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The scopes the Google connection can grant, and the granted ones. */
+        get: operations["scopes"];
+        put?: never;
+        /** Asks Google for these scopes (on top of the required ones): where to send the person. */
+        post: operations["grant_scopes"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["status"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health": {
         parameters: {
             query?: never;
@@ -657,6 +848,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The signed-in user (as `/api/v1/me`). */
+        get: operations["me"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -681,7 +889,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness: 200 when the database answers, 503 otherwise. */
+        /**
+         * Readiness: 200 when the database (and the job queue's Redis, if jobs go through Redis)
+         *     answers, 503 otherwise.
+         */
         get: operations["ready"];
         put?: never;
         post?: never;
@@ -768,6 +979,23 @@ export interface components {
             items: components["schemas"]["Agent"][];
             next_cursor?: string | null;
         };
+        /** @description Whether Google is connected. */
+        AuthStatus: {
+            authenticated: boolean;
+            /** Format: date-time */
+            expires_at?: string | null;
+            scopes: string[];
+            /** @description `connected`, `needs_consent` or `not_connected`. */
+            status: string;
+            user: components["schemas"]["Me"];
+        };
+        /** @description A started authorization: where to send the person. */
+        Authorization: {
+            auth_url: string;
+            /** Format: date-time */
+            expires_at: string;
+            server: string;
+        };
         /** @description One MCP server the catalog can offer. */
         CatalogEntry: {
             /** @description What a person must provide before it can run. */
@@ -777,6 +1005,7 @@ export interface components {
             launch?: null | components["schemas"]["Launch"];
             /** @description Unique, kept exactly as the source spells it ("Met Museum MCP Server"). */
             name: string;
+            oauth?: null | components["schemas"]["OAuthMethod"];
             /** @description Derived from the name for URLs and configuration keys ("met-museum-mcp-server"). */
             slug?: string;
             /** @description Where the entry came from: `builtin`, `registry`, `spec` or `list`. */
@@ -921,6 +1150,32 @@ export interface components {
             /** Format: int64 */
             total_tokens: number;
         };
+        /** @description Scopes to ask for; the server's required ones are always asked for too. */
+        ConnectRequest: {
+            /**
+             * @description Scope names the catalog entry offers, on top of its required ones (absent: the required
+             *     ones; everything it offers when it marks none required).
+             */
+            scopes?: string[] | null;
+        };
+        ConnectionList: {
+            items: components["schemas"]["ConnectionView"][];
+        };
+        /** @description A connection as listed: never its tokens. */
+        ConnectionView: {
+            /** Format: date-time */
+            connected_at: string;
+            /** Format: date-time */
+            expires_at?: string | null;
+            refreshable: boolean;
+            scopes: string[];
+            server: string;
+            slug: string;
+            /** @description `connected` or `needs_consent`. */
+            status: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
         /** @description A chat thread owned by one user. */
         Conversation: {
             /** @description The workflow in progress (free-form JSON kept between turns). */
@@ -974,6 +1229,8 @@ export interface components {
             error: components["schemas"]["ErrorDetail"];
         };
         ErrorDetail: {
+            /** @description Where to send the person to connect (or reconnect) the account the request needs. */
+            auth_url?: string | null;
             /** @description Stable, machine-readable code (`not_found`, `rate_limited`, …). */
             code: string;
             /** @description What went wrong, for people. */
@@ -988,7 +1245,7 @@ export interface components {
         Health: {
             /** @description The database backend (`/ready` only). */
             database?: string | null;
-            /** @description The job queue's backend (`/ready` only): the database, so it is as healthy as the database. */
+            /** @description The job queue's backend (`/ready` only): the database's name, or `redis`, which must answer too. */
             queue?: string | null;
             /** @description `ok`, `ready` or `unavailable`. */
             status: string;
@@ -1108,6 +1365,14 @@ export interface components {
             transport: "remote";
             url: string;
         };
+        /** @description What logging out did. */
+        LoggedOut: {
+            /** @description Google's tokens were forgotten (and revoked at Google). */
+            google_disconnected: boolean;
+            /** @description The session token used for this request is refused from now on. */
+            session_revoked: boolean;
+        };
+        /** @description The signed-in user. */
         Me: {
             /** Format: date-time */
             created_at: string;
@@ -1138,6 +1403,11 @@ export interface components {
         };
         /** @description A credential a workflow still needs, as the chat reply lists it. */
         MissingCredential: {
+            /**
+             * @description When the account is connected rather than a key pasted: the link that connects it (valid
+             *     for ten minutes; `POST /api/v1/connections/{server}` gives a fresh one).
+             */
+            auth_url?: string | null;
             credential_key: string;
             description: string;
             /** @description What the value looks like (`url`, `path`, a prefix…), when the catalog says. */
@@ -1148,8 +1418,59 @@ export interface components {
             /** @description The value is a secret: forms mask it. */
             secret?: boolean;
         };
+        /**
+         * @description How an account is connected with OAuth, and how its tokens reach the server.
+         *
+         *     Two kinds: a provider the operator has an OAuth client for (`client` names it in the
+         *     `oauth_clients` setting; endpoints come from `issuer`'s metadata or are given), whose tokens
+         *     fill the credential keys named here; or a remote server speaking the MCP authorization
+         *     specification (no `client`), whose authorization server is discovered from the server itself
+         *     and whose access token is sent as its `Authorization: Bearer` header.
+         */
+        OAuthMethod: {
+            /** @description The credential key the access token fills (an environment variable or a `${KEY}` of a header). */
+            access_token_key?: string | null;
+            authorization_endpoint?: string | null;
+            /** @description The operator's OAuth client for this provider, by name ("github", "google"). */
+            client?: string | null;
+            /** @description Credential keys the operator's client id and secret fill, for servers that refresh by themselves. */
+            client_id_key?: string | null;
+            client_secret_key?: string | null;
+            /** @description Extra parameters of the authorization request (`access_type=offline`…). */
+            extra_params?: {
+                [key: string]: string;
+            };
+            /** @description The authorization server; its endpoints are discovered unless given below. */
+            issuer?: string | null;
+            /** @description The credential key the refresh token fills, for servers that refresh by themselves. */
+            refresh_token_key?: string | null;
+            revocation_endpoint?: string | null;
+            /** @description The scopes a person can grant. */
+            scopes?: components["schemas"]["OAuthScope"][];
+            token_endpoint?: string | null;
+        };
+        /** @description A scope of an OAuth method. */
+        OAuthScope: {
+            description?: string;
+            name: string;
+            /** @description Asked for whatever the person picks: the server needs it. */
+            required?: boolean;
+        };
         /** @enum {string} */
         Priority: "low" | "medium" | "high";
+        /**
+         * @description What `/mcp` says about itself, so MCP clients that follow the MCP authorization
+         *     specification find where to sign in.
+         */
+        ProtectedResource: {
+            /** @description The OpenID Connect issuers whose tokens `/mcp` accepts. */
+            authorization_servers: string[];
+            bearer_methods_supported: string[];
+            /** @description `<public_url>/mcp`: the audience tokens for it carry. */
+            resource: string;
+            resource_documentation: string;
+            resource_name: string;
+        };
         /** @description Where the web page sends a person to sign in. */
         Provider: {
             authorization_endpoint: string;
@@ -1171,8 +1492,11 @@ export interface components {
             values: Record<string, never>;
         };
         QueueReport: components["schemas"]["QueueStats"] & {
-            /** @description `sqlite` or `postgres`: where the queue lives. */
+            /** @description Where the queue lives: `sqlite` or `postgres` (the database), or `redis` (Redis Streams). */
             backend: string;
+            /** @description The database holding the job records: `sqlite` or `postgres`. */
+            database: string;
+            streams?: null | components["schemas"]["StreamBacklog"];
         };
         /** @description The queue at a glance, for operators. */
         QueueStats: {
@@ -1219,6 +1543,24 @@ export interface components {
             conversation_id?: string | null;
             /** @description What to ask the agent. */
             input: string;
+        };
+        /** @description One scope as the person sees it. */
+        ScopeView: {
+            description: string;
+            /** @description Granted by the current connection. */
+            granted: boolean;
+            name: string;
+            required: boolean;
+        };
+        /** @description What connecting a server involves. */
+        ScopesView: {
+            /** @description `provider` (an account with a provider) or `mcp` (the server's own authorization). */
+            kind: string;
+            scopes: components["schemas"]["ScopeView"][];
+            server: string;
+            slug: string;
+            /** @description `connected`, `needs_consent` or `not_connected`. */
+            status: string;
         };
         /** @description One ranked entry. */
         SearchHit: components["schemas"]["CatalogEntry"] & {
@@ -1275,6 +1617,24 @@ export interface components {
         SessionMessages: {
             messages: components["schemas"]["CompatMessage"][];
             session: components["schemas"]["CompatSession"];
+        };
+        /** @description What the Redis stream holds for the workers. */
+        StreamBacklog: {
+            /**
+             * Format: int64
+             * @description Retries waiting out their backoff.
+             */
+            delayed: number;
+            /**
+             * Format: int64
+             * @description Handed to a worker, not acknowledged yet (running, or left by a worker that died).
+             */
+            pending: number;
+            /**
+             * Format: int64
+             * @description Job ids not handed to a worker yet.
+             */
+            waiting: number;
         };
         /** @description A task on a user's list. */
         Task: {
@@ -1356,6 +1716,44 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    protected_resource: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProtectedResource"];
+                };
+            };
+        };
+    };
+    protected_resource_of_mcp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProtectedResource"];
+                };
+            };
+        };
+    };
     google_sign_in: {
         parameters: {
             query?: never;
@@ -2225,6 +2623,197 @@ export interface operations {
             };
         };
     };
+    list_connections: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConnectionList"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    connect: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Catalog slug or name */
+                server: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConnectRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Authorization"];
+                };
+            };
+            /** @description A scope the server does not offer */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such server */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not connectable here (no OAuth method, or its client is not configured) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server's authorization server refused */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The authorization server could not be reached */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    disconnect: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Catalog slug or name */
+                server: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not connected */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    scopes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Catalog slug or name */
+                server: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScopesView"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such server */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot be connected with OAuth */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     list_conversations: {
         parameters: {
             query?: {
@@ -2786,6 +3375,50 @@ export interface operations {
             };
         };
     };
+    callback: {
+        parameters: {
+            query?: {
+                code?: string;
+                state?: string;
+                /** @description `access_denied` when the person declined. */
+                error?: string;
+                error_description?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Connected */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description Declined, or an unknown, used or expired state */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description The provider refused the code */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+        };
+    };
     list: {
         parameters: {
             query?: {
@@ -3162,6 +3795,210 @@ export interface operations {
             };
         };
     };
+    callback: {
+        parameters: {
+            query?: {
+                code?: string;
+                state?: string;
+                /** @description `access_denied` when the person declined. */
+                error?: string;
+                error_description?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+        };
+    };
+    login: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Authorization"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    logout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LoggedOut"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    scopes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScopesView"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    grant_scopes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConnectRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Authorization"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    status: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthStatus"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     health: {
         parameters: {
             query?: never;
@@ -3209,6 +4046,33 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    me: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Me"];
                 };
             };
             401: {

@@ -11,6 +11,7 @@
 /** @typedef {S['CatalogEntry']} CatalogEntry */
 /** @typedef {S['SearchHit']} SearchHit */
 /** @typedef {S['ServerCredentials']} ServerCredentials */
+/** @typedef {S['ConnectionView']} ConnectionView */
 /** @typedef {S['Agent']} Agent */
 /** @typedef {S['Job']} Job */
 /** @typedef {S['Me']} Me */
@@ -559,6 +560,10 @@ function credentialsForm(missing) {
   for (const [server, items] of byServer) {
     const fieldset = h('fieldset', {}, [h('legend', {}, [server])]);
     for (const item of items) {
+      if (item.auth_url) {
+        fieldset.append(connectField(server, item));
+        continue;
+      }
       const id = `cred-${server}-${item.credential_key}`.replace(/[^A-Za-z0-9_-]/g, '_');
       fieldset.append(h('div', { class: 'field' }, [
         h('label', { for: id }, [item.credential_key]),
@@ -588,9 +593,56 @@ function credentialsForm(missing) {
       (credentials[server] ??= {})[input.name] = input.value;
     }
     form.remove();
-    send(`Credentials for ${Object.keys(credentials).join(', ')}`, credentials);
+    const servers = Object.keys(credentials);
+    if (servers.length === 0) send('My accounts are connected; please continue.');
+    else send(`Credentials for ${servers.join(', ')}`, credentials);
   });
   return form;
+}
+
+/**
+ * A "Connect" link for an account connected with OAuth: it opens the provider in a new tab, and
+ * the field says when the account is connected (the page asks every two seconds meanwhile).
+ * @param {string} server
+ * @param {MissingCredential} item
+ */
+function connectField(server, item) {
+  const status = h('span', { class: 'connect-status', role: 'status' }, ['Not connected yet.']);
+  const link = h('a', {
+    class: 'connect button',
+    href: item.auth_url ?? '#',
+    target: '_blank',
+    rel: 'noopener noreferrer',
+    onclick: () => watchConnection(server, status),
+  }, [`Connect ${server}`]);
+  return h('div', { class: 'field connect-field' }, [
+    h('p', { class: 'hint' }, [item.description]),
+    item.instructions.length ? h('ol', { class: 'steps' }, item.instructions.map((s) => h('li', {}, [s]))) : null,
+    h('p', {}, [link, ' ', status]),
+  ]);
+}
+
+/**
+ * Asks the server every two seconds (for five minutes at most) whether `server` is connected.
+ * @param {string} server the catalog entry's name
+ * @param {HTMLElement} status where to say so
+ */
+function watchConnection(server, status) {
+  status.textContent = 'Waiting for the provider…';
+  const until = Date.now() + 5 * 60 * 1000;
+  const check = async () => {
+    /** @type {{items: ConnectionView[]}} */
+    const list = await api('GET', '/api/v1/connections');
+    const found = list.items.find((c) => c.server === server);
+    if (found?.status === 'connected') {
+      status.textContent = 'Connected.';
+      status.classList.add('ok');
+      attempt(loadCredentials);
+    } else if (Date.now() < until) {
+      setTimeout(() => attempt(check), 2000);
+    }
+  };
+  setTimeout(() => attempt(check), 1000);
 }
 
 const FORMATS = [
@@ -763,6 +815,11 @@ function serverItem(entry) {
       credentials.length
         ? h('ul', {}, credentials.map((c) => h('li', {}, [h('code', {}, [c.key]), ` ${c.required ? '(required)' : '(optional)'} — ${c.description}`])))
         : null,
+      entry.oauth
+        ? h('p', {}, [
+          h('button', { type: 'button', onclick: () => attempt(() => connectServer(entry.slug ?? entry.name, entry.name)) }, ['Connect your account']),
+        ])
+        : null,
     ]),
   ]);
 }
@@ -770,9 +827,36 @@ function serverItem(entry) {
 async function loadCredentials() {
   /** @type {{items: ServerCredentials[]}} */
   const list = await api('GET', '/api/v1/credentials');
+  /** @type {{items: ConnectionView[]}} */
+  const connected = await api('GET', '/api/v1/connections');
   const el = $('credential-list');
   el.replaceChildren(
-    ...list.items.map((server) =>
+    ...connected.items.map((c) =>
+      h('li', { class: 'credential connection' }, [
+        h('strong', {}, [c.server]),
+        ' ',
+        h('span', {}, [
+          c.status === 'connected' ? 'account connected' : 'needs to be connected again',
+          c.scopes.length ? ` (${c.scopes.join(', ')})` : '',
+        ]),
+        ' ',
+        c.status === 'connected'
+          ? null
+          : h('button', { type: 'button', onclick: () => attempt(() => connectServer(c.slug, c.server)) }, ['Reconnect']),
+        h('button', {
+          type: 'button',
+          class: 'danger',
+          'aria-label': `Disconnect ${c.server}`,
+          onclick: () =>
+            attempt(async () => {
+              if (!confirm(`Disconnect your ${c.server} account?`)) return;
+              await api('DELETE', `/api/v1/connections/${encodeURIComponent(c.slug)}`);
+              await loadCredentials();
+            }),
+        }, ['Disconnect']),
+      ]),
+    ),
+    ...list.items.filter((server) => server.keys.length > 0).map((server) =>
       h('li', { class: 'credential' }, [
         h('strong', {}, [server.server]),
         ' ',
@@ -792,7 +876,22 @@ async function loadCredentials() {
       ]),
     ),
   );
-  if (list.items.length === 0) el.append(h('li', { class: 'empty' }, ['No credentials stored.']));
+  if (list.items.length === 0 && connected.items.length === 0) {
+    el.append(h('li', { class: 'empty' }, ['No credentials stored, no account connected.']));
+  }
+}
+
+/**
+ * Starts connecting a server's account and opens the provider in a new tab.
+ * @param {string} slug
+ * @param {string} name
+ */
+async function connectServer(slug, name) {
+  const tab = window.open('', '_blank');
+  const started = await api('POST', `/api/v1/connections/${encodeURIComponent(slug)}`);
+  if (tab) tab.location.href = started.auth_url;
+  else window.location.assign(started.auth_url);
+  toast(`Connecting ${name}: finish at the provider, then come back.`);
 }
 
 // ---------------------------------------------------------------- jobs
@@ -878,6 +977,10 @@ function wire() {
   $('signout').addEventListener('click', () => {
     request('POST', '/api/v1/auth/logout').catch(() => {});
     signOut();
+  });
+  // Back from a provider's tab: the catalog view shows what was connected meanwhile.
+  window.addEventListener('focus', () => {
+    if ($('app').dataset.view === 'catalog') attempt(loadCredentials);
   });
   for (const button of document.querySelectorAll('nav [data-view]')) {
     button.addEventListener('click', () => showView(button.getAttribute('data-view') ?? 'chat'));

@@ -57,12 +57,25 @@ fs.writeFileSync(catalog, JSON.stringify([{
 }]));
 const model = await startModel();
 const idp = await startIdp();
+// An account connected with OAuth, at the same local provider (its scopes include openid, which
+// it requires).
+fs.writeFileSync(path.join(data, 'connect-catalog.json'), JSON.stringify([{
+  name: 'Idp Notes',
+  description: 'Notes kept at the test identity provider',
+  launch: { transport: 'stdio', command: everything, args: ['stdio'], env: { NOTES_TOKEN: '${NOTES_TOKEN}' } },
+  credentials: [{ key: 'NOTES_TOKEN', description: 'An access token for the notes', secret: true }],
+  oauth: { client: 'web', issuer: idp.issuer, scopes: [{ name: 'openid', description: 'Know who you are', required: true }],
+    access_token_key: 'NOTES_TOKEN' },
+}]));
 const env = { ...process.env, SWITCHBOARD_LLM_PROVIDER: 'openai', SWITCHBOARD_LLM_BASE_URL: model.baseUrl,
   SWITCHBOARD_OIDC: `[{issuer="${idp.issuer}", audiences=["${CLIENT_ID}"], client_id="${CLIENT_ID}", client_secret="${CLIENT_SECRET}", name="Test IdP"}]`,
   SWITCHBOARD_LLM_API_KEY: 'sk-scripted', SWITCHBOARD_LLM_MAX_RETRIES: '0', SWITCHBOARD_LOG_LEVEL: 'warn',
-  SWITCHBOARD_RATE_LIMIT_PER_MINUTE: '1000' };
+  SWITCHBOARD_RATE_LIMIT_PER_MINUTE: '1000',
+  SWITCHBOARD_OAUTH_CLIENTS: `[{name="web", client_id="${CLIENT_ID}", client_secret="${CLIENT_SECRET}"}]`,
+  SWITCHBOARD_OUTBOUND_ALLOW: '127.0.0.0/8', SWITCHBOARD_OUTBOUND_ALLOW_HTTP: 'true' };
 for (const key of ['SWITCHBOARD_DATABASE_URL', 'SWITCHBOARD_REDIS_URL', 'SWITCHBOARD_CONFIG']) delete env[key];
-execFileSync(bin, ['catalog', 'import', '--data-dir', data, catalog], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+execFileSync(bin, ['catalog', 'import', '--data-dir', data, catalog, path.join(data, 'connect-catalog.json')],
+  { env, stdio: ['ignore', 'ignore', 'inherit'] });
 /** Starts `switchboard serve` on a free port; resolves to the process and its printed sign-in link. */
 function serve(dataDir, serverEnv) {
   const child = spawn(bin, ['serve', '--addr', '127.0.0.1:0', '--data-dir', dataDir], { env: serverEnv, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -222,6 +235,28 @@ await step('the catalog searches as you type, shows scores, tools and credential
   await page.screenshot({ path: path.join(shots, 'catalog.png'), fullPage: true });
   await stored.getByRole('button', { name: /Remove/ }).click();
   await stored.waitFor({ state: 'detached' });
+});
+
+await step('an account is connected from the catalog with OAuth, listed, then disconnected', async () => {
+  await page.locator('#catalog-search').fill('');
+  await page.locator('#catalog-search').pressSequentially('notes at the test identity provider', { delay: 10 });
+  const entry = page.locator('#server-list .server', { has: page.locator('strong', { hasText: /^Idp Notes$/ }) });
+  await entry.waitFor();
+  await entry.locator('summary').click();
+  const popup = page.waitForEvent('popup');
+  await entry.getByRole('button', { name: 'Connect your account' }).click();
+  const provider = await popup;
+  await provider.locator('#outcome', { hasText: 'Idp Notes is connected' }).waitFor();
+  check(new URL(provider.url()).pathname === '/api/v1/oauth/callback', `the provider sent the person back: ${provider.url()}`);
+  await provider.screenshot({ path: path.join(shots, 'connected.png') });
+  await provider.close();
+  // Coming back to the page shows the connection.
+  await page.evaluate(() => window.dispatchEvent(new Event('focus')));
+  const listed = page.locator('#credential-list .connection', { hasText: 'Idp Notes' });
+  await listed.getByText('account connected').waitFor();
+  check(!(await page.content()).includes(CLIENT_SECRET), 'the client secret never reaches the page');
+  await listed.getByRole('button', { name: 'Disconnect Idp Notes' }).click();
+  await listed.waitFor({ state: 'detached' });
 });
 
 await step('a failed tool call shows as a red card with its error', async () => {
