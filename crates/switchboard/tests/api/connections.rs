@@ -490,3 +490,65 @@ async fn a_connection_started_on_one_server_finishes_on_another() {
     assert_eq!(connections(&a, &alice).await["items"][0]["status"], "connected");
     assert_eq!(land(&back).await.0, StatusCode::BAD_REQUEST, "and only once");
 }
+
+/// Tokens never appear in responses, the trace-level logs or the database files: the real
+/// binary connects an account, lists it and disconnects it (revoking it) with every line logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_tokens_never_appear_in_responses_logs_or_database_files() {
+    use crate::process::{serve, sigterm, wait_with_deadline, BIN};
+    use crate::vault::{contains, files_text, forms, Client};
+
+    let provider = OAuthProvider::start().await;
+    let tasks = tasks_server(&provider, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let catalog = dir.path().join("catalog.json");
+    std::fs::write(&catalog, team_tasks(&tasks, &provider).to_string()).unwrap();
+    let imported = std::process::Command::new(BIN)
+        .args(["catalog", "import", "--data-dir"])
+        .arg(&data)
+        .arg(&catalog)
+        .env_remove("SWITCHBOARD_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    let clients = format!(r#"[{{name="test", client_id="{CLIENT_ID}", client_secret="{CLIENT_SECRET}"}}]"#);
+    let env = [
+        ("SWITCHBOARD_OAUTH_CLIENTS", clients.as_str()),
+        ("SWITCHBOARD_OUTBOUND_ALLOW", "127.0.0.0/8"),
+        ("SWITCHBOARD_OUTBOUND_ALLOW_HTTP", "true"),
+    ];
+    let mut served = serve(&data, &["--log-level", "trace", "--rate-limit-per-minute", "0"], &env);
+    let mut client = Client::new(&served);
+
+    let (status, started) = client.send(reqwest::Method::POST, "/api/v1/connections/team-tasks", None).await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let started: Value = serde_json::from_str(&started).unwrap();
+    let (status, page) = land(&consent(started["auth_url"].as_str().unwrap()).await).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    client.seen.push_str(&page);
+    // The connection is listed, then removed (which revokes its refresh token at the provider).
+    let (status, _) = client.send(reqwest::Method::GET, "/api/v1/connections", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = client.send(reqwest::Method::GET, "/api/v1/credentials", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = client.send(reqwest::Method::DELETE, "/api/v1/connections/team-tasks", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    sigterm(&served.child);
+    wait_with_deadline(&mut served.child, std::time::Duration::from_secs(10));
+    let logs = served.stderr.join().unwrap();
+    assert!(logs.contains("account connected"), "the trace logs saw the connection");
+    let files = files_text(&data);
+    let issued = provider.record().issued;
+    assert!(issued.len() >= 2 && !provider.record().revoked.is_empty());
+    for token in &issued {
+        for form in forms(token) {
+            assert!(!client.seen.contains(&form), "a response holds a token");
+            assert!(!logs.contains(&form), "the logs hold a token");
+            for (name, bytes) in &files {
+                assert!(!contains(bytes, &form), "{name} holds a token in clear");
+            }
+        }
+    }
+}

@@ -11,16 +11,16 @@ use serde_json::{json, Value};
 
 use crate::process::{serve, sigterm, wait_with_deadline, Served, BIN};
 
-struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     served_url: String,
     token: String,
     /// Every response body seen, to search for canaries.
-    seen: String,
+    pub(crate) seen: String,
 }
 
 impl Client {
-    fn new(served: &Served) -> Client {
+    pub(crate) fn new(served: &Served) -> Client {
         Client {
             http: reqwest::Client::new(),
             served_url: served.url.clone(),
@@ -29,7 +29,12 @@ impl Client {
         }
     }
 
-    async fn send(&mut self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, String) {
+    pub(crate) async fn send(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, String) {
         let mut request = self.http.request(method, format!("{}{path}", self.served_url)).bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(&body);
@@ -43,7 +48,7 @@ impl Client {
 }
 
 /// The forms a leaked secret could take.
-fn forms(secret: &str) -> [String; 3] {
+pub(crate) fn forms(secret: &str) -> [String; 3] {
     [
         secret.to_owned(),
         base64::engine::general_purpose::STANDARD.encode(secret),
@@ -51,14 +56,14 @@ fn forms(secret: &str) -> [String; 3] {
     ]
 }
 
-fn files_text(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn files_text(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     ["switchboard.db", "switchboard.db-wal", "switchboard.db-shm"]
         .iter()
         .filter_map(|name| std::fs::read(dir.join(name)).ok().map(|bytes| (name.to_string(), bytes)))
         .collect()
 }
 
-fn contains(haystack: &[u8], needle: &str) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
