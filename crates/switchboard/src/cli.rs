@@ -133,7 +133,14 @@ Lists in the environment are comma-separated. Settings without a flag:
   job_max_attempts     SWITCHBOARD_JOB_MAX_ATTEMPTS  attempts a job gets before it fails [3]
   job_lease_secs       SWITCHBOARD_JOB_LEASE_SECS  a running job's lease; a worker silent this long loses it [30]
   job_retry_backoff_ms SWITCHBOARD_JOB_RETRY_BACKOFF_MS  first retry delay, doubled per attempt (at most 60 s) [1000]
-  job_poll_ms          SWITCHBOARD_JOB_POLL_MS     how often idle workers look for due jobs unwoken [1000]";
+  job_poll_ms          SWITCHBOARD_JOB_POLL_MS     how often idle workers look for due jobs unwoken [1000]
+  public_url           SWITCHBOARD_PUBLIC_URL      where people reach this server (OAuth callbacks, /mcp's resource)
+                                                   [http://<addr>]
+  oauth_clients        SWITCHBOARD_OAUTH_CLIENTS   OAuth clients registered with providers, named for catalog entries:
+                                                   [{name=\"github\", client_id=\"…\", client_secret=\"…\"}]
+                                                   (auth=\"client_secret_basic\" if the provider wants it; issuer=\"…\"
+                                                   to use it for remote MCP servers of that authorization server)
+  google_connection_server SWITCHBOARD_GOOGLE_CONNECTION_SERVER  the catalog server /auth/* connects [gmail]";
 
 /// Flags of `serve`; each overrides the setting of the same name.
 #[derive(Debug, Default, Args, Serialize)]
