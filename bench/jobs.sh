@@ -5,15 +5,16 @@
 # 0 ms). wrk enqueues through POST /api/v1/jobs for D seconds at concurrency C; the figures
 # come from the jobs table once the queue has drained. Not a test: it measures. Loopback only.
 #
-#   bench/jobs.sh        (env: C=16 D=10 WORKERS="1 2 4" BACKENDS="postgres sqlite"
-#                              PG=postgres://postgres@127.0.0.1:5432/postgres)
+#   bench/jobs.sh        (env: C=16 D=10 WORKERS="1 2 4" BACKENDS="postgres sqlite redis"
+#                              PG=postgres://postgres@127.0.0.1:5432/postgres REDIS=redis://127.0.0.1:6379)
+#   "redis" is PostgreSQL for the job records with job ids through Redis Streams (--job-queue redis).
 #   RATE=20 bench/jobs.sh   enqueue at a steady 20 jobs/s instead of as fast as wrk can (the
 #                           queue latency of a queue that is not saturated)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 harness="${HARNESS:-$repo/../shared/bench}"
-C="${C:-16}"; D="${D:-10}"; RATE="${RATE:-0}"; WORKERS="${WORKERS:-1 2 4}"; BACKENDS="${BACKENDS:-postgres sqlite}"
-PG="${PG:-postgres://postgres@127.0.0.1:5432/postgres}"; PORT="${PORT:-18090}"
+C="${C:-16}"; D="${D:-10}"; RATE="${RATE:-0}"; WORKERS="${WORKERS:-1 2 4}"; BACKENDS="${BACKENDS:-postgres sqlite redis}"
+PG="${PG:-postgres://postgres@127.0.0.1:5432/postgres}"; REDIS="${REDIS:-redis://127.0.0.1:6379}"; PORT="${PORT:-18090}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/switchboard-target}"
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
@@ -59,10 +60,13 @@ printf "\n%-9s %-7s %9s %9s %11s %11s %11s\n" backend workers jobs "span s" "job
 for backend in $BACKENDS; do
   for w in $WORKERS; do
     data="$work/data-$backend-$w"; db_args=()
-    if [ "$backend" = postgres ]; then
-      name="sb_bench_jobs_$$_$w"
+    if [ "$backend" != sqlite ]; then
+      name="sb_bench_jobs_$$_${backend}_$w"
       psql -q "$PG" -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name"
       url="${PG%/*}/$name"; db_args=(--database-url "$url")
+    fi
+    if [ "$backend" = redis ]; then
+      db_args+=(--job-queue redis --redis-url "$REDIS" --redis-prefix "bench-$$-$w")
     fi
     "$bin" serve --addr "127.0.0.1:$PORT" --data-dir "$data" "${db_args[@]}" --workers "$w" \
       --rate-limit-per-minute 0 --log-level warn --llm-provider openai \
@@ -85,18 +89,19 @@ for n in range(int(rate * seconds)):
 PY
     fi
     admin="$(sed -n 's/^Local user token (valid 30 days): //p' "$work/sb.out")"
-    for _ in $(seq 600); do  # wait for the queue to drain (at most 60 s)
+    for _ in $(seq 1800); do  # wait for the queue to drain (at most 180 s)
       left=$(curl -fs -H "Authorization: Bearer $admin" "http://127.0.0.1:$PORT/api/v1/admin/queue" \
         | python3 -c 'import json,sys; q=json.load(sys.stdin); print(q["queued"] + q["running"])')
       [ "$left" = 0 ] && break; sleep 0.1
     done
-    if [ "$backend" = postgres ]; then
+    if [ "$backend" != sqlite ]; then
       figures=$(psql -At "$url" -c "$stats_sql")
     else
       figures=$(sqlite_stats "$data/switchboard.db")
     fi
     kill "$sb"; wait "$sb" 2>/dev/null || true
-    [ "$backend" = postgres ] && psql -q "$PG" -c "DROP DATABASE IF EXISTS $name"
+    [ "$backend" != sqlite ] && psql -q "$PG" -c "DROP DATABASE IF EXISTS $name"
+    [ "$backend" = redis ] && redis-cli -u "$REDIS" --scan --pattern "bench-$$-$w:*" | xargs -r redis-cli -u "$REDIS" del >/dev/null
     IFS='|' read -r done total span p50 p99 <<< "$figures"
     printf "%-9s %-7s %9s %9.2f %11.0f %11.2f %11.2f\n" "$backend" "$w" "$done/$total" "$span" \
       "$(python3 -c "print($done / $span)")" "$p50" "$p99"

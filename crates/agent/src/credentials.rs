@@ -155,11 +155,20 @@ impl Credentials {
         Ok(Prepared { config, secrets })
     }
 
-    /// The keys a connected account fills for this entry (none when it is not connected).
-    async fn connected_keys(&self, owner: Id, entry: &CatalogEntry) -> Result<BTreeSet<String>, CredentialError> {
+    /// The keys a connected account fills for this entry (none when it is not connected). A
+    /// connection that needs consent again counts when `stale_counts`: the server is still the
+    /// user's, and starting it says how to reconnect.
+    async fn connected_keys(
+        &self,
+        owner: Id,
+        entry: &CatalogEntry,
+        stale_counts: bool,
+    ) -> Result<BTreeSet<String>, CredentialError> {
+        use switchboard_domain::ConnectionStatus;
         let Some(method) = &entry.oauth else { return Ok(BTreeSet::new()) };
         match self.connections.status(owner, &entry.slug).await? {
-            Some(switchboard_domain::ConnectionStatus::Connected) => {
+            Some(ConnectionStatus::Connected) => Ok(method.provided_keys().map(str::to_owned).collect()),
+            Some(ConnectionStatus::NeedsConsent) if stale_counts => {
                 Ok(method.provided_keys().map(str::to_owned).collect())
             }
             _ => Ok(BTreeSet::new()),
@@ -237,7 +246,7 @@ impl Credentials {
     /// Which keys of one server the user has set (or has connected an account for).
     pub async fn status_of(&self, owner: Id, entry: &CatalogEntry) -> Result<ServerCredentials, CredentialError> {
         let stored = self.store.credentials(owner, Some(&entry.slug)).await?;
-        Ok(status(entry, &stored, &self.connected_keys(owner, entry).await?))
+        Ok(status(entry, &stored, &self.connected_keys(owner, entry, true).await?))
     }
 
     /// Every server the user has credentials or a connected account for.
@@ -253,7 +262,7 @@ impl Credentials {
         let mut out = Vec::new();
         for (slug, rows) in by_server {
             match self.catalog.get(&slug).await? {
-                Some(entry) => out.push(status(&entry, &rows, &self.connected_keys(owner, &entry).await?)),
+                Some(entry) => out.push(status(&entry, &rows, &self.connected_keys(owner, &entry, true).await?)),
                 // The entry left the catalog: still show what is stored, so it can be deleted.
                 None => out.push(ServerCredentials {
                     server: slug.clone(),
@@ -288,7 +297,7 @@ impl Credentials {
         for entry in entries {
             let mut set: BTreeSet<String> =
                 self.store.credentials(owner, Some(&entry.slug)).await?.into_iter().map(|c| c.key).collect();
-            set.extend(self.connected_keys(owner, entry).await?);
+            set.extend(self.connected_keys(owner, entry, false).await?);
             let unset = |key: &str| !set.contains(key);
             let needed: Vec<_> =
                 entry.credentials.iter().filter(|s| s.required && s.default.is_none() && unset(&s.key)).collect();

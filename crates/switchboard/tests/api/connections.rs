@@ -296,9 +296,10 @@ async fn an_expiring_token_is_refreshed_and_a_refused_refresh_asks_for_consent_a
     let tasks = tasks_server(&provider, false).await;
     let description = "add tasks to the team's task list";
     let mut script = workflow_then_tool(description, "Team Tasks", "team-tasks__add_task");
+    script.push(Reply::text("Your Team Tasks account needs to be connected again."));
     script.push(Reply::tools(&[("team-tasks__add_task", json!({"title": "after reconnecting"}))]));
     script.push(Reply::text("Added it again."));
-    let (_model, app) = app(&backend, script, |_| {}).await;
+    let (model, app) = app(&backend, script, |_| {}).await;
     app.import_catalog(&team_tasks(&tasks, &provider)).await;
     let alice = app.token_for("alice");
     connect(&app, &alice, "team-tasks").await;
@@ -321,6 +322,12 @@ async fn an_expiring_token_is_refreshed_and_a_refused_refresh_asks_for_consent_a
     assert_eq!(error["error"]["code"], "connection_needs_consent", "{error}");
     let again = error["error"]["auth_url"].as_str().expect("the link to connect again");
     assert_eq!(connections(&app, &alice).await["items"][0]["status"], "needs_consent");
+    // Chat says so too, with the link: in the reply's context, and to the model.
+    let chat = app.chat(&alice, "list the team's tasks", None).await;
+    assert_eq!(chat["context"]["reconnect"][0]["server"], "team-tasks", "{chat}");
+    assert!(chat["context"]["reconnect"][0]["auth_url"].as_str().unwrap().starts_with(&provider.issuer));
+    let prompt = model.received().last().unwrap().body["messages"][0]["content"].as_str().unwrap().to_owned();
+    assert!(prompt.contains("must be connected again") && prompt.contains("team-tasks ("), "{prompt}");
 
     provider.set(|k| {
         k.refuse_refresh = false;
