@@ -165,6 +165,10 @@ impl Catalog {
                 Err(e) => tracing::warn!(error = %e, "embedding the query failed; searching with BM25 only"),
             }
         }
+        if !loaded.index.is_warm() {
+            let index = loaded.index.clone();
+            tokio::task::spawn_blocking(move || index.warm()).await.map_err(|e| CatalogError::Index(e.to_string()))?;
+        }
         let mut hits = loaded.index.search(&query, Method::Hybrid, limit);
         hits.retain(|h| h.score >= threshold);
         Ok(hits)

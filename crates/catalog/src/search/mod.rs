@@ -45,7 +45,9 @@ pub enum Method {
 /// An immutable index over one version of the catalog; rebuilt when the catalog changes.
 pub struct SearchIndex {
     entries: Vec<Arc<CatalogEntry>>,
-    bm25: bm25::Bm25,
+    /// Built at the first search: a server nobody searches never spends the memory, and a new
+    /// catalog version is ready at once (its entries answer lookups before any search).
+    bm25: std::sync::OnceLock<Result<bm25::Bm25, String>>,
     vectors: Option<Vectors>,
 }
 
@@ -98,8 +100,34 @@ pub struct SearchHit {
 impl SearchIndex {
     /// Builds the index. `vectors` must hold each entry's vectors in entry order, or be `None`.
     pub fn build(entries: Vec<Arc<CatalogEntry>>, vectors: Option<Vectors>) -> Result<Self, String> {
-        let bm25 = bm25::Bm25::build(&entries).map_err(|e| format!("cannot build the search index: {e}"))?;
-        Ok(Self { entries, bm25, vectors })
+        Ok(Self { entries, bm25: std::sync::OnceLock::new(), vectors })
+    }
+
+    /// Builds the lexical index if no search has yet (a large catalog takes a while: call it
+    /// off the async runtime).
+    pub fn warm(&self) {
+        self.lexical_index();
+    }
+
+    pub fn is_warm(&self) -> bool {
+        self.bm25.get().is_some()
+    }
+
+    fn lexical_index(&self) -> &Result<bm25::Bm25, String> {
+        self.bm25
+            .get_or_init(|| bm25::Bm25::build(&self.entries).map_err(|e| format!("cannot build the search index: {e}")))
+    }
+
+    /// BM25 matches of `text`, building the lexical index first if no search has yet. An index
+    /// that cannot be built (it never happens with entries that parsed) leaves BM25 out.
+    fn lexical(&self, text: &str) -> Vec<(usize, f32)> {
+        match self.lexical_index() {
+            Ok(index) => index.search(text, DEPTH),
+            Err(e) => {
+                tracing::error!(error = %e, "catalog search runs without BM25");
+                Vec::new()
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -128,7 +156,7 @@ impl SearchIndex {
             }
             _ => None,
         };
-        let lexical = if method == Method::Dense { Vec::new() } else { self.bm25.search(&query.text, DEPTH) };
+        let lexical = if method == Method::Dense { Vec::new() } else { self.lexical(&query.text) };
 
         // Dense: each entry keeps its best match over the request, its parts and its cues.
         let mut dense: Option<(Vec<f32>, Vec<DenseScore>)> = None;

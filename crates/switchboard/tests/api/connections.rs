@@ -460,7 +460,34 @@ async fn the_original_auth_routes_connect_through_the_same_flow(backend: Backend
     assert_eq!(app.get("/me", &token).await.status(), StatusCode::UNAUTHORIZED, "the session ended");
 }
 
+/// A provider that is down: the code exchange fails with a page that says so (and the state is
+/// spent), and a refresh that cannot reach it keeps the connection (503, try again) rather than
+/// asking for consent again.
+async fn a_provider_outage_is_not_a_refusal(backend: Backend) {
+    let Setup { provider, tasks: _tasks, app, alice, .. } = setup(&backend, TEAM_WORKFLOW).await;
+    provider.set(|k| k.fail_token_endpoint = true);
+    let started: Value = start(&app, &alice, "team-tasks", None).await.json().await.unwrap();
+    let (status, page) = land(&consent(started["auth_url"].as_str().unwrap()).await).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{page}");
+    assert!(page.contains("could not be reached"), "{page}");
+    assert_eq!(connections(&app, &alice).await["items"], json!([]));
+
+    provider.set(|k| {
+        k.fail_token_endpoint = false;
+        k.access_ttl = Some(30);
+    });
+    connect(&app, &alice, "team-tasks").await;
+    let agent = app.chat(&alice, TEAM_WORKFLOW, None).await["agent_id"].as_str().unwrap().to_owned();
+    provider.set(|k| k.fail_token_endpoint = true);
+    let response = app.post_json(&format!("/api/v1/agents/{agent}/run"), &alice, &json!({"input": "file it"})).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "oauth_unavailable", "{error}");
+    assert_eq!(connections(&app, &alice).await["items"][0]["status"], "connected", "still connected");
+}
+
 crate::on_both_backends!(
+    a_provider_outage_is_not_a_refusal,
     an_account_is_connected_with_pkce_and_its_token_reaches_the_server_but_no_response,
     declined_consent_a_forged_state_and_a_reused_code_connect_nothing,
     an_expiring_token_is_refreshed_and_a_refused_refresh_asks_for_consent_again,
