@@ -4,13 +4,13 @@
 # POST /api/v1/chat and GET /api/v1/conversations at concurrency 64. Not a test: nothing here
 # passes or fails, it measures. Loopback only.
 #
-#   bench/run.sh            (env: C=64 D=15 WARMUP=3 USERS=50 SEED=20 COLD_RUNS=5)
+#   bench/run.sh            (env: C=64 D=15 WARMUP=3 ROUNDS=3 USERS=50 SEED=20 COLD_RUNS=5; medians over the rounds)
 #
 # Uses the shared harness in ../shared/bench (wrk + Lua, rss sampler, cold start timer).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 harness="${HARNESS:-$repo/../shared/bench}"
-C="${C:-64}"; D="${D:-15}"; WARMUP="${WARMUP:-3}"; USERS="${USERS:-50}"; SEED="${SEED:-20}"; COLD_RUNS="${COLD_RUNS:-5}"
+C="${C:-64}"; D="${D:-15}"; WARMUP="${WARMUP:-3}"; USERS="${USERS:-50}"; SEED="${SEED:-20}"; COLD_RUNS="${COLD_RUNS:-5}"; ROUNDS="${ROUNDS:-3}"
 LOAD_PORT="${LOAD_PORT:-18081}"; COLD_PORT="${COLD_PORT:-18080}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/switchboard-target}"
 
@@ -46,7 +46,7 @@ while read -r t; do
 done < "$tokens"
 
 run() {  # label path method
-  "$harness/run-bench.sh" -c "$C" -d "$D" --warmup "$WARMUP" --rounds 1 --token-file "$tokens" \
+  "$harness/run-bench.sh" -c "$C" -d "$D" --warmup "$WARMUP" --rounds "$ROUNDS" --token-file "$tokens" \
     --path "$2" --method "$3" --rss-pid-a "$pid" --label-a "$1" --out "$out/$1" "http://127.0.0.1:$LOAD_PORT" | tee "$out/$1.txt"
 }
 echo "== GET /api/v1/conversations, c=$C"
