@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod jobs;
+pub mod json;
 pub mod mcp_endpoint;
 pub mod metrics;
 pub mod ratelimit;

@@ -14,7 +14,9 @@ pub struct Conversation {
     #[schema(value_type = Object)]
     pub context: serde_json::Value,
     pub message_count: i64,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -56,6 +58,7 @@ pub struct Message {
     /// Tool calls, token usage, status… whatever the turn recorded.
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 

@@ -66,8 +66,11 @@ pub struct Job {
     pub cancel_requested: bool,
     /// The worker running it (or that ran it last).
     pub worker: Option<String>,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::time::rfc3339_opt")]
     pub started_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::time::rfc3339_opt")]
     pub completed_at: Option<DateTime<Utc>>,
 }
 
@@ -98,6 +101,7 @@ pub struct JobEvent {
     pub kind: String,
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -119,6 +123,8 @@ pub struct QueueStats {
 pub struct WorkerInfo {
     pub id: String,
     pub running: i64,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub started_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub heartbeat_at: DateTime<Utc>,
 }

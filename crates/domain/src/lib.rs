@@ -6,6 +6,7 @@ mod conversation;
 mod job;
 mod page;
 mod task;
+pub mod time;
 mod user;
 
 pub use agent::{Agent, NewAgent, SealedCredential};

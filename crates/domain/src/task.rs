@@ -16,8 +16,11 @@ pub struct Task {
     pub due_date: Option<NaiveDate>,
     /// The task this one is a subtask of.
     pub parent_id: Option<Uuid>,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::time::rfc3339_opt")]
     pub completed_at: Option<DateTime<Utc>>,
 }
 

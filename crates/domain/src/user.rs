@@ -12,6 +12,7 @@ pub struct User {
     pub subject: String,
     pub email: Option<String>,
     pub name: Option<String>,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 

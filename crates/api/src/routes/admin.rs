@@ -1,7 +1,7 @@
 //! Routes for administrators only (403 for everyone else).
 
+use crate::json::Json;
 use axum::extract::State;
-use axum::Json;
 use serde::Serialize;
 use switchboard_domain::User;
 use utoipa::ToSchema;

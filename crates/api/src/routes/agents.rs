@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::json::Json;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use switchboard_agent::connections::ConnectionError;

@@ -1,10 +1,10 @@
 //! The MCP server catalog: browse, search, and (administrators) import, export and delete.
 
+use crate::json::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use switchboard_catalog::{CatalogEntry, CatalogError, ImportFile, ImportReport, SearchHit};
 use utoipa::{IntoParams, ToSchema};

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 
+use crate::json::Json;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::Json;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};

@@ -1,8 +1,8 @@
 //! The original task-chat specification's routes, as thin adapters over the canonical handlers:
 //! a session there is a conversation here.
 
+use crate::json::Json;
 use axum::extract::{FromRequest, Multipart, Request, State};
-use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use switchboard_domain::{Conversation, Message, PageRequest, MAX_PAGE_SIZE};

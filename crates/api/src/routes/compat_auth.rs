@@ -7,9 +7,9 @@
 //! way back; `GET /auth/status` says whether Google is connected; `DELETE /auth/logout`
 //! disconnects it (revoking its tokens) and ends the session; `GET /me` is the signed-in user.
 
+use crate::json::Json;
 use axum::extract::State;
 use axum::response::Response;
-use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use switchboard_agent::connections::{Authorization, ScopesView};

@@ -2,10 +2,10 @@
 //! authorization, the provider's way back (`/api/v1/oauth/callback`, a page for people), the
 //! caller's connections (never their tokens), and disconnecting.
 
+use crate::json::Json;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use switchboard_agent::connections::{Authorization, ConnectionError, ConnectionView, ScopesView};
 use utoipa::{IntoParams, ToSchema};

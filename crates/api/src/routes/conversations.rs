@@ -1,8 +1,8 @@
 //! A user's conversations and their messages. Another user's id answers 404, like a missing one.
 
+use crate::json::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use switchboard_domain::{Conversation, Id, Message, PageRequest, MAX_PAGE_SIZE};
 use utoipa::ToSchema;

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::json::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use switchboard_agent::credentials::{CredentialError, ServerCredentials};

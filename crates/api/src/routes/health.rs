@@ -1,9 +1,9 @@
 //! Liveness, readiness and metrics.
 
+use crate::json::Json;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;

@@ -5,10 +5,10 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
+use crate::json::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use switchboard_domain::{Job, JobEvent, JobStatus, NewJob, QueueStats};

@@ -1,8 +1,8 @@
 //! The signed-in user, and signing out.
 
+use crate::json::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use switchboard_domain::Principal;

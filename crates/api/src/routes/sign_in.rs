@@ -3,8 +3,8 @@
 //! authorization code flow with PKCE at a configured OpenID Connect issuer
 //! (`GET /api/v1/auth/providers`, `POST /api/v1/auth/providers/{provider}/token`).
 
+use crate::json::Json;
 use axum::extract::State;
-use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

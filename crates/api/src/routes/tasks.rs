@@ -1,9 +1,9 @@
 //! `/api/v1/tasks`: the signed-in user's tasks. A task is named in the path by its per-user
 //! number (`/api/v1/tasks/3`) or its id.
 
+use crate::json::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use switchboard_domain::{Task, TaskFilter, TaskStatus};
 use switchboard_tasks::{AddTask, TaskError, UpdateTask};
