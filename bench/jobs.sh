@@ -5,7 +5,7 @@
 # 0 ms). wrk enqueues through POST /api/v1/jobs for D seconds at concurrency C; the figures
 # come from the jobs table once the queue has drained. Not a test: it measures. Loopback only.
 #
-#   bench/jobs.sh        (env: C=16 D=10 WORKERS="1 2 4" BACKENDS="postgres sqlite redis"
+#   bench/jobs.sh        (env: BIN=a built binary to measure instead of building; C=16 D=10 WORKERS="1 2 4" BACKENDS="postgres sqlite redis"
 #                              PG=postgres://postgres@127.0.0.1:5432/postgres REDIS=redis://127.0.0.1:6379)
 #   "redis" is PostgreSQL for the job records with job ids through Redis Streams (--job-queue redis).
 #   RATE=20 bench/jobs.sh   enqueue at a steady 20 jobs/s instead of as fast as wrk can (the
@@ -19,9 +19,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/switchboard-target}"
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 echo "== building Switchboard and mock-llm (release)"
-(cd "$repo" && cargo build --release -q -p switchboard)
+[ -n "${BIN:-}" ] || (cd "$repo" && cargo build --release -q -p switchboard)
 CARGO_TARGET_DIR="$HOME/.cache/mock-llm-target" cargo build --release -q --manifest-path "$harness/mock-llm/Cargo.toml"
-bin="$CARGO_TARGET_DIR/release/switchboard"
+bin="${BIN:-$CARGO_TARGET_DIR/release/switchboard}"
 work="$(mktemp -d)"; pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 "$HOME/.cache/mock-llm-target/release/mock-llm" --port 9998 > "$work/mock.log" 2>&1 & pids+=($!)
@@ -41,7 +41,8 @@ stats_sql="
   SELECT COUNT(*) FILTER (WHERE status = 'completed'), COUNT(*),
          EXTRACT(EPOCH FROM MAX(completed_at) - MIN(created_at)),
          1000 * PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM started_at - created_at)),
-         1000 * PERCENTILE_CONT(0.99) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM started_at - created_at))
+         1000 * PERCENTILE_CONT(0.99) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM started_at - created_at)),
+         (SELECT COUNT(*) FROM job_events)::float / COUNT(*)
   FROM jobs"
 sqlite_stats() {  # the same figures from the SQLite file (times are RFC 3339 text)
   python3 - "$1" <<'PY'
@@ -52,11 +53,13 @@ done = [r for r in rows if r[0] == "completed"]
 waits = sorted(t(r[2]) - t(r[1]) for r in done)
 span = max(t(r[3]) for r in done) - min(t(r[1]) for r in rows)
 pct = lambda p: 1000 * waits[min(len(waits) - 1, int(p * len(waits)))]
-print(f"{len(done)}|{len(rows)}|{span:.3f}|{pct(0.5):.2f}|{pct(0.99):.2f}")
+events = sqlite3.connect(sys.argv[1]).execute("SELECT COUNT(*) FROM job_events").fetchone()[0]
+print(f"{len(done)}|{len(rows)}|{span:.3f}|{pct(0.5):.2f}|{pct(0.99):.2f}|{events / len(rows):.1f}")
 PY
 }
 
-printf "\n%-9s %-7s %9s %9s %11s %11s %11s\n" backend workers jobs "span s" "jobs/s" "wait p50ms" "wait p99ms"
+printf "\n%-9s %-7s %9s %9s %11s %11s %11s %11s %11s\n" backend workers jobs "span s" "jobs/s" "wait p50ms" "wait p99ms" \
+  "events/job" "CPU ms/job"
 for backend in $BACKENDS; do
   for w in $WORKERS; do
     data="$work/data-$backend-$w"; db_args=()
@@ -99,11 +102,13 @@ PY
     else
       figures=$(sqlite_stats "$data/switchboard.db")
     fi
+    ticks=$(awk '{print $14 + $15}' "/proc/$sb/stat")  # the server's CPU time (user + system), robust to a busy host
     kill "$sb"; wait "$sb" 2>/dev/null || true
     [ "$backend" != sqlite ] && psql -q "$PG" -c "DROP DATABASE IF EXISTS $name"
     [ "$backend" = redis ] && redis-cli -u "$REDIS" --scan --pattern "bench-$$-$w:*" | xargs -r redis-cli -u "$REDIS" del >/dev/null
-    IFS='|' read -r done total span p50 p99 <<< "$figures"
-    printf "%-9s %-7s %9s %9.2f %11.0f %11.2f %11.2f\n" "$backend" "$w" "$done/$total" "$span" \
-      "$(python3 -c "print($done / $span)")" "$p50" "$p99"
+    IFS='|' read -r done total span p50 p99 events <<< "$figures"
+    printf "%-9s %-7s %9s %9.2f %11.0f %11.2f %11.2f %11.1f %11.2f\n" "$backend" "$w" "$done/$total" "$span" \
+      "$(python3 -c "print($done / $span)")" "$p50" "$p99" "$events" \
+      "$(python3 -c "import os; print($ticks * 1000 / os.sysconf('SC_CLK_TCK') / $done)")"
   done
 done

@@ -82,18 +82,29 @@ pub(super) async fn cancel<D: Db>(db: &D, owner: Id, id: Id) -> Result<Option<Jo
 }
 
 pub(super) async fn claim<D: Db>(db: &D, worker: &str, lease_until: DateTime<Utc>) -> Result<Option<Job>> {
-    let sql = format!(
-        "UPDATE jobs SET status = 'running', attempts = attempts + 1, worker = $1, lease_until = $2, \
-           started_at = COALESCE(started_at, $3) \
-         WHERE id = (SELECT id FROM jobs \
-           WHERE (status = 'queued' AND run_after <= $3) OR (status = 'running' AND lease_until < $3) \
-           ORDER BY run_after, id LIMIT 1 {}) \
-         RETURNING {}",
-        db.skip_locked(),
-        job_columns!()
-    );
-    let rows = db.execute_returning(&sql, &params![worker, lease_until, switchboard_domain::now()]).await?;
-    first(rows).map(job).transpose()
+    // First a job whose worker stopped renewing its lease (rare), else the oldest due one: two
+    // statements, each a short walk down an index that stops at the first job it can take. (One
+    // statement with an OR of both made both databases gather and sort every queued job to pick
+    // one, so a backlog slowed every claim.)
+    const PICKS: [&str; 2] = [
+        "status = 'running' AND lease_until < $3 ORDER BY lease_until, id",
+        "status = 'queued' AND run_after <= $3 ORDER BY run_after, id",
+    ];
+    let now = switchboard_domain::now();
+    for pick in PICKS {
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, worker = $1, lease_until = $2, \
+               started_at = COALESCE(started_at, $3) \
+             WHERE id = (SELECT id FROM jobs WHERE {pick} LIMIT 1 {}) \
+             RETURNING {}",
+            db.skip_locked(),
+            job_columns!()
+        );
+        if let Some(row) = first(db.execute_returning(&sql, &params![worker, lease_until, now]).await?) {
+            return job(row).map(Some);
+        }
+    }
+    Ok(None)
 }
 
 pub(super) async fn claim_by_id<D: Db>(
