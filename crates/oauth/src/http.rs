@@ -74,16 +74,7 @@ impl Http {
             _ => form.push(("client_id", client.client_id.clone())),
         }
         let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter()).finish();
-        let response = request
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("accept", "application/json")
-            .body(body)
-            .timeout(TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| OAuthError::Unavailable(connection_error(&e)))?;
-        let status = response.status();
-        Ok((status, read_json(response).await.unwrap_or_else(|_| serde_json::json!({}))))
+        answer(request.header("content-type", "application/x-www-form-urlencoded").body(body)).await
     }
 
     /// POSTs JSON; the status and the JSON answer (`{}` if none).
@@ -92,18 +83,7 @@ impl Http {
         url: &str,
         body: &serde_json::Value,
     ) -> Result<(StatusCode, serde_json::Value), OAuthError> {
-        let response = self
-            .client(url)
-            .await?
-            .post(url)
-            .header("accept", "application/json")
-            .json(body)
-            .timeout(TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| OAuthError::Unavailable(connection_error(&e)))?;
-        let status = response.status();
-        Ok((status, read_json(response).await.unwrap_or_else(|_| serde_json::json!({}))))
+        answer(self.client(url).await?.post(url).json(body)).await
     }
 
     /// POSTs an MCP `initialize` with no credentials, to read the server's challenge: the
@@ -127,6 +107,18 @@ impl Http {
         }
         Ok(response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).map(str::to_owned))
     }
+}
+
+/// Sends a request whose answer is JSON: the status and the answer (`{}` if none).
+async fn answer(request: reqwest013::RequestBuilder) -> Result<(StatusCode, serde_json::Value), OAuthError> {
+    let response = request
+        .header("accept", "application/json")
+        .timeout(TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| OAuthError::Unavailable(connection_error(&e)))?;
+    let status = response.status();
+    Ok((status, read_json(response).await.unwrap_or_else(|_| serde_json::json!({}))))
 }
 
 async fn read_json(mut response: reqwest013::Response) -> Result<serde_json::Value, OAuthError> {
