@@ -35,15 +35,7 @@ impl Http {
 
     /// GETs a JSON document; `None` when it is not there (404 and other client errors).
     pub(crate) async fn get_json(&self, url: &str) -> Result<Option<serde_json::Value>, OAuthError> {
-        let response = self
-            .client(url)
-            .await?
-            .get(url)
-            .header("accept", "application/json")
-            .timeout(TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| OAuthError::Unavailable(connection_error(&e)))?;
+        let response = send(self.client(url).await?.get(url)).await?;
         let status = response.status();
         if status.is_server_error() {
             return Err(OAuthError::Unavailable(format!("status {status}")));
@@ -109,14 +101,19 @@ impl Http {
     }
 }
 
-/// Sends a request whose answer is JSON: the status and the answer (`{}` if none).
-async fn answer(request: reqwest013::RequestBuilder) -> Result<(StatusCode, serde_json::Value), OAuthError> {
-    let response = request
+/// Sends a request that asks for JSON, within the timeout.
+async fn send(request: reqwest013::RequestBuilder) -> Result<reqwest013::Response, OAuthError> {
+    request
         .header("accept", "application/json")
         .timeout(TIMEOUT)
         .send()
         .await
-        .map_err(|e| OAuthError::Unavailable(connection_error(&e)))?;
+        .map_err(|e| OAuthError::Unavailable(connection_error(&e)))
+}
+
+/// Sends a request whose answer is JSON: the status and the answer (`{}` if none).
+async fn answer(request: reqwest013::RequestBuilder) -> Result<(StatusCode, serde_json::Value), OAuthError> {
+    let response = send(request).await?;
     let status = response.status();
     Ok((status, read_json(response).await.unwrap_or_else(|_| serde_json::json!({}))))
 }
