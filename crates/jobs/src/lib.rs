@@ -54,9 +54,19 @@ impl Events {
         Events { store, job }
     }
 
-    /// Records an event; a failure is logged, never fatal to the run.
+    /// Records progress while the job runs; a failure is logged, never fatal to the run. A
+    /// database crash may lose the last of these (the job's own record is kept durably).
     pub async fn emit(&self, kind: &str, payload: serde_json::Value) {
-        if let Err(e) = self.store.append_job_event(self.job, kind, &payload).await {
+        self.record(kind, payload, false).await
+    }
+
+    /// Records how a run ended (or was put back in the queue): on disk before this returns.
+    pub async fn emit_durably(&self, kind: &str, payload: serde_json::Value) {
+        self.record(kind, payload, true).await
+    }
+
+    async fn record(&self, kind: &str, payload: serde_json::Value, durable: bool) {
+        if let Err(e) = self.store.append_job_event(self.job, kind, &payload, durable).await {
             tracing::warn!(job = %self.job, error = %e, "could not record a job event");
         }
     }
@@ -417,7 +427,7 @@ impl Workers {
                         tracing::warn!(job = %job.id, attempt = job.attempts, delay_ms = delay.as_millis() as u64, error = %error, "job attempt failed; retrying");
                         self.queue.retry_at(job.id, run_after).await;
                         events
-                            .emit(
+                            .emit_durably(
                                 "status",
                                 json!({"status": "queued", "error": error, "retry_in_ms": delay.as_millis() as u64}),
                             )
@@ -445,7 +455,9 @@ impl Workers {
             Ok(true) => {
                 tracing::info!(job = %job, worker, "job released at shutdown");
                 self.queue.enqueued(job).await;
-                Events::new(self.store.clone(), job).emit("status", json!({"status": "queued", "error": note})).await;
+                Events::new(self.store.clone(), job)
+                    .emit_durably("status", json!({"status": "queued", "error": note}))
+                    .await;
                 Settled::Done
             }
             Ok(false) => Settled::TakenOver,
@@ -517,13 +529,13 @@ impl Workers {
         }
         tracing::info!(job = %job.id, status = status.as_str(), worker, "job finished");
         if let Some(result) = result {
-            events.emit("result", result).await;
+            events.emit_durably("result", result).await;
         }
         let mut payload = json!({"status": status.as_str()});
         if let Some(error) = error {
             payload["error"] = json!(error);
         }
-        events.emit("status", payload).await;
+        events.emit_durably("status", payload).await;
         Settled::Done
     }
 

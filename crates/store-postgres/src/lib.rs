@@ -125,6 +125,12 @@ impl Db for Postgres {
         "FOR UPDATE SKIP LOCKED"
     }
 
+    /// Asynchronous commit for this transaction only: the commit returns without waiting for the
+    /// log flush; a crash may lose it, never corrupts anything.
+    fn relaxed_commit(&self) -> Option<&'static str> {
+        Some("SET LOCAL synchronous_commit = off")
+    }
+
     async fn fetch(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Record>> {
         records(query(sql, params).fetch_all(&self.pool).await.map_err(store_error)?)
     }

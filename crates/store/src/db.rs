@@ -192,6 +192,11 @@ pub trait Db: Send + Sync + 'static {
     /// exist, nothing where a single writer serialises them already.
     fn skip_locked(&self) -> &'static str;
 
+    /// A statement that lets the current transaction's commit return before the database has
+    /// flushed it to disk (for writes a crash may lose harmlessly); `None` where commits do not
+    /// wait for the disk in a way worth avoiding.
+    fn relaxed_commit(&self) -> Option<&'static str>;
+
     /// Runs a read-only statement and returns its rows.
     async fn fetch(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Record>>;
 

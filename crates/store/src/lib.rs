@@ -222,8 +222,10 @@ pub trait Store: Send + Sync + 'static {
     /// `None` on a backend that cannot tell (workers then poll).
     async fn job_wakeups(&self) -> Result<Option<futures::stream::BoxStream<'static, ()>>>;
 
-    /// Appends a progress event; returns its number.
-    async fn append_job_event(&self, job: Id, kind: &str, payload: &serde_json::Value) -> Result<i64>;
+    /// Appends an event; returns its number. A `durable` event is on disk when this returns; any
+    /// other (progress while a job runs) may be lost in a database crash, which spares the run a
+    /// wait for the disk where commits wait for it.
+    async fn append_job_event(&self, job: Id, kind: &str, payload: &serde_json::Value, durable: bool) -> Result<i64>;
 
     /// The job's events after `after_seq`, in order; `None` when the job is not the owner's.
     async fn job_events(&self, owner: Id, job: Id, after_seq: i64) -> Result<Option<Vec<JobEvent>>>;

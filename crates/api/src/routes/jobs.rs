@@ -172,7 +172,7 @@ async fn cancel_job(State(state): State<AppState>, Auth(p): Auth, Path(id): Path
     let job = state.store.cancel_job(p.user_id(), id).await?.ok_or_else(|| ApiError::not_found("job"))?;
     if before.status == JobStatus::Queued && job.status == JobStatus::Cancelled {
         let event = json!({"status": "cancelled", "error": "cancelled by its owner"});
-        let _ = state.store.append_job_event(id, "status", &event).await;
+        let _ = state.store.append_job_event(id, "status", &event, true).await;
     }
     Ok(Json(job))
 }

@@ -196,15 +196,27 @@ pub(super) async fn retry<D: Db>(db: &D, id: Id, worker: &str, run_after: DateTi
     Ok(changed > 0)
 }
 
-pub(super) async fn append_event<D: Db>(db: &D, job: Id, kind: &str, payload: &serde_json::Value) -> Result<i64> {
-    let rows = db
-        .execute_returning(
-            "INSERT INTO job_events (job_id, seq, kind, payload, at) \
-             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM job_events WHERE job_id = $1 \
-             RETURNING seq",
-            &params![job, kind, payload, switchboard_domain::now()],
-        )
-        .await?;
+pub(super) async fn append_event<D: Db>(
+    db: &D,
+    job: Id,
+    kind: &str,
+    payload: &serde_json::Value,
+    durable: bool,
+) -> Result<i64> {
+    const SQL: &str = "INSERT INTO job_events (job_id, seq, kind, payload, at) \
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM job_events WHERE job_id = $1 \
+         RETURNING seq";
+    let params = params![job, kind, payload, switchboard_domain::now()];
+    let rows = match db.relaxed_commit().filter(|_| !durable) {
+        Some(relax) => {
+            let mut tx = db.begin().await?;
+            tx.execute(relax, &[]).await?;
+            let rows = tx.fetch(SQL, &params).await?;
+            tx.commit().await?;
+            rows
+        }
+        None => db.execute_returning(SQL, &params).await?,
+    };
     single(rows)?.int()
 }
 

@@ -371,8 +371,8 @@ impl<D: Db> Store for SqlStore<D> {
         self.db.job_wakeups().await
     }
 
-    async fn append_job_event(&self, job: Id, kind: &str, payload: &serde_json::Value) -> Result<i64> {
-        jobs::append_event(&self.db, job, kind, payload).await
+    async fn append_job_event(&self, job: Id, kind: &str, payload: &serde_json::Value, durable: bool) -> Result<i64> {
+        jobs::append_event(&self.db, job, kind, payload, durable).await
     }
 
     async fn job_events(&self, owner: Id, job: Id, after_seq: i64) -> Result<Option<Vec<JobEvent>>> {
