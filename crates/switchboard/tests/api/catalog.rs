@@ -462,7 +462,8 @@ fn catalog_eval_prints_recall_and_mrr_for_the_retrieval_set() {
     let bm25 = &figures["bm25"];
     assert_eq!(bm25["queries"], 59);
     let r5 = bm25["recall_at_5"].as_f64().unwrap();
-    assert!(r5 > 0.3 && r5 <= 1.0, "{figures}");
+    // 0.534 with the request stop list; 0.435 without it.
+    assert!(r5 > 0.5 && r5 <= 1.0, "{figures}");
     assert!(bm25["recall_at_1"].as_f64().unwrap() <= bm25["recall_at_3"].as_f64().unwrap());
     assert!(bm25["recall_at_3"].as_f64().unwrap() <= r5);
     assert!(figures.get("hybrid").is_none(), "no model, no hybrid figures");
