@@ -12,16 +12,18 @@ mod remote;
 pub use minilm::MiniLm;
 pub use remote::{RemoteConfig, RemoteEmbedder};
 
-/// Fixes the number of threads the model's matrix products use, once, before any thread starts.
+/// The environment variable the tensor library reads for the number of threads its matrix
+/// products use.
 ///
-/// Unless `RAYON_NUM_THREADS` is set, the tensor library looks the number up again for every
-/// operation — reading `/proc/cpuinfo` to count physical cores, some fifty times per sentence —
-/// which doubled the time to embed a short request (12.6 → 6.2 ms here). This sets it to the same
-/// count, read once. The caller must be single-threaded still (environment writes race with reads).
-pub fn settle_thread_count() {
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        std::env::set_var("RAYON_NUM_THREADS", num_cpus::get_physical().max(1).to_string());
-    }
+/// Unless it is set, the library looks the number up again for every operation — reading
+/// `/proc/cpuinfo` to count physical cores, some fifty times per sentence — which doubled the time
+/// to embed a short request (12.6 → 6.2 ms here). The binary sets it once at start, before any
+/// thread exists, to [`physical_cores`] (the count the library would have found).
+pub const THREAD_COUNT_VARIABLE: &str = "RAYON_NUM_THREADS";
+
+/// The number of physical cores: the thread count the model's matrix products use.
+pub fn physical_cores() -> usize {
+    num_cpus::get_physical().max(1)
 }
 
 /// Something that turns texts into unit-length vectors.

@@ -325,6 +325,17 @@ pub(crate) fn config_file(flag: Option<PathBuf>) -> Option<PathBuf> {
     flag.or_else(|| std::env::var_os("SWITCHBOARD_CONFIG").map(PathBuf::from))
 }
 
+/// Sets the tensor library's thread count once, unless the environment already does (see
+/// [`switchboard_embed::THREAD_COUNT_VARIABLE`]). The caller must still be single-threaded:
+/// environment writes race with reads.
+#[allow(clippy::disallowed_methods)] // not a setting of ours: the tensor library's own variable
+pub fn settle_thread_count() {
+    let variable = switchboard_embed::THREAD_COUNT_VARIABLE;
+    if std::env::var_os(variable).is_none() {
+        std::env::set_var(variable, switchboard_embed::physical_cores().to_string());
+    }
+}
+
 /// Runs the command line and returns the process exit code.
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();

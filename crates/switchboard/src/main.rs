@@ -10,7 +10,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     // Before the runtime's threads exist: it sets an environment variable.
-    switchboard_embed::settle_thread_count();
+    switchboard::cli::settle_thread_count();
     match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime.block_on(switchboard::cli::main()),
         Err(e) => {
