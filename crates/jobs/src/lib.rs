@@ -391,9 +391,7 @@ impl Workers {
         let events = Events::new(self.store.clone(), job.id);
         if job.attempts > job.max_attempts {
             let error = format!("gave up after {} attempts whose workers stopped responding", job.max_attempts);
-            return self
-                .finish(worker, &job, &events, JobStatus::Failed, None, Some(error), RunOutput::default())
-                .await;
+            return self.finish(worker, &job, JobStatus::Failed, None, Some(error), RunOutput::default()).await;
         }
         tracing::info!(job = %job.id, attempt = job.attempts, worker, "job started");
         events.emit("status", json!({"status": "running", "attempt": job.attempts, "worker": worker})).await;
@@ -406,7 +404,7 @@ impl Workers {
             () = lost.cancelled() => None,
             () = cancelled.cancelled() => {
                 let output = RunOutput::default();
-                return self.finish(worker, &job, &events, JobStatus::Cancelled, None, Some("cancelled by its owner".into()), output).await;
+                return self.finish(worker, &job, JobStatus::Cancelled, None, Some("cancelled by its owner".into()), output).await;
             }
             () = renewing => None,
         };
@@ -417,7 +415,7 @@ impl Workers {
         match outcome {
             Ok(output) => {
                 let result = Some(output.result.clone());
-                self.finish(worker, &job, &events, JobStatus::Completed, result, None, output).await
+                self.finish(worker, &job, JobStatus::Completed, result, None, output).await
             }
             Err(RunError::Retryable(error)) if job.attempts < job.max_attempts => {
                 let delay = self.backoff(job.attempts);
@@ -442,7 +440,7 @@ impl Workers {
                 }
             }
             Err(RunError::Retryable(error) | RunError::Permanent(error)) => {
-                self.finish(worker, &job, &events, JobStatus::Failed, None, Some(error), RunOutput::default()).await
+                self.finish(worker, &job, JobStatus::Failed, None, Some(error), RunOutput::default()).await
             }
         }
     }
@@ -494,16 +492,25 @@ impl Workers {
         &self,
         worker: &str,
         job: &Job,
-        events: &Events,
         status: JobStatus,
         result: Option<serde_json::Value>,
         error: Option<String>,
         output: RunOutput,
     ) -> Settled {
+        // What the job's subscribers are told, recorded with the outcome itself.
+        let mut payload = json!({"status": status.as_str()});
+        if let Some(error) = &error {
+            payload["error"] = json!(error);
+        }
+        let mut told = Vec::with_capacity(2);
+        if let Some(result) = &result {
+            told.push(("result", result.clone()));
+        }
+        told.push(("status", payload));
         let outcome = JobOutcome {
             status,
-            result: result.clone(),
-            error: error.clone(),
+            result,
+            error,
             input_tokens: output.input_tokens,
             output_tokens: output.output_tokens,
             total_tokens: output.total_tokens,
@@ -511,7 +518,7 @@ impl Workers {
         // The database may be restarting: keep trying while the lease lasts.
         let deadline = tokio::time::Instant::now() + self.config.lease;
         loop {
-            match self.store.finish_job(job.id, worker, &outcome).await {
+            match self.store.finish_job(job.id, worker, &outcome, &told).await {
                 Ok(true) => break,
                 Ok(false) => {
                     tracing::warn!(job = %job.id, worker, "the job was taken over; this outcome is dropped");
@@ -528,14 +535,6 @@ impl Workers {
             }
         }
         tracing::info!(job = %job.id, status = status.as_str(), worker, "job finished");
-        if let Some(result) = result {
-            events.emit_durably("result", result).await;
-        }
-        let mut payload = json!({"status": status.as_str()});
-        if let Some(error) = error {
-            payload["error"] = json!(error);
-        }
-        events.emit_durably("status", payload).await;
         Settled::Done
     }
 

@@ -211,9 +211,16 @@ pub trait Store: Send + Sync + 'static {
     /// otherwise whether the owner asked for it to stop.
     async fn renew_job_lease(&self, id: Id, worker: &str, lease_until: DateTime<Utc>) -> Result<Option<bool>>;
 
-    /// Records how the run ended, if `worker` still holds the job; `false` otherwise (another
-    /// worker took it over, and its result is the one kept).
-    async fn finish_job(&self, id: Id, worker: &str, outcome: &JobOutcome) -> Result<bool>;
+    /// Records how the run ended, with the events (kind, payload) that tell its subscribers, in
+    /// one transaction, if `worker` still holds the job; `false` otherwise (another worker took it
+    /// over, and its result is the one kept).
+    async fn finish_job(
+        &self,
+        id: Id,
+        worker: &str,
+        outcome: &JobOutcome,
+        events: &[(&str, serde_json::Value)],
+    ) -> Result<bool>;
 
     /// Puts a failed attempt back in the queue until `run_after`, if `worker` still holds the job.
     async fn retry_job(&self, id: Id, worker: &str, run_after: DateTime<Utc>, error: &str) -> Result<bool>;

@@ -162,8 +162,15 @@ pub(super) async fn renew_lease<D: Db>(
     first(rows).map(|mut r| r.bool()).transpose()
 }
 
-pub(super) async fn finish<D: Db>(db: &D, id: Id, worker: &str, outcome: &JobOutcome) -> Result<bool> {
-    let changed = db
+pub(super) async fn finish<D: Db>(
+    db: &D,
+    id: Id,
+    worker: &str,
+    outcome: &JobOutcome,
+    events: &[(&str, serde_json::Value)],
+) -> Result<bool> {
+    let mut tx = db.begin().await?;
+    let changed = tx
         .execute(
             "UPDATE jobs SET status = $1, result = $2, error = $3, input_tokens = input_tokens + $4, \
                output_tokens = output_tokens + $5, total_tokens = total_tokens + $6, completed_at = $7, \
@@ -182,7 +189,14 @@ pub(super) async fn finish<D: Db>(db: &D, id: Id, worker: &str, outcome: &JobOut
             ],
         )
         .await?;
-    Ok(changed > 0)
+    if changed == 0 {
+        return Ok(false);
+    }
+    for (kind, payload) in events {
+        tx.fetch(APPEND_EVENT, &params![id, *kind, payload, switchboard_domain::now()]).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
 }
 
 pub(super) async fn retry<D: Db>(db: &D, id: Id, worker: &str, run_after: DateTime<Utc>, error: &str) -> Result<bool> {
@@ -196,6 +210,9 @@ pub(super) async fn retry<D: Db>(db: &D, id: Id, worker: &str, run_after: DateTi
     Ok(changed > 0)
 }
 
+const APPEND_EVENT: &str = "INSERT INTO job_events (job_id, seq, kind, payload, at) \
+     SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM job_events WHERE job_id = $1 RETURNING seq";
+
 pub(super) async fn append_event<D: Db>(
     db: &D,
     job: Id,
@@ -203,9 +220,7 @@ pub(super) async fn append_event<D: Db>(
     payload: &serde_json::Value,
     durable: bool,
 ) -> Result<i64> {
-    const SQL: &str = "INSERT INTO job_events (job_id, seq, kind, payload, at) \
-         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM job_events WHERE job_id = $1 \
-         RETURNING seq";
+    const SQL: &str = APPEND_EVENT;
     let params = params![job, kind, payload, switchboard_domain::now()];
     let rows = match db.relaxed_commit().filter(|_| !durable) {
         Some(relax) => {

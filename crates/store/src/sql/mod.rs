@@ -359,8 +359,14 @@ impl<D: Db> Store for SqlStore<D> {
         jobs::renew_lease(&self.db, id, worker, lease_until).await
     }
 
-    async fn finish_job(&self, id: Id, worker: &str, outcome: &JobOutcome) -> Result<bool> {
-        jobs::finish(&self.db, id, worker, outcome).await
+    async fn finish_job(
+        &self,
+        id: Id,
+        worker: &str,
+        outcome: &JobOutcome,
+        events: &[(&str, serde_json::Value)],
+    ) -> Result<bool> {
+        jobs::finish(&self.db, id, worker, outcome, events).await
     }
 
     async fn retry_job(&self, id: Id, worker: &str, run_after: DateTime<Utc>, error: &str) -> Result<bool> {
