@@ -34,8 +34,12 @@ impl Runner for JobRunner {
         let text = job.input["message"].as_str().unwrap_or_default().to_owned();
         let model = job.input["model"].as_str().map(str::to_owned);
         // A previous run stored its reply and died before recording the job as done: that reply
-        // is the result (the model is not asked again, and no second reply is stored).
-        let stored = state.store.job_reply(job.user_id, conversation, job.id).await;
+        // is the result (the model is not asked again, and no second reply is stored). The
+        // first attempt has no previous run to look for.
+        let stored = match job.attempts {
+            ..=1 => Ok(None),
+            _ => state.store.job_reply(job.user_id, conversation, job.id).await,
+        };
         if let Some(reply) = stored.map_err(|e| RunError::Retryable(e.to_string()))? {
             let m = &reply.metadata;
             return Ok(RunOutput {

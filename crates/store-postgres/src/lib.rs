@@ -14,9 +14,13 @@ use switchboard_store::{Result, SqlStore, StoreError};
 /// The store on a PostgreSQL database.
 pub type PostgresStore = SqlStore<Postgres>;
 
-/// The driver: one pool for reads and writes (PostgreSQL handles concurrent writers itself).
+/// The driver: one pool for reads and writes (PostgreSQL handles concurrent writers itself), and
+/// a small one whose sessions commit without waiting for the log flush, for writes a crash may
+/// lose harmlessly ([`Db::execute_returning_relaxed`]).
 pub struct Postgres {
     pool: PgPool,
+    relaxed: PgPool,
+    announce: tokio::sync::mpsc::Sender<()>,
 }
 
 /// Connects to `url`, retrying for up to `connect_timeout` while the database is not yet
@@ -27,11 +31,7 @@ pub async fn connect(url: &str, connect_timeout: Duration) -> Result<PostgresSto
     let deadline = Instant::now() + connect_timeout;
     let mut delay = Duration::from_millis(100);
     let pool = loop {
-        let attempt = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
-            .await;
+        let attempt = pool_options(16).connect_with(options.clone()).await;
         match attempt {
             Ok(pool) => break pool,
             Err(e) if Instant::now() + delay < deadline && is_transient(&e) => {
@@ -43,8 +43,45 @@ pub async fn connect(url: &str, connect_timeout: Duration) -> Result<PostgresSto
         }
     };
     sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::Migration(e.into()))?;
+    let relaxed = pool_options(4).connect_lazy_with(options.options([("synchronous_commit", "off")]));
     tracing::debug!("postgres store ready");
-    Ok(SqlStore::new(Postgres { pool }))
+    let announce = announcer(pool.clone());
+    Ok(SqlStore::new(Postgres { pool, relaxed, announce }))
+}
+
+/// Announces enqueued jobs to every process's idle workers, one `NOTIFY` at a time: enqueues
+/// that come while one is on its way share the next, so under load it costs one statement per
+/// round trip rather than one per job, and an enqueue never waits for it.
+fn announcer(pool: PgPool) -> tokio::sync::mpsc::Sender<()> {
+    let (announce, mut asked) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while asked.recv().await.is_some() {
+            if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(JOBS_CHANNEL).execute(&pool).await {
+                tracing::warn!(error = %e, "could not announce a new job; workers will find it by polling");
+            }
+        }
+    });
+    announce
+}
+
+/// A pool of up to `size` connections. A connection idle for a while is checked with a round trip
+/// before it is handed out (the database may have restarted meanwhile); one in steady use is not:
+/// checking every time cost a round trip per statement, a third of them under load. A connection
+/// that breaks in use fails its statement (503) and is closed.
+fn pool_options(size: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= Duration::from_secs(2) {
+                    use sqlx::Connection;
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 fn is_transient(e: &sqlx::Error) -> bool {
@@ -125,12 +162,6 @@ impl Db for Postgres {
         "FOR UPDATE SKIP LOCKED"
     }
 
-    /// Asynchronous commit for this transaction only: the commit returns without waiting for the
-    /// log flush; a crash may lose it, never corrupts anything.
-    fn relaxed_commit(&self) -> Option<&'static str> {
-        Some("SET LOCAL synchronous_commit = off")
-    }
-
     async fn fetch(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Record>> {
         records(query(sql, params).fetch_all(&self.pool).await.map_err(store_error)?)
     }
@@ -143,6 +174,12 @@ impl Db for Postgres {
         self.fetch(sql, params).await
     }
 
+    /// Asynchronous commit (the relaxed pool's sessions): the commit returns without waiting for
+    /// the log flush; a crash may lose it, never corrupts anything.
+    async fn execute_returning_relaxed(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Record>> {
+        records(query(sql, params).fetch_all(&self.relaxed).await.map_err(store_error)?)
+    }
+
     async fn begin(&self) -> Result<PgTx> {
         Ok(PgTx(self.pool.begin().await.map_err(store_error)?))
     }
@@ -153,14 +190,14 @@ impl Db for Postgres {
     }
 
     async fn close(&self) {
+        self.relaxed.close().await;
         self.pool.close().await;
     }
 
     /// Wakes idle workers of every process at once.
     async fn jobs_enqueued(&self) {
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(JOBS_CHANNEL).execute(&self.pool).await {
-            tracing::warn!(error = %e, "could not announce a new job; workers will find it by polling");
-        }
+        // Full: an announcement is already waiting to go, and covers this job too.
+        let _ = self.announce.try_send(());
     }
 
     /// LISTEN on the jobs channel; the listener reconnects by itself after a database restart.

@@ -160,11 +160,6 @@ impl Db for Sqlite {
         ""
     }
 
-    /// The single writer commits in microseconds (write-ahead log, `synchronous = NORMAL`).
-    fn relaxed_commit(&self) -> Option<&'static str> {
-        None
-    }
-
     async fn fetch(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Record>> {
         let reader = self.reader()?;
         value::fetch(&reader, sql, params)

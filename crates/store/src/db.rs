@@ -192,11 +192,6 @@ pub trait Db: Send + Sync + 'static {
     /// exist, nothing where a single writer serialises them already.
     fn skip_locked(&self) -> &'static str;
 
-    /// A statement that lets the current transaction's commit return before the database has
-    /// flushed it to disk (for writes a crash may lose harmlessly); `None` where commits do not
-    /// wait for the disk in a way worth avoiding.
-    fn relaxed_commit(&self) -> Option<&'static str>;
-
     /// Runs a read-only statement and returns its rows.
     async fn fetch(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Record>>;
 
@@ -205,6 +200,15 @@ pub trait Db: Send + Sync + 'static {
 
     /// Runs one writing statement with `RETURNING` on its own (committed at once).
     async fn execute_returning(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Record>>;
+
+    /// [`Db::execute_returning`] for a write a crash may lose harmlessly (a progress event; a job
+    /// claim, which a crash returns to the queue): its commit need not wait for the database to
+    /// flush it to disk. It is visible to everyone at once, and the next ordinary commit makes it
+    /// durable too. Where commits do not wait for the disk in a way worth avoiding, the same as
+    /// `execute_returning`.
+    async fn execute_returning_relaxed(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Record>> {
+        self.execute_returning(sql, params).await
+    }
 
     /// Starts a write transaction. Dropping it without [`Tx::commit`] rolls it back.
     async fn begin(&self) -> Result<Self::Tx>;

@@ -417,16 +417,31 @@ pub(crate) struct Begun {
 /// model failure loses nothing. Credentials sent along are checked and stored first: a bad one
 /// refuses the whole request and stores nothing of it.
 pub(crate) async fn begin(state: &AppState, owner: Uuid, req: ChatRequest) -> ApiResult<Begun> {
-    Ok(begin_with_job(state, owner, req, None).await?.0)
+    let model = req.model.clone();
+    let (started, text, credentials_given) = store_turn(state, owner, req, None).await?;
+    load_turn(state, owner, started.conversation, started.message.id, model, credentials_given, text).await
 }
 
-/// [`begin`], enqueuing `job` in the same transaction as the message (a background run of it).
-pub(crate) async fn begin_with_job(
+/// [`begin`] for a background run: enqueues `job` in the same transaction as the message, and
+/// leaves the history to the worker that runs it.
+pub(crate) async fn enqueue_turn(
+    state: &AppState,
+    owner: Uuid,
+    req: ChatRequest,
+    job: switchboard_domain::NewJob,
+) -> ApiResult<switchboard_domain::Job> {
+    let (started, ..) = store_turn(state, owner, req, Some(job)).await?;
+    Ok(started.job.expect("start_turn enqueues the job it is given"))
+}
+
+/// What [`begin`] and [`enqueue_turn`] share: the checks, the credentials, the stored message.
+/// Returns the stored turn, the trimmed text, and whether credentials came with it.
+async fn store_turn(
     state: &AppState,
     owner: Uuid,
     req: ChatRequest,
     job: Option<switchboard_domain::NewJob>,
-) -> ApiResult<(Begun, Option<switchboard_domain::Job>)> {
+) -> ApiResult<(switchboard_store::Started, String, bool)> {
     let text = validate_message(&req.message, state.config.max_message_chars)?;
     if let Some(model) = &req.model {
         if !state.config.models.iter().any(|m| m == model) {
@@ -462,17 +477,7 @@ pub(crate) async fn begin_with_job(
         job,
     };
     let started = state.store.start_turn(owner, turn).await?.ok_or_else(|| ApiError::not_found("conversation"))?;
-    let begun = load_turn(
-        state,
-        owner,
-        started.conversation,
-        started.message.id,
-        req.model,
-        credentials_given,
-        text.to_owned(),
-    )
-    .await?;
-    Ok((begun, started.job))
+    Ok((started, text.to_owned(), credentials_given))
 }
 
 /// A turn whose user message was stored earlier (a queued job's), with the history as it is now.

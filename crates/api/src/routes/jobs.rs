@@ -17,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::chat::{begin_with_job, ChatRequest};
+use super::chat::{enqueue_turn, ChatRequest};
 use super::PageQuery;
 use crate::auth::{Admin, Auth};
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -110,8 +110,7 @@ pub(crate) async fn enqueue(state: &AppState, owner: Uuid, req: JobRequest) -> A
         input: json!({ "message": message, "model": model, "agent_id": agent_id }),
         max_attempts: state.config.job_max_attempts,
     };
-    let (_, job) = begin_with_job(state, owner, chat, Some(job)).await?;
-    let job = job.expect("start_turn enqueues the job it is given");
+    let job = enqueue_turn(state, owner, chat, job).await?;
     state.jobs.enqueued(job.id).await;
     tracing::info!(job = %job.id, kind, "job enqueued");
     Ok(job)

@@ -137,10 +137,10 @@ pub(super) async fn start_turn<D: Db>(db: &D, owner: Id, turn: StartTurn) -> Res
             id
         }
     };
-    let Some(message) = insert_message(&mut tx, owner, conversation_id, turn.message, now).await? else {
+    let Some((conversation, message)) = insert_message(&mut tx, owner, conversation_id, turn.message, now).await?
+    else {
         return Ok(None);
     };
-    let conversation = conversation(single(tx.fetch(GET, &params![owner, conversation_id]).await?)?)?;
     let job = match turn.job {
         None => None,
         Some(new) => {
@@ -183,32 +183,30 @@ pub(super) async fn append_message<D: Db>(
 ) -> Result<Option<Message>> {
     let now = switchboard_domain::now();
     let mut tx = db.begin().await?;
-    let message = insert_message(&mut tx, owner, conversation, message, now).await?;
+    let message = insert_message(&mut tx, owner, conversation, message, now).await?.map(|(_, message)| message);
     if message.is_some() {
         tx.commit().await?;
     }
     Ok(message)
 }
 
-/// Bumps the conversation (proving it is the owner's) and inserts the message; `None` when the
-/// conversation is not the owner's.
+/// Bumps the conversation (proving it is the owner's) and inserts the message; returns both, or
+/// `None` when the conversation is not the owner's.
 async fn insert_message<T: Tx>(
     tx: &mut T,
     owner: Id,
     conversation: Id,
     message: NewMessage,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Option<Message>> {
-    let bumped = tx
-        .execute(
-            "UPDATE conversations SET updated_at = $1, message_count = message_count + 1 \
-             WHERE user_id = $2 AND id = $3",
-            &params![now, owner, conversation],
-        )
-        .await?;
-    if bumped == 0 {
+) -> Result<Option<(Conversation, Message)>> {
+    const BUMP: &str = concat!(
+        "UPDATE conversations SET updated_at = $1, message_count = message_count + 1 \
+         WHERE user_id = $2 AND id = $3 RETURNING ",
+        columns!()
+    );
+    let Some(bumped) = first(tx.fetch(BUMP, &params![now, owner, conversation]).await?) else {
         return Ok(None);
-    }
+    };
     let id = switchboard_domain::new_id();
     tx.execute(
         "INSERT INTO messages (id, conversation_id, user_id, role, content, metadata, created_at) \
@@ -216,12 +214,13 @@ async fn insert_message<T: Tx>(
         &params![id, conversation, owner, message.role.as_str(), &message.content, &message.metadata, now],
     )
     .await?;
-    Ok(Some(Message {
+    let message = Message {
         id,
         conversation_id: conversation,
         role: message.role,
         content: message.content,
         metadata: message.metadata,
         created_at: now,
-    }))
+    };
+    Ok(Some((self::conversation(bumped)?, message)))
 }

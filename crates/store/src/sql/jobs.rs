@@ -82,29 +82,25 @@ pub(super) async fn cancel<D: Db>(db: &D, owner: Id, id: Id) -> Result<Option<Jo
 }
 
 pub(super) async fn claim<D: Db>(db: &D, worker: &str, lease_until: DateTime<Utc>) -> Result<Option<Job>> {
-    // First a job whose worker stopped renewing its lease (rare), else the oldest due one: two
-    // statements, each a short walk down an index that stops at the first job it can take. (One
-    // statement with an OR of both made both databases gather and sort every queued job to pick
-    // one, so a backlog slowed every claim.)
-    const PICKS: [&str; 2] = [
-        "status = 'running' AND lease_until < $3 ORDER BY lease_until, id",
-        "status = 'queued' AND run_after <= $3 ORDER BY run_after, id",
-    ];
+    // First a job whose worker stopped renewing its lease (rare), else the oldest due one: each
+    // a short walk down an index that stops at the first job it can take, the second run only
+    // when the first finds none. (An `OR` of both made both databases gather and sort every
+    // queued job to pick one, so a backlog slowed every claim.) The commit is relaxed: a claim
+    // a crash loses puts the job back in the queue, as the crash of its worker would.
+    let skip_locked = db.skip_locked();
+    let sql = format!(
+        "UPDATE jobs SET status = 'running', attempts = attempts + 1, worker = $1, lease_until = $2, \
+           started_at = COALESCE(started_at, $3) \
+         WHERE id = COALESCE(\
+           (SELECT id FROM jobs WHERE status = 'running' AND lease_until < $3 \
+              ORDER BY lease_until, id LIMIT 1 {skip_locked}), \
+           (SELECT id FROM jobs WHERE status = 'queued' AND run_after <= $3 \
+              ORDER BY run_after, id LIMIT 1 {skip_locked})) \
+         RETURNING {}",
+        job_columns!()
+    );
     let now = switchboard_domain::now();
-    for pick in PICKS {
-        let sql = format!(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, worker = $1, lease_until = $2, \
-               started_at = COALESCE(started_at, $3) \
-             WHERE id = (SELECT id FROM jobs WHERE {pick} LIMIT 1 {}) \
-             RETURNING {}",
-            db.skip_locked(),
-            job_columns!()
-        );
-        if let Some(row) = first(db.execute_returning(&sql, &params![worker, lease_until, now]).await?) {
-            return job(row).map(Some);
-        }
-    }
-    Ok(None)
+    first(db.execute_returning_relaxed(&sql, &params![worker, lease_until, now]).await?).map(job).transpose()
 }
 
 pub(super) async fn claim_by_id<D: Db>(
@@ -220,17 +216,10 @@ pub(super) async fn append_event<D: Db>(
     payload: &serde_json::Value,
     durable: bool,
 ) -> Result<i64> {
-    const SQL: &str = APPEND_EVENT;
     let params = params![job, kind, payload, switchboard_domain::now()];
-    let rows = match db.relaxed_commit().filter(|_| !durable) {
-        Some(relax) => {
-            let mut tx = db.begin().await?;
-            tx.execute(relax, &[]).await?;
-            let rows = tx.fetch(SQL, &params).await?;
-            tx.commit().await?;
-            rows
-        }
-        None => db.execute_returning(SQL, &params).await?,
+    let rows = match durable {
+        true => db.execute_returning(APPEND_EVENT, &params).await?,
+        false => db.execute_returning_relaxed(APPEND_EVENT, &params).await?,
     };
     single(rows)?.int()
 }
