@@ -124,23 +124,41 @@ pub(super) async fn start_turn<D: Db>(db: &D, owner: Id, turn: StartTurn) -> Res
     );
     let now = switchboard_domain::now();
     let mut tx = db.begin().await?;
-    let conversation_id = match turn.conversation_id {
-        Some(id) => id,
+    let (conversation, message) = match turn.conversation_id {
+        Some(id) => match insert_message(&mut tx, owner, id, turn.message, now).await? {
+            Some(stored) => stored,
+            None => return Ok(None),
+        },
         None => {
-            let id = switchboard_domain::new_id();
+            // A new conversation is created holding its first message (no bump to make).
+            let conversation = Conversation {
+                id: switchboard_domain::new_id(),
+                title: turn.title,
+                status: "active".into(),
+                context: serde_json::json!({}),
+                message_count: 1,
+                created_at: now,
+                updated_at: now,
+            };
             tx.execute(
                 "INSERT INTO conversations (id, user_id, title, status, context, message_count, created_at, updated_at) \
-                 VALUES ($1, $2, $3, 'active', $4, 0, $5, $5)",
-                &params![id, owner, &turn.title, &serde_json::json!({}), now],
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                &params![
+                    conversation.id,
+                    owner,
+                    &conversation.title,
+                    &conversation.status,
+                    &conversation.context,
+                    conversation.message_count,
+                    now
+                ],
             )
             .await?;
-            id
+            let message = insert_message_row(&mut tx, owner, conversation.id, turn.message, now).await?;
+            (conversation, message)
         }
     };
-    let Some((conversation, message)) = insert_message(&mut tx, owner, conversation_id, turn.message, now).await?
-    else {
-        return Ok(None);
-    };
+    let conversation_id = conversation.id;
     let job = match turn.job {
         None => None,
         Some(new) => {
@@ -207,6 +225,18 @@ async fn insert_message<T: Tx>(
     let Some(bumped) = first(tx.fetch(BUMP, &params![now, owner, conversation]).await?) else {
         return Ok(None);
     };
+    let message = insert_message_row(tx, owner, conversation, message, now).await?;
+    Ok(Some((self::conversation(bumped)?, message)))
+}
+
+/// Inserts a message row into a conversation already proven to be the owner's.
+async fn insert_message_row<T: Tx>(
+    tx: &mut T,
+    owner: Id,
+    conversation: Id,
+    message: NewMessage,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Message> {
     let id = switchboard_domain::new_id();
     tx.execute(
         "INSERT INTO messages (id, conversation_id, user_id, role, content, metadata, created_at) \
@@ -214,13 +244,12 @@ async fn insert_message<T: Tx>(
         &params![id, conversation, owner, message.role.as_str(), &message.content, &message.metadata, now],
     )
     .await?;
-    let message = Message {
+    Ok(Message {
         id,
         conversation_id: conversation,
         role: message.role,
         content: message.content,
         metadata: message.metadata,
         created_at: now,
-    };
-    Ok(Some((self::conversation(bumped)?, message)))
+    })
 }
