@@ -217,9 +217,10 @@ pub(super) async fn append_event<D: Db>(
     durable: bool,
 ) -> Result<i64> {
     let params = params![job, kind, payload, switchboard_domain::now()];
-    let rows = match durable {
-        true => db.execute_returning(APPEND_EVENT, &params).await?,
-        false => db.execute_returning_relaxed(APPEND_EVENT, &params).await?,
+    let rows = if durable {
+        db.execute_returning(APPEND_EVENT, &params).await?
+    } else {
+        db.execute_returning_relaxed(APPEND_EVENT, &params).await?
     };
     single(rows)?.int()
 }
