@@ -165,11 +165,13 @@ impl Catalog {
                 Err(e) => tracing::warn!(error = %e, "embedding the query failed; searching with BM25 only"),
             }
         }
-        if !loaded.index.is_warm() {
-            let index = loaded.index.clone();
-            tokio::task::spawn_blocking(move || index.warm()).await.map_err(|e| CatalogError::Index(e.to_string()))?;
-        }
-        let mut hits = loaded.index.search(&query, Method::Hybrid, limit);
+        // Off the async runtime: the first search builds the lexical index (about a second for
+        // 10,000 entries), and scoring every vector of a large catalog takes milliseconds that
+        // other requests on this thread would otherwise wait out.
+        let index = loaded.index.clone();
+        let mut hits = tokio::task::spawn_blocking(move || index.search(&query, Method::Hybrid, limit))
+            .await
+            .map_err(|e| CatalogError::Index(e.to_string()))?;
         hits.retain(|h| h.score >= threshold);
         Ok(hits)
     }

@@ -103,16 +103,6 @@ impl SearchIndex {
         Ok(Self { entries, bm25: std::sync::OnceLock::new(), vectors })
     }
 
-    /// Builds the lexical index if no search has yet (a large catalog takes a while: call it
-    /// off the async runtime).
-    pub fn warm(&self) {
-        self.lexical_index();
-    }
-
-    pub fn is_warm(&self) -> bool {
-        self.bm25.get().is_some()
-    }
-
     fn lexical_index(&self) -> &Result<bm25::Bm25, String> {
         self.bm25
             .get_or_init(|| bm25::Bm25::build(&self.entries).map_err(|e| format!("cannot build the search index: {e}")))
