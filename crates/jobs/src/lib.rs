@@ -394,7 +394,7 @@ impl Workers {
             return self.finish(worker, &job, JobStatus::Failed, None, Some(error), RunOutput::default()).await;
         }
         tracing::info!(job = %job.id, attempt = job.attempts, worker, "job started");
-        events.emit("status", json!({"status": "running", "attempt": job.attempts, "worker": worker})).await;
+        // The claim recorded the `running` event (`Store::claim_job`).
         let lost = CancellationToken::new();
         let cancelled = CancellationToken::new();
         let renewing = self.renew(worker, job.id, lost.clone(), cancelled.clone());

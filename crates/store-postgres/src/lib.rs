@@ -162,6 +162,10 @@ impl Db for Postgres {
         "FOR UPDATE SKIP LOCKED"
     }
 
+    fn writes_in_with(&self) -> bool {
+        true
+    }
+
     async fn fetch(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Record>> {
         records(query(sql, params).fetch_all(&self.pool).await.map_err(store_error)?)
     }

@@ -192,6 +192,12 @@ pub trait Db: Send + Sync + 'static {
     /// exist, nothing where a single writer serialises them already.
     fn skip_locked(&self) -> &'static str;
 
+    /// Whether a statement's `WITH` clause may write (PostgreSQL's data-modifying common table
+    /// expressions), so related writes can share one round trip.
+    fn writes_in_with(&self) -> bool {
+        false
+    }
+
     /// Runs a read-only statement and returns its rows.
     async fn fetch(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Record>>;
 

@@ -85,22 +85,19 @@ pub(super) async fn claim<D: Db>(db: &D, worker: &str, lease_until: DateTime<Utc
     // First a job whose worker stopped renewing its lease (rare), else the oldest due one: each
     // a short walk down an index that stops at the first job it can take, the second run only
     // when the first finds none. (An `OR` of both made both databases gather and sort every
-    // queued job to pick one, so a backlog slowed every claim.) The commit is relaxed: a claim
-    // a crash loses puts the job back in the queue, as the crash of its worker would.
+    // queued job to pick one, so a backlog slowed every claim.)
     let skip_locked = db.skip_locked();
-    let sql = format!(
+    let update = format!(
         "UPDATE jobs SET status = 'running', attempts = attempts + 1, worker = $1, lease_until = $2, \
            started_at = COALESCE(started_at, $3) \
          WHERE id = COALESCE(\
            (SELECT id FROM jobs WHERE status = 'running' AND lease_until < $3 \
               ORDER BY lease_until, id LIMIT 1 {skip_locked}), \
            (SELECT id FROM jobs WHERE status = 'queued' AND run_after <= $3 \
-              ORDER BY run_after, id LIMIT 1 {skip_locked})) \
-         RETURNING {}",
-        job_columns!()
+              ORDER BY run_after, id LIMIT 1 {skip_locked}))"
     );
     let now = switchboard_domain::now();
-    first(db.execute_returning_relaxed(&sql, &params![worker, lease_until, now]).await?).map(job).transpose()
+    claim_noted(db, &update, &params![worker, lease_until, now], now).await
 }
 
 pub(super) async fn claim_by_id<D: Db>(
@@ -109,16 +106,12 @@ pub(super) async fn claim_by_id<D: Db>(
     worker: &str,
     lease_until: DateTime<Utc>,
 ) -> Result<crate::ClaimById> {
-    const SQL: &str = concat!(
-        "UPDATE jobs SET status = 'running', attempts = attempts + 1, worker = $1, lease_until = $2, \
+    const UPDATE: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, worker = $1, lease_until = $2, \
            started_at = COALESCE(started_at, $3) \
-         WHERE id = $4 AND ((status = 'queued' AND run_after <= $3) OR (status = 'running' AND lease_until < $3)) \
-         RETURNING ",
-        job_columns!()
-    );
+         WHERE id = $4 AND ((status = 'queued' AND run_after <= $3) OR (status = 'running' AND lease_until < $3))";
     let now = switchboard_domain::now();
-    if let Some(row) = first(db.execute_returning(SQL, &params![worker, lease_until, now, id]).await?) {
-        return Ok(crate::ClaimById::Claimed(Box::new(job(row)?)));
+    if let Some(job) = claim_noted(db, UPDATE, &params![worker, lease_until, now, id], now).await? {
+        return Ok(crate::ClaimById::Claimed(Box::new(job)));
     }
     let Some(mut row) = first(db.fetch("SELECT status FROM jobs WHERE id = $1", &params![id]).await?) else {
         return Ok(crate::ClaimById::Gone);
@@ -128,6 +121,40 @@ pub(super) async fn claim_by_id<D: Db>(
         "queued" => crate::ClaimById::NotDue,
         _ => crate::ClaimById::Gone,
     })
+}
+
+/// Runs a claiming `UPDATE` (parameters $1 worker, $2 lease end, $3 now) and records the claimed
+/// job's `running` status event with it — in the same statement where the database allows it,
+/// else in one transaction. A job past its attempt limit gets no such event: its worker records
+/// it as failed without running it. The commit is relaxed: a claim a crash loses puts the job
+/// back in the queue, as the crash of its worker would.
+async fn claim_noted<D: Db>(
+    db: &D,
+    update: &str,
+    params: &[crate::db::Param<'_>],
+    now: DateTime<Utc>,
+) -> Result<Option<Job>> {
+    if db.writes_in_with() {
+        let sql = format!(
+            "WITH claimed AS ({update} RETURNING {columns}), \
+             noted AS (INSERT INTO job_events (job_id, seq, kind, payload, at) \
+               SELECT id, COALESCE((SELECT MAX(seq) FROM job_events WHERE job_id = claimed.id), 0) + 1, 'status', \
+                 jsonb_build_object('status', 'running', 'attempt', attempts, 'worker', worker), $3 \
+               FROM claimed WHERE attempts <= max_attempts) \
+             SELECT {columns} FROM claimed",
+            columns = job_columns!()
+        );
+        return first(db.execute_returning_relaxed(&sql, params).await?).map(job).transpose();
+    }
+    let mut tx = db.begin().await?;
+    let claimed =
+        first(tx.fetch(&format!("{update} RETURNING {}", job_columns!()), params).await?).map(job).transpose()?;
+    if let Some(job) = claimed.as_ref().filter(|j| j.attempts <= j.max_attempts) {
+        let event = serde_json::json!({"status": "running", "attempt": job.attempts, "worker": job.worker});
+        tx.fetch(APPEND_EVENT, &params![job.id, "status", &event, now]).await?;
+    }
+    tx.commit().await?;
+    Ok(claimed)
 }
 
 pub(super) async fn waiting<D: Db>(db: &D, limit: i64) -> Result<Vec<(Id, DateTime<Utc>)>> {
