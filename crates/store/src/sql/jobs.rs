@@ -192,31 +192,48 @@ pub(super) async fn finish<D: Db>(
     outcome: &JobOutcome,
     events: &[(&str, serde_json::Value)],
 ) -> Result<bool> {
+    const UPDATE: &str = "UPDATE jobs SET status = $1, result = $2, error = $3, input_tokens = input_tokens + $4, \
+           output_tokens = output_tokens + $5, total_tokens = total_tokens + $6, completed_at = $7, \
+           lease_until = NULL \
+         WHERE id = $8 AND worker = $9 AND status = 'running'";
+    let now = switchboard_domain::now();
+    let mut values = params![
+        outcome.status.as_str(),
+        outcome.result.as_ref(),
+        outcome.error.as_deref(),
+        outcome.input_tokens,
+        outcome.output_tokens,
+        outcome.total_tokens,
+        now,
+        id,
+        worker
+    ]
+    .to_vec();
+    if db.writes_in_with() && !events.is_empty() {
+        // One statement: the outcome and its events, numbered after the job's last event.
+        let mut rows = Vec::with_capacity(events.len());
+        for (n, (kind, payload)) in events.iter().enumerate() {
+            rows.push(format!("({}, ${}::text, ${}::jsonb)", n + 1, values.len() + 1, values.len() + 2));
+            values.push(crate::db::Param::from(*kind));
+            values.push(crate::db::Param::from(payload));
+        }
+        let sql = format!(
+            "WITH done AS ({UPDATE} RETURNING id), \
+             noted AS (INSERT INTO job_events (job_id, seq, kind, payload, at) \
+               SELECT done.id, (SELECT COALESCE(MAX(seq), 0) FROM job_events WHERE job_id = done.id) + e.n, \
+                 e.kind, e.payload, $7 \
+               FROM done, (VALUES {}) AS e(n, kind, payload)) \
+             SELECT id FROM done",
+            rows.join(", ")
+        );
+        return Ok(!db.execute_returning(&sql, &values).await?.is_empty());
+    }
     let mut tx = db.begin().await?;
-    let changed = tx
-        .execute(
-            "UPDATE jobs SET status = $1, result = $2, error = $3, input_tokens = input_tokens + $4, \
-               output_tokens = output_tokens + $5, total_tokens = total_tokens + $6, completed_at = $7, \
-               lease_until = NULL \
-             WHERE id = $8 AND worker = $9 AND status = 'running'",
-            &params![
-                outcome.status.as_str(),
-                outcome.result.as_ref(),
-                outcome.error.as_deref(),
-                outcome.input_tokens,
-                outcome.output_tokens,
-                outcome.total_tokens,
-                switchboard_domain::now(),
-                id,
-                worker
-            ],
-        )
-        .await?;
-    if changed == 0 {
+    if tx.execute(UPDATE, &values).await? == 0 {
         return Ok(false);
     }
     for (kind, payload) in events {
-        tx.fetch(APPEND_EVENT, &params![id, *kind, payload, switchboard_domain::now()]).await?;
+        tx.fetch(APPEND_EVENT, &params![id, *kind, payload, now]).await?;
     }
     tx.commit().await?;
     Ok(true)
