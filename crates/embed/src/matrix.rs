@@ -105,12 +105,18 @@ fn score_block(rows: &[i8], queries: &[i16], dimension: usize, out: &mut [i32]) 
     portable(rows, queries, dimension, out);
 }
 
+/// The dot product of a row's integers with a query's, one component at a time.
+#[inline(always)]
+fn integer_dot(row: &[i8], query: &[i16]) -> i32 {
+    row.iter().zip(query).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum()
+}
+
 #[inline(always)]
 fn portable(rows: &[i8], queries: &[i16], dimension: usize, out: &mut [i32]) {
     let k = queries.len() / dimension;
     for (row, out) in rows.chunks_exact(dimension).zip(out.chunks_exact_mut(k)) {
         for (query, slot) in queries.chunks_exact(dimension).zip(out) {
-            *slot = row.iter().zip(query).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum();
+            *slot = integer_dot(row, query);
         }
     }
 }
@@ -167,13 +173,7 @@ impl WithSimd for Avx2Kernel<'_> {
                 let total = avx2
                     ._mm256_add_epi32(avx2._mm256_add_epi32(sums[0], sums[1]), avx2._mm256_add_epi32(sums[2], sums[3]));
                 let lanes: [i32; 8] = cast(total);
-                let rest: i32 = row_blocks
-                    .remainder()
-                    .iter()
-                    .zip(query_blocks.remainder())
-                    .map(|(&a, &b)| i32::from(a) * i32::from(b))
-                    .sum();
-                *slot = lanes.iter().sum::<i32>() + rest;
+                *slot = lanes.iter().sum::<i32>() + integer_dot(row_blocks.remainder(), query_blocks.remainder());
             }
         }
     }
