@@ -58,8 +58,16 @@ print(f"{len(done)}|{len(rows)}|{span:.3f}|{pct(0.5):.2f}|{pct(0.99):.2f}|{event
 PY
 }
 
-printf "\n%-9s %-7s %9s %9s %11s %11s %11s %11s %11s\n" backend workers jobs "span s" "jobs/s" "wait p50ms" "wait p99ms" \
-  "events/job" "CPU ms/job"
+# PostgreSQL's CPU time: its live processes', and (through the postmaster) that of those that exited.
+pg_ticks() {
+  local pm; pm=$(pgrep -o -x postgres) || { echo 0; return; }
+  { for p in $(pgrep -x postgres); do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done
+    awk '{print $16 + $17}' "/proc/$pm/stat"; } | awk '{n += $1} END {print n + 0}'
+}
+ms_per_job() { python3 -c "import os; print($1 * 1000 / os.sysconf('SC_CLK_TCK') / $2)"; }
+
+printf "\n%-9s %-7s %9s %9s %11s %11s %11s %11s %11s %11s\n" backend workers jobs "span s" "jobs/s" "wait p50ms" "wait p99ms" \
+  "events/job" "CPU ms/job" "PG ms/job"
 for backend in $BACKENDS; do
   for w in $WORKERS; do
     data="$work/data-$backend-$w"; db_args=()
@@ -76,6 +84,7 @@ for backend in $BACKENDS; do
       --llm-base-url http://127.0.0.1:9998/v1 --llm-model mock-gpt > "$work/sb.out" 2> "$work/sb.err" & sb=$!
     for _ in $(seq 200); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.05; done
     token="$("$bin" token --user bench --data-dir "$data" --ttl 2h)"
+    pg_before=$(pg_ticks)
     if [ "$RATE" = 0 ]; then
       TOKEN="$token" wrk -t2 -c"$C" -d"${D}s" -s "$work/jobs.lua" "http://127.0.0.1:$PORT" > "$work/wrk.txt"
     else
@@ -104,12 +113,12 @@ PY
       figures=$(sqlite_stats "$data/switchboard.db")
     fi
     ticks=$(awk '{print $14 + $15}' "/proc/$sb/stat")  # the server's CPU time (user + system), robust to a busy host
+    pg=$(( $(pg_ticks) - pg_before ))  # (the embedded queue: whatever else used PostgreSQL meanwhile)
     kill "$sb"; wait "$sb" 2>/dev/null || true
     [ "$backend" != sqlite ] && psql -q "$PG" -c "DROP DATABASE IF EXISTS $name"
     [ "$backend" = redis ] && redis-cli -u "$REDIS" --scan --pattern "bench-$$-$w:*" | xargs -r redis-cli -u "$REDIS" del >/dev/null
     IFS='|' read -r done total span p50 p99 events <<< "$figures"
-    printf "%-9s %-7s %9s %9.2f %11.0f %11.2f %11.2f %11.1f %11.2f\n" "$backend" "$w" "$done/$total" "$span" \
-      "$(python3 -c "print($done / $span)")" "$p50" "$p99" "$events" \
-      "$(python3 -c "import os; print($ticks * 1000 / os.sysconf('SC_CLK_TCK') / $done)")"
+    printf "%-9s %-7s %9s %9.2f %11.0f %11.2f %11.2f %11.1f %11.2f %11.2f\n" "$backend" "$w" "$done/$total" "$span" \
+      "$(python3 -c "print($done / $span)")" "$p50" "$p99" "$events" "$(ms_per_job "$ticks" "$done")" "$(ms_per_job "$pg" "$done")"
   done
 done

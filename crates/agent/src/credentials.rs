@@ -251,13 +251,13 @@ impl Credentials {
 
     /// Every server the user has credentials or a connected account for.
     pub async fn status(&self, owner: Id) -> Result<Vec<ServerCredentials>, CredentialError> {
-        let stored = self.store.credentials(owner, None).await?;
+        let (stored, connected) = self.store.credentials_and_connected(owner).await?;
         let mut by_server: BTreeMap<String, Vec<SealedCredential>> = BTreeMap::new();
-        for c in &stored {
-            by_server.entry(c.server.clone()).or_default().push(c.clone());
+        for c in stored {
+            by_server.entry(c.server.clone()).or_default().push(c);
         }
-        for connection in self.store.connections(owner).await? {
-            by_server.entry(connection.server).or_default();
+        for server in connected {
+            by_server.entry(server).or_default();
         }
         let mut out = Vec::new();
         for (slug, rows) in by_server {

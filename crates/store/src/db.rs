@@ -134,6 +134,21 @@ impl Record {
         Record { values: values.into_iter(), column: 0 }
     }
 
+    /// The next `n` columns as a record of their own, so a row joining two tables' columns is
+    /// decoded by each table's decoder in turn.
+    pub fn split(&mut self, n: usize) -> Record {
+        let values: Vec<Value> = self.values.by_ref().take(n).collect();
+        let column = self.column;
+        self.column += n;
+        Record { values: values.into_iter(), column }
+    }
+
+    /// Whether the column `ahead` places after the next one is NULL (an outer join's missing
+    /// side, a union's absent columns), without reading anything.
+    pub fn null_at(&self, ahead: usize) -> bool {
+        matches!(self.values.as_slice().get(ahead), Some(Value::Null))
+    }
+
     fn next_value(&mut self) -> Result<(usize, Value)> {
         let column = self.column;
         self.column += 1;

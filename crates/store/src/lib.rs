@@ -110,8 +110,14 @@ pub trait Store: Send + Sync + 'static {
     /// conversation is not the owner's.
     async fn list_messages(&self, owner: Id, conversation: Id, page: PageRequest) -> Result<Option<Page<Message>>>;
 
-    /// The last `n` messages of a conversation, oldest first (the model's context window).
-    async fn recent_messages(&self, owner: Id, conversation: Id, n: u32) -> Result<Vec<Message>>;
+    /// The conversation with its last `n` messages, oldest first (the model's context window), in
+    /// one read; `None` when the conversation is not the owner's.
+    async fn conversation_with_recent(
+        &self,
+        owner: Id,
+        conversation: Id,
+        n: u32,
+    ) -> Result<Option<(Conversation, Vec<Message>)>>;
 
     /// In one transaction: creates the conversation if asked, stores the message, and enqueues
     /// the job if there is one. `None` when `conversation_id` names a conversation that is not
@@ -165,6 +171,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The owner's sealed credentials (of one server, or all), by server and key.
     async fn credentials(&self, owner: Id, server: Option<&str>) -> Result<Vec<SealedCredential>>;
+
+    /// In one read: the owner's sealed credentials (by server and key) and the servers the owner
+    /// has connected an account for.
+    async fn credentials_and_connected(&self, owner: Id) -> Result<(Vec<SealedCredential>, Vec<String>)>;
 
     /// Deletes the owner's credentials of `server` (only `key`, when given); how many went.
     async fn delete_credentials(&self, owner: Id, server: &str, key: Option<&str>) -> Result<u64>;

@@ -419,7 +419,7 @@ pub(crate) struct Begun {
 pub(crate) async fn begin(state: &AppState, owner: Uuid, req: ChatRequest) -> ApiResult<Begun> {
     let model = req.model.clone();
     let (started, text, credentials_given) = store_turn(state, owner, req, None).await?;
-    load_turn(state, owner, started.conversation, started.message.id, model, credentials_given, text).await
+    load_turn(state, owner, started.conversation.id, started.message.id, model, credentials_given, text).await
 }
 
 /// [`begin`] for a background run: enqueues `job` in the same transaction as the message, and
@@ -490,8 +490,6 @@ pub(crate) async fn reopen(
     text: String,
     job: Uuid,
 ) -> ApiResult<Begun> {
-    let conversation =
-        state.store.get_conversation(owner, conversation).await?.ok_or_else(|| ApiError::not_found("conversation"))?;
     let mut begun = load_turn(state, owner, conversation, user_message_id, model, false, text).await?;
     begun.job = Some(job);
     Ok(begun)
@@ -500,13 +498,17 @@ pub(crate) async fn reopen(
 async fn load_turn(
     state: &AppState,
     owner: Uuid,
-    conversation: switchboard_domain::Conversation,
+    conversation: Uuid,
     user_message_id: Uuid,
     model: Option<String>,
     credentials_given: bool,
     text: String,
 ) -> ApiResult<Begun> {
-    let stored = state.store.recent_messages(owner, conversation.id, state.config.history_limit).await?;
+    let (conversation, stored) = state
+        .store
+        .conversation_with_recent(owner, conversation, state.config.history_limit)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
     let (messages, history_messages) = switchboard_agent::context::history(
         &stored,
         state.config.history_max_tokens,

@@ -71,6 +71,30 @@ pub(super) async fn credentials<D: Db>(db: &D, owner: Id, server: Option<&str>) 
     decode(db.fetch(SQL, &params![owner, server]).await?, |r| credential(r).map(|(_, c)| c))
 }
 
+pub(super) async fn credentials_and_connected<D: Db>(
+    db: &D,
+    owner: Id,
+) -> Result<(Vec<SealedCredential>, Vec<String>)> {
+    // One read: the credential rows, and a row per connected account with only its server.
+    const SQL: &str = concat!(
+        "SELECT ",
+        credential_columns!(),
+        " FROM credentials WHERE user_id = $1 \
+         UNION ALL SELECT user_id, server, NULL, NULL, NULL, NULL, NULL FROM connections WHERE user_id = $1 \
+         ORDER BY server, key"
+    );
+    let (mut credentials, mut connected) = (Vec::new(), Vec::new());
+    for mut row in db.fetch(SQL, &params![owner]).await? {
+        if row.null_at(2) {
+            row.id()?;
+            connected.push(row.text()?);
+        } else {
+            credentials.push(credential(row)?.1);
+        }
+    }
+    Ok((credentials, connected))
+}
+
 pub(super) async fn delete_credentials<D: Db>(db: &D, owner: Id, server: &str, key: Option<&str>) -> Result<u64> {
     db.execute(
         "DELETE FROM credentials WHERE user_id = $1 AND server = $2 AND ($3 IS NULL OR key = $3)",

@@ -19,6 +19,8 @@ macro_rules! message_columns {
     };
 }
 
+const COLUMNS: usize = super::column_count(columns!());
+
 const GET: &str = concat!("SELECT ", columns!(), " FROM conversations WHERE user_id = $1 AND id = $2");
 
 fn conversation(mut r: Record) -> Result<Conversation> {
@@ -105,15 +107,35 @@ pub(super) async fn messages<D: Db>(
     Ok(Some(paginate(items, page.limit, |m: &Message| Cursor { at: m.created_at, id: m.id })))
 }
 
-pub(super) async fn recent_messages<D: Db>(db: &D, owner: Id, conversation: Id, n: u32) -> Result<Vec<Message>> {
+pub(super) async fn with_recent<D: Db>(
+    db: &D,
+    owner: Id,
+    conversation: Id,
+    n: u32,
+) -> Result<Option<(Conversation, Vec<Message>)>> {
+    // One round trip: the conversation joined with its last `n` messages (or with one row of
+    // nulls when it has none), oldest first.
     const SQL: &str = concat!(
-        "SELECT ",
+        "SELECT c.*, m.* FROM (SELECT ",
+        columns!(),
+        " FROM conversations WHERE user_id = $1 AND id = $2) AS c \
+         LEFT JOIN (SELECT ",
         message_columns!(),
-        " FROM messages WHERE user_id = $1 AND conversation_id = $2 ORDER BY created_at DESC, id DESC LIMIT $3"
+        " FROM messages WHERE user_id = $1 AND conversation_id = $2 \
+           ORDER BY created_at DESC, id DESC LIMIT $3) AS m ON TRUE \
+         ORDER BY m.created_at, m.id"
     );
-    let mut items = decode(db.fetch(SQL, &params![owner, conversation, n]).await?, message)?;
-    items.reverse();
-    Ok(items)
+    let (mut found, mut messages) = (None, Vec::new());
+    for mut row in db.fetch(SQL, &params![owner, conversation, n]).await? {
+        let columns = row.split(COLUMNS);
+        if found.is_none() {
+            found = Some(self::conversation(columns)?);
+        }
+        if !row.null_at(0) {
+            messages.push(message(row)?);
+        }
+    }
+    Ok(found.map(|found| (found, messages)))
 }
 
 pub(super) async fn start_turn<D: Db>(db: &D, owner: Id, turn: StartTurn) -> Result<Option<Started>> {
@@ -122,6 +144,9 @@ pub(super) async fn start_turn<D: Db>(db: &D, owner: Id, turn: StartTurn) -> Res
          VALUES ($1, $2, $3, $4, 'queued', $5, $6, $6) RETURNING ",
         job_columns!()
     );
+    if db.writes_in_with() {
+        return start_turn_in_one(db, owner, turn).await;
+    }
     let now = switchboard_domain::now();
     let mut tx = db.begin().await?;
     let (conversation, message) = match turn.conversation_id {
@@ -182,6 +207,79 @@ pub(super) async fn start_turn<D: Db>(db: &D, owner: Id, turn: StartTurn) -> Res
     Ok(Some(Started { conversation, message, job }))
 }
 
+/// [`start_turn`] as one statement (a data-modifying `WITH`, where the database has them): the
+/// conversation created or bumped, the message, the job and its first event in one round trip
+/// and one commit. Nothing is written when the conversation is not the owner's.
+async fn start_turn_in_one<D: Db>(db: &D, owner: Id, turn: StartTurn) -> Result<Option<Started>> {
+    let now = switchboard_domain::now();
+    let message_id = switchboard_domain::new_id();
+    let conversation_id = turn.conversation_id.unwrap_or_else(switchboard_domain::new_id);
+    let new = turn.message;
+    let empty = serde_json::json!({});
+    let queued = serde_json::json!({"status": "queued"});
+    let job_id = switchboard_domain::new_id();
+    let job_input = turn.job.as_ref().map(|job| {
+        let mut input = job.input.clone();
+        input["conversation_id"] = serde_json::json!(conversation_id);
+        input["user_message_id"] = serde_json::json!(message_id);
+        input
+    });
+    // $1 owner, $2 now, $3 conversation, $4 message, $5 role, $6 content, $7 metadata.
+    let mut values =
+        params![owner, now, conversation_id, message_id, new.role.as_str(), &new.content, &new.metadata].to_vec();
+    let conversation_sql = match turn.conversation_id {
+        Some(_) => concat!(
+            "UPDATE conversations SET updated_at = $2, message_count = message_count + 1 \
+             WHERE user_id = $1 AND id = $3 RETURNING ",
+            columns!()
+        ),
+        None => {
+            values.extend(params![&turn.title, &empty]);
+            concat!(
+                "INSERT INTO conversations (id, user_id, title, status, context, message_count, created_at, updated_at) \
+                 VALUES ($3, $1, $8, 'active', $9, 1, $2, $2) RETURNING ",
+                columns!()
+            )
+        }
+    };
+    let mut sql = format!(
+        "WITH c AS ({conversation_sql}), \
+         m AS (INSERT INTO messages (id, conversation_id, user_id, role, content, metadata, created_at) \
+           SELECT $4, id, $1, $5, $6, $7, $2 FROM c)"
+    );
+    match (&turn.job, &job_input) {
+        (Some(job), Some(input)) => {
+            let n = values.len();
+            values.extend(params![job_id, &job.kind, input, job.max_attempts, &queued]);
+            sql.push_str(&format!(
+                ", j AS (INSERT INTO jobs (id, user_id, kind, input, status, max_attempts, run_after, created_at) \
+                   SELECT ${a}, $1, ${b}, ${c}, 'queued', ${d}, $2, $2 FROM c RETURNING {columns}), \
+                 e AS (INSERT INTO job_events (job_id, seq, kind, payload, at) SELECT id, 1, 'status', ${e}, $2 FROM j) \
+                 SELECT c.*, j.* FROM c, j",
+                a = n + 1,
+                b = n + 2,
+                c = n + 3,
+                d = n + 4,
+                e = n + 5,
+                columns = job_columns!()
+            ));
+        }
+        _ => sql.push_str(" SELECT * FROM c"),
+    }
+    let Some(mut row) = first(db.execute_returning(&sql, &values).await?) else {
+        return Ok(None);
+    };
+    let conversation = self::conversation(row.split(COLUMNS))?;
+    let job = match turn.job {
+        Some(_) => Some(job(row)?),
+        None => None,
+    };
+    if job.is_some() {
+        db.jobs_enqueued().await;
+    }
+    Ok(Some(Started { conversation, message: stored(new, message_id, conversation_id, now), job }))
+}
+
 pub(super) async fn job_reply<D: Db>(db: &D, owner: Id, conversation: Id, job: Id) -> Result<Option<Message>> {
     const SQL: &str = concat!(
         "SELECT ",
@@ -200,6 +298,20 @@ pub(super) async fn append_message<D: Db>(
     message: NewMessage,
 ) -> Result<Option<Message>> {
     let now = switchboard_domain::now();
+    if db.writes_in_with() {
+        // One statement: the bump (proving the conversation is the owner's) and the insert.
+        const SQL: &str = "WITH c AS (UPDATE conversations SET updated_at = $1, message_count = message_count + 1 \
+               WHERE user_id = $2 AND id = $3 RETURNING id), \
+             m AS (INSERT INTO messages (id, conversation_id, user_id, role, content, metadata, created_at) \
+               SELECT $4, id, $2, $5, $6, $7, $1 FROM c) \
+             SELECT id FROM c";
+        let id = switchboard_domain::new_id();
+        let values = params![now, owner, conversation, id, message.role.as_str(), &message.content, &message.metadata];
+        if db.execute_returning(SQL, &values).await?.is_empty() {
+            return Ok(None);
+        }
+        return Ok(Some(stored(message, id, conversation, now)));
+    }
     let mut tx = db.begin().await?;
     let message = insert_message(&mut tx, owner, conversation, message, now).await?.map(|(_, message)| message);
     if message.is_some() {
@@ -244,12 +356,11 @@ async fn insert_message_row<T: Tx>(
         &params![id, conversation, owner, message.role.as_str(), &message.content, &message.metadata, now],
     )
     .await?;
-    Ok(Message {
-        id,
-        conversation_id: conversation,
-        role: message.role,
-        content: message.content,
-        metadata: message.metadata,
-        created_at: now,
-    })
+    Ok(stored(message, id, conversation, now))
+}
+
+/// The message as stored under `id`.
+fn stored(message: NewMessage, id: Id, conversation: Id, now: chrono::DateTime<chrono::Utc>) -> Message {
+    let NewMessage { role, content, metadata } = message;
+    Message { id, conversation_id: conversation, role, content, metadata, created_at: now }
 }

@@ -44,6 +44,19 @@ impl<D: Db> SqlStore<D> {
     }
 }
 
+/// How many columns a comma-separated column list names.
+const fn column_count(list: &str) -> usize {
+    let bytes = list.as_bytes();
+    let (mut n, mut i) = (1, 0);
+    while i < bytes.len() {
+        if bytes[i] == b',' {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
+
 /// The first record, if any.
 fn first(records: Vec<Record>) -> Option<Record> {
     records.into_iter().next()
@@ -169,8 +182,13 @@ impl<D: Db> Store for SqlStore<D> {
         conversations::messages(&self.db, owner, conversation, page).await
     }
 
-    async fn recent_messages(&self, owner: Id, conversation: Id, n: u32) -> Result<Vec<Message>> {
-        conversations::recent_messages(&self.db, owner, conversation, n).await
+    async fn conversation_with_recent(
+        &self,
+        owner: Id,
+        conversation: Id,
+        n: u32,
+    ) -> Result<Option<(Conversation, Vec<Message>)>> {
+        conversations::with_recent(&self.db, owner, conversation, n).await
     }
 
     async fn start_turn(&self, owner: Id, turn: StartTurn) -> Result<Option<Started>> {
@@ -301,6 +319,10 @@ impl<D: Db> Store for SqlStore<D> {
 
     async fn credentials(&self, owner: Id, server: Option<&str>) -> Result<Vec<SealedCredential>> {
         agents::credentials(&self.db, owner, server).await
+    }
+
+    async fn credentials_and_connected(&self, owner: Id) -> Result<(Vec<SealedCredential>, Vec<String>)> {
+        agents::credentials_and_connected(&self.db, owner).await
     }
 
     async fn delete_credentials(&self, owner: Id, server: &str, key: Option<&str>) -> Result<u64> {

@@ -423,6 +423,25 @@ async fn a_workflow_offers_a_connect_link_instead_of_a_key(backend: Backend) {
     assert!(done["agent_id"].is_string());
     let credentials: Value = app.get("/api/v1/credentials", &alice).await.json().await.unwrap();
     assert_eq!(credentials["items"][0]["complete"], true, "{credentials}");
+
+    // Keys pasted for another server are listed beside the connected account, each complete.
+    let response = app
+        .client
+        .put(app.url("/api/v1/credentials/notion"))
+        .bearer_auth(&alice)
+        .json(&json!({"values": {"NOTION_TOKEN": "ntn_pasted"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let credentials: Value = app.get("/api/v1/credentials", &alice).await.json().await.unwrap();
+    let listed: Vec<(&str, bool)> = credentials["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["slug"].as_str().unwrap(), s["complete"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(listed, [("notion", true), ("team-tasks", true)], "{credentials}");
 }
 
 /// The original specification's `/auth/*` routes, mapped onto the connection of the server
