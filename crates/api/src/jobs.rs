@@ -56,17 +56,7 @@ impl Runner for JobRunner {
             reopen(state, job.user_id, conversation, message_id, model, text, job.id).await.map_err(run_error)?;
         let (progress, mut updates) = mpsc::unbounded_channel::<AgentEvent>();
         let forward = async {
-            let mut held = None;
-            loop {
-                let update = match held.take() {
-                    Some(update) => update,
-                    None => match updates.recv().await {
-                        Some(update) => update,
-                        None => break,
-                    },
-                };
-                let (update, next) = coalesce(update, &mut updates);
-                held = next;
+            while let Some(update) = updates.recv().await {
                 let (kind, payload) = update.into_parts();
                 events.emit(kind, payload).await;
             }
@@ -95,20 +85,6 @@ impl Runner for JobRunner {
     }
 }
 
-/// Text that arrived while the previous event was being written is recorded as one event: a
-/// streamed reply costs a write per burst, not per chunk, and nothing waits for more to come.
-/// Returns the event to record and the first one that could not join it, if any.
-fn coalesce(first: AgentEvent, updates: &mut mpsc::UnboundedReceiver<AgentEvent>) -> (AgentEvent, Option<AgentEvent>) {
-    let AgentEvent::Delta(mut text) = first else { return (first, None) };
-    while let Ok(update) = updates.try_recv() {
-        match update {
-            AgentEvent::Delta(more) => text.push_str(&more),
-            other => return (AgentEvent::Delta(text), Some(other)),
-        }
-    }
-    (AgentEvent::Delta(text), None)
-}
-
 /// Unavailable parts are worth another attempt; refusals and bad input are not.
 fn run_error(e: ApiError) -> RunError {
     let message = format!("{}: {}", e.code(), e.message());
@@ -120,30 +96,5 @@ fn run_error(e: ApiError) -> RunError {
         | "mcp_server_unavailable" => RunError::Retryable(message),
         _ if e.status().is_server_error() && e.code() == "internal" => RunError::Retryable(message),
         _ => RunError::Permanent(message),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn delta(text: &str) -> AgentEvent {
-        AgentEvent::Delta(text.into())
-    }
-
-    #[test]
-    fn text_waiting_in_line_becomes_one_event_and_other_events_keep_their_place() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        for update in [delta("b"), delta("c"), AgentEvent::ToolCall { tool: "t".into(), args: json!({}) }, delta("d")] {
-            tx.send(update).unwrap();
-        }
-        let (first, held) = coalesce(delta("a"), &mut rx);
-        assert!(matches!(first, AgentEvent::Delta(ref t) if t == "abc"), "{first:?}");
-        let held = held.expect("the tool call waits its turn");
-        assert!(matches!(held, AgentEvent::ToolCall { ref tool, .. } if tool == "t"));
-        let (tool_call, none) = coalesce(held, &mut rx);
-        assert!(matches!(tool_call, AgentEvent::ToolCall { .. }) && none.is_none(), "a tool call is never merged");
-        let (last, none) = coalesce(rx.try_recv().unwrap(), &mut rx);
-        assert!(matches!(last, AgentEvent::Delta(ref t) if t == "d") && none.is_none());
     }
 }

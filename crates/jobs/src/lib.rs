@@ -42,34 +42,91 @@ pub struct RunOutput {
     pub total_tokens: i64,
 }
 
-/// Progress of one job, stored as events for its subscribers.
+/// How long progress may wait before it is written: what arrives meanwhile shares the write, and a
+/// short run's progress goes with its outcome. (Subscribers look for new events as often.)
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// Progress of one job, stored as events for its subscribers. Progress is held for up to
+/// [`PROGRESS_EVERY`] and then written in one go, text following text as one `delta`; what is
+/// still held when the run ends is written with its outcome, in order.
 #[derive(Clone)]
 pub struct Events {
     store: Arc<dyn Store>,
     job: uuid::Uuid,
+    held: Arc<tokio::sync::Mutex<Held>>,
+}
+
+/// Progress not written yet, and whether a write of it is on its way.
+#[derive(Default)]
+struct Held {
+    events: Vec<(String, serde_json::Value)>,
+    write_due: bool,
 }
 
 impl Events {
     pub fn new(store: Arc<dyn Store>, job: uuid::Uuid) -> Events {
-        Events { store, job }
+        Events { store, job, held: Arc::default() }
     }
 
-    /// Records progress while the job runs; a failure is logged, never fatal to the run. A
-    /// database crash may lose the last of these (the job's own record is kept durably).
+    /// Records progress while the job runs (within [`PROGRESS_EVERY`]); a failure is logged, never
+    /// fatal to the run. A database crash may lose the last of these (the job's own record is
+    /// kept durably).
     pub async fn emit(&self, kind: &str, payload: serde_json::Value) {
-        self.record(kind, payload, false).await
+        let mut held = self.held.lock().await;
+        hold(&mut held.events, kind, payload);
+        if !held.write_due {
+            held.write_due = true;
+            let events = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(PROGRESS_EVERY).await;
+                events.write_held().await;
+            });
+        }
     }
 
-    /// Records how a run ended (or was put back in the queue): on disk before this returns.
+    /// Records how a run ended (or was put back in the queue), after the progress held: on disk
+    /// before this returns.
     pub async fn emit_durably(&self, kind: &str, payload: serde_json::Value) {
-        self.record(kind, payload, true).await
+        let mut held = self.held.lock().await;
+        for (kind, payload) in std::mem::take(&mut held.events) {
+            self.record(&kind, &payload, false).await;
+        }
+        self.record(kind, &payload, true).await;
     }
 
-    async fn record(&self, kind: &str, payload: serde_json::Value, durable: bool) {
-        if let Err(e) = self.store.append_job_event(self.job, kind, &payload, durable).await {
+    /// Takes the progress not written yet, for the outcome's own write (waiting for a write
+    /// already on its way, so the order holds).
+    pub async fn take_held(&self) -> Vec<(String, serde_json::Value)> {
+        std::mem::take(&mut self.held.lock().await.events)
+    }
+
+    async fn write_held(&self) {
+        // The lock is kept while writing, so an outcome taking the rest waits for this.
+        let mut held = self.held.lock().await;
+        held.write_due = false;
+        for (kind, payload) in std::mem::take(&mut held.events) {
+            self.record(&kind, &payload, false).await;
+        }
+    }
+
+    async fn record(&self, kind: &str, payload: &serde_json::Value, durable: bool) {
+        if let Err(e) = self.store.append_job_event(self.job, kind, payload, durable).await {
             tracing::warn!(job = %self.job, error = %e, "could not record a job event");
         }
     }
+}
+
+/// Adds an event to those held: text following text joins it, anything else keeps its place.
+fn hold(events: &mut Vec<(String, serde_json::Value)>, kind: &str, payload: serde_json::Value) {
+    if let (Some((last, previous)), Some(more)) = (events.last_mut(), payload.get("text").and_then(|t| t.as_str())) {
+        if let (true, Some(serde_json::Value::String(text))) =
+            (kind == "delta" && last == "delta", previous.get_mut("text"))
+        {
+            text.push_str(more);
+            return;
+        }
+    }
+    events.push((kind.to_owned(), payload));
 }
 
 /// Runs one job's work. Implemented where the agent is (chat turns and agent runs).
@@ -391,7 +448,9 @@ impl Workers {
         let events = Events::new(self.store.clone(), job.id);
         if job.attempts > job.max_attempts {
             let error = format!("gave up after {} attempts whose workers stopped responding", job.max_attempts);
-            return self.finish(worker, &job, JobStatus::Failed, None, Some(error), RunOutput::default()).await;
+            return self
+                .finish(worker, &job, &events, JobStatus::Failed, None, Some(error), RunOutput::default())
+                .await;
         }
         tracing::info!(job = %job.id, attempt = job.attempts, worker, "job started");
         // The claim recorded the `running` event (`Store::claim_job`).
@@ -404,7 +463,8 @@ impl Workers {
             () = lost.cancelled() => None,
             () = cancelled.cancelled() => {
                 let output = RunOutput::default();
-                return self.finish(worker, &job, JobStatus::Cancelled, None, Some("cancelled by its owner".into()), output).await;
+                let error = Some("cancelled by its owner".into());
+                return self.finish(worker, &job, &events, JobStatus::Cancelled, None, error, output).await;
             }
             () = renewing => None,
         };
@@ -415,7 +475,7 @@ impl Workers {
         match outcome {
             Ok(output) => {
                 let result = Some(output.result.clone());
-                self.finish(worker, &job, JobStatus::Completed, result, None, output).await
+                self.finish(worker, &job, &events, JobStatus::Completed, result, None, output).await
             }
             Err(RunError::Retryable(error)) if job.attempts < job.max_attempts => {
                 let delay = self.backoff(job.attempts);
@@ -440,7 +500,7 @@ impl Workers {
                 }
             }
             Err(RunError::Retryable(error) | RunError::Permanent(error)) => {
-                self.finish(worker, &job, JobStatus::Failed, None, Some(error), RunOutput::default()).await
+                self.finish(worker, &job, &events, JobStatus::Failed, None, Some(error), RunOutput::default()).await
             }
         }
     }
@@ -492,17 +552,20 @@ impl Workers {
         &self,
         worker: &str,
         job: &Job,
+        events: &Events,
         status: JobStatus,
         result: Option<serde_json::Value>,
         error: Option<String>,
         output: RunOutput,
     ) -> Settled {
-        // What the job's subscribers are told, recorded with the outcome itself.
+        // What the job's subscribers are told, recorded with the outcome itself: the progress
+        // not written yet, the result, the final status.
         let mut payload = json!({"status": status.as_str()});
         if let Some(error) = &error {
             payload["error"] = json!(error);
         }
-        let mut told = Vec::with_capacity(2);
+        let held = events.take_held().await;
+        let mut told: Vec<(&str, serde_json::Value)> = held.iter().map(|(k, p)| (k.as_str(), p.clone())).collect();
         if let Some(result) = &result {
             told.push(("result", result.clone()));
         }
@@ -541,5 +604,28 @@ impl Workers {
     fn backoff(&self, attempt: i32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1).max(0) as u32);
         self.config.backoff.saturating_mul(factor).min(self.config.max_backoff)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_following_text_is_held_as_one_event_and_other_events_keep_their_place() {
+        let mut held = Vec::new();
+        for (kind, payload) in [
+            ("delta", json!({"text": "a"})),
+            ("delta", json!({"text": "bc"})),
+            ("tool_call", json!({"tool": "t", "args": {}})),
+            ("delta", json!({"text": "d"})),
+            ("delta", json!({"text": "e"})),
+        ] {
+            hold(&mut held, kind, payload);
+        }
+        let kinds: Vec<&str> = held.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(kinds, ["delta", "tool_call", "delta"]);
+        assert_eq!((held[0].1["text"].as_str(), held[2].1["text"].as_str()), (Some("abc"), Some("de")));
+        assert_eq!(held[1].1["tool"], "t", "a tool call is never merged");
     }
 }

@@ -104,6 +104,37 @@ async fn a_chat_job_runs_in_the_background_and_its_events_replay_to_a_late_subsc
     assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_status"));
 }
 
+/// Progress is held for a moment and written in one go, yet a subscriber following a running job
+/// sees it while the job runs, not only at its end.
+async fn a_live_subscriber_sees_progress_while_the_job_runs(backend: Backend) {
+    let (_model, app) = queue_app(
+        &backend,
+        vec![
+            Reply::tools(&[("add_task", json!({"title": "slow milk"}))]),
+            Reply::After(Duration::from_secs(3), Box::new(Reply::text("Added slow milk."))),
+        ],
+        |_| {},
+    )
+    .await;
+    let token = app.token_for("alice");
+    let job = enqueue(&app, &token, json!({"message": "add a task called slow milk"})).await;
+    let mut stream = app.get(&format!("/api/v1/jobs/{job}/events"), &token).await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !seen.contains("event: tool_result") {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk()).await.expect("the tool's result in time");
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().expect("the stream is open")));
+    }
+    // The model has not answered yet: the job is still running.
+    let now: Value = app.get(&format!("/api/v1/jobs/{job}"), &token).await.json().await.unwrap();
+    assert_eq!(now["status"], "running", "{now}");
+    seen.push_str(&stream.text().await.unwrap());
+    let names: Vec<&str> = seen.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert_eq!(names, ["status", "status", "tool_call", "tool_result", "delta", "result", "status"], "{seen}");
+    assert!(seen.contains(r#""status":"completed""#), "{seen}");
+}
+
 async fn bad_job_requests_are_refused_and_store_nothing(backend: Backend) {
     let app = spawn_app_with(&backend, |s| s.workers = 0, Default::default()).await;
     let token = app.token_for("alice");
@@ -404,6 +435,7 @@ async fn a_job_whose_reply_was_stored_is_not_answered_twice(backend: Backend) {
 }
 
 crate::on_both_backends!(
+    a_live_subscriber_sees_progress_while_the_job_runs,
     a_job_whose_reply_was_stored_is_not_answered_twice,
     a_failed_enqueue_leaves_neither_message_nor_job,
     transient_failures_are_retried_on_the_backoff_schedule_until_success,
