@@ -87,10 +87,7 @@ impl Events {
     /// Records how a run ended (or was put back in the queue), after the progress held: on disk
     /// before this returns.
     pub async fn emit_durably(&self, kind: &str, payload: serde_json::Value) {
-        let mut held = self.held.lock().await;
-        for (kind, payload) in std::mem::take(&mut held.events) {
-            self.record(&kind, &payload, false).await;
-        }
+        self.write(&mut *self.held.lock().await).await;
         self.record(kind, &payload, true).await;
     }
 
@@ -104,6 +101,11 @@ impl Events {
         // The lock is kept while writing, so an outcome taking the rest waits for this.
         let mut held = self.held.lock().await;
         held.write_due = false;
+        self.write(&mut held).await;
+    }
+
+    /// Writes the progress held, in order.
+    async fn write(&self, held: &mut Held) {
         for (kind, payload) in std::mem::take(&mut held.events) {
             self.record(&kind, &payload, false).await;
         }

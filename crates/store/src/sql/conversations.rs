@@ -187,9 +187,7 @@ pub(super) async fn start_turn<D: Db>(db: &D, owner: Id, turn: StartTurn) -> Res
     let job = match turn.job {
         None => None,
         Some(new) => {
-            let mut input = new.input;
-            input["conversation_id"] = serde_json::json!(conversation_id);
-            input["user_message_id"] = serde_json::json!(message.id);
+            let input = job_input(new.input, conversation_id, message.id);
             let id = switchboard_domain::new_id();
             let row = tx.fetch(INSERT_JOB, &params![id, owner, &new.kind, &input, new.max_attempts, now]).await?;
             tx.execute(
@@ -215,15 +213,9 @@ async fn start_turn_in_one<D: Db>(db: &D, owner: Id, turn: StartTurn) -> Result<
     let message_id = switchboard_domain::new_id();
     let conversation_id = turn.conversation_id.unwrap_or_else(switchboard_domain::new_id);
     let new = turn.message;
-    let empty = serde_json::json!({});
     let queued = serde_json::json!({"status": "queued"});
     let job_id = switchboard_domain::new_id();
-    let job_input = turn.job.as_ref().map(|job| {
-        let mut input = job.input.clone();
-        input["conversation_id"] = serde_json::json!(conversation_id);
-        input["user_message_id"] = serde_json::json!(message_id);
-        input
-    });
+    let input = turn.job.as_ref().map(|job| job_input(job.input.clone(), conversation_id, message_id));
     // $1 owner, $2 now, $3 conversation, $4 message, $5 role, $6 content, $7 metadata.
     let mut values =
         params![owner, now, conversation_id, message_id, new.role.as_str(), &new.content, &new.metadata].to_vec();
@@ -234,10 +226,10 @@ async fn start_turn_in_one<D: Db>(db: &D, owner: Id, turn: StartTurn) -> Result<
             columns!()
         ),
         None => {
-            values.extend(params![&turn.title, &empty]);
+            values.extend(params![&turn.title]);
             concat!(
                 "INSERT INTO conversations (id, user_id, title, status, context, message_count, created_at, updated_at) \
-                 VALUES ($3, $1, $8, 'active', $9, 1, $2, $2) RETURNING ",
+                 VALUES ($3, $1, $8, 'active', '{}', 1, $2, $2) RETURNING ",
                 columns!()
             )
         }
@@ -247,7 +239,7 @@ async fn start_turn_in_one<D: Db>(db: &D, owner: Id, turn: StartTurn) -> Result<
          m AS (INSERT INTO messages (id, conversation_id, user_id, role, content, metadata, created_at) \
            SELECT $4, id, $1, $5, $6, $7, $2 FROM c)"
     );
-    match (&turn.job, &job_input) {
+    match (&turn.job, &input) {
         (Some(job), Some(input)) => {
             let n = values.len();
             values.extend(params![job_id, &job.kind, input, job.max_attempts, &queued]);
@@ -357,6 +349,13 @@ async fn insert_message_row<T: Tx>(
     )
     .await?;
     Ok(stored(message, id, conversation, now))
+}
+
+/// A job's input with the conversation and the user's message it runs for.
+fn job_input(mut input: serde_json::Value, conversation: Id, message: Id) -> serde_json::Value {
+    input["conversation_id"] = serde_json::json!(conversation);
+    input["user_message_id"] = serde_json::json!(message);
+    input
 }
 
 /// The message as stored under `id`.
