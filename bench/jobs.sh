@@ -66,8 +66,8 @@ pg_ticks() {
 }
 ms_per_job() { python3 -c "import os; print($1 * 1000 / os.sysconf('SC_CLK_TCK') / $2)"; }
 
-printf "\n%-9s %-7s %9s %9s %11s %11s %11s %11s %11s %11s\n" backend workers jobs "span s" "jobs/s" "wait p50ms" "wait p99ms" \
-  "events/job" "CPU ms/job" "PG ms/job"
+printf "\n%-9s %-7s %9s %9s %11s %11s %11s %11s %11s %11s %11s\n" backend workers jobs "span s" "jobs/s" "wait p50ms" "wait p99ms" \
+  "events/job" "CPU ms/job" "PG ms/job" "WAL kB/job"
 for backend in $BACKENDS; do
   for w in $WORKERS; do
     data="$work/data-$backend-$w"; db_args=()
@@ -84,7 +84,7 @@ for backend in $BACKENDS; do
       --llm-base-url http://127.0.0.1:9998/v1 --llm-model mock-gpt > "$work/sb.out" 2> "$work/sb.err" & sb=$!
     for _ in $(seq 200); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.05; done
     token="$("$bin" token --user bench --data-dir "$data" --ttl 2h)"
-    pg_before=$(pg_ticks)
+    pg_before=$(pg_ticks); wal_before=$(psql -At "$PG" -c "SELECT pg_current_wal_lsn()")
     if [ "$RATE" = 0 ]; then
       TOKEN="$token" wrk -t2 -c"$C" -d"${D}s" -s "$work/jobs.lua" "http://127.0.0.1:$PORT" > "$work/wrk.txt"
     else
@@ -114,11 +114,13 @@ PY
     fi
     ticks=$(awk '{print $14 + $15}' "/proc/$sb/stat")  # the server's CPU time (user + system), robust to a busy host
     pg=$(( $(pg_ticks) - pg_before ))  # (the embedded queue: whatever else used PostgreSQL meanwhile)
+    wal=$(psql -At "$PG" -c "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$wal_before')")  # bytes of write-ahead log
     kill "$sb"; wait "$sb" 2>/dev/null || true
     [ "$backend" != sqlite ] && psql -q "$PG" -c "DROP DATABASE IF EXISTS $name"
     [ "$backend" = redis ] && redis-cli -u "$REDIS" --scan --pattern "bench-$$-$w:*" | xargs -r redis-cli -u "$REDIS" del >/dev/null
     IFS='|' read -r done total span p50 p99 events <<< "$figures"
-    printf "%-9s %-7s %9s %9.2f %11.0f %11.2f %11.2f %11.1f %11.2f %11.2f\n" "$backend" "$w" "$done/$total" "$span" \
-      "$(python3 -c "print($done / $span)")" "$p50" "$p99" "$events" "$(ms_per_job "$ticks" "$done")" "$(ms_per_job "$pg" "$done")"
+    printf "%-9s %-7s %9s %9.2f %11.0f %11.2f %11.2f %11.1f %11.2f %11.2f %11.2f\n" "$backend" "$w" "$done/$total" "$span" \
+      "$(python3 -c "print($done / $span)")" "$p50" "$p99" "$events" "$(ms_per_job "$ticks" "$done")" "$(ms_per_job "$pg" "$done")" \
+      "$(python3 -c "print($wal / 1024 / $done)")"
   done
 done

@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "mcp sessions", include_str!("../migrations/0007_mcp_sessions.sql")),
     (8, "connections", include_str!("../migrations/0008_connections.sql")),
     (9, "jobs ready order", include_str!("../migrations/0009_jobs_ready_order.sql")),
+    (10, "jobs partial indexes", include_str!("../migrations/0010_jobs_partial_indexes.sql")),
 ];
 
 fn failed(e: impl Into<switchboard_store::DriverError>) -> StoreError {
