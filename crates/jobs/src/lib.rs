@@ -43,7 +43,7 @@ pub struct RunOutput {
 }
 
 /// How long progress may wait before it is written: what arrives meanwhile shares the write, and a
-/// short run's progress goes with its outcome. (Subscribers look for new events as often.)
+/// short run's progress goes with its outcome. Subscribers look for new events as often.
 pub const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// Progress of one job, stored as events for its subscribers. Progress is held for up to
@@ -120,15 +120,19 @@ impl Events {
 
 /// Adds an event to those held: text following text joins it, anything else keeps its place.
 fn hold(events: &mut Vec<(String, serde_json::Value)>, kind: &str, payload: serde_json::Value) {
-    if let (Some((last, previous)), Some(more)) = (events.last_mut(), payload.get("text").and_then(|t| t.as_str())) {
-        if let (true, Some(serde_json::Value::String(text))) =
-            (kind == "delta" && last == "delta", previous.get_mut("text"))
-        {
-            text.push_str(more);
-            return;
-        }
+    let joined = match (events.last_mut(), payload.get("text").and_then(|t| t.as_str())) {
+        (Some((last, previous)), Some(more)) if kind == "delta" && last == "delta" => match previous.get_mut("text") {
+            Some(serde_json::Value::String(text)) => {
+                text.push_str(more);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    };
+    if !joined {
+        events.push((kind.to_owned(), payload));
     }
-    events.push((kind.to_owned(), payload));
 }
 
 /// Runs one job's work. Implemented where the agent is (chat turns and agent runs).

@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::time::Duration;
 
 use crate::json::Json;
 use axum::extract::State;
@@ -237,7 +236,7 @@ impl Follow {
             }
             tokio::select! {
                 () = self.state.shutdown.cancelled() => return None,
-                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                () = tokio::time::sleep(switchboard_jobs::PROGRESS_EVERY) => {}
             }
             match self.state.store.job_events(self.owner, self.job, self.last).await {
                 Ok(Some(events)) if !events.is_empty() => {
