@@ -7,18 +7,23 @@
 //! (`notifications/progress`) reaches whoever made the call, and resets its timeout. The
 //! [`pool`](crate::pool) keeps servers between runs and shuts idle ones down.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ClientRequest,
-    Implementation, ProgressNotificationParam, ProgressToken, ServerResult, Tool,
+    Implementation, JsonRpcMessage, JsonRpcNotification, ProgressNotificationParam, ProgressToken, ServerNotification,
+    ServerResult, Tool,
 };
-use rmcp::service::{NotificationContext, PeerRequestOptions, RunningService, ServiceError};
+use rmcp::service::{
+    NotificationContext, PeerRequestOptions, RunningService, RxJsonRpcMessage, ServiceError, TxJsonRpcMessage,
+};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess, Transport};
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -88,27 +93,99 @@ pub struct Progress {
 /// Where a call's progress goes.
 pub type ProgressSink = UnboundedSender<Progress>;
 
-/// What a server sends unasked: tool list changes and progress of calls in flight.
+/// What a server sends unasked that the client acts on itself: tool list changes. (Progress goes
+/// to its caller through [`ProgressRoutes`].)
 #[derive(Default)]
 struct Notifications {
     tools_changed: AtomicBool,
-    progress: Mutex<HashMap<ProgressToken, ProgressSink>>,
 }
 
 impl ClientHandler for Notifications {
-    async fn on_progress(&self, params: ProgressNotificationParam, _: NotificationContext<RoleClient>) {
-        let sink = self.progress.lock().expect("progress routes lock").get(&params.progress_token).cloned();
-        if let Some(sink) = sink {
-            let _ = sink.send(Progress { progress: params.progress, total: params.total, message: params.message });
-        }
-    }
-
     async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
         self.tools_changed.store(true, Ordering::Release);
     }
 
     fn get_info(&self) -> ClientConfig {
         ClientConfig::new(ClientCapabilities::default(), Implementation::new("switchboard", env!("CARGO_PKG_VERSION")))
+    }
+}
+
+/// Where each call in flight wants its progress, by progress token. Shared by a server's
+/// transport, which forwards a progress notification the moment it reads it — in order with the
+/// answers, so every notification a server sent before its result has reached the caller by the
+/// time the call returns — and by the calls, which add and remove their routes.
+#[derive(Default, Clone)]
+struct ProgressRoutes(Arc<Mutex<HashMap<ProgressToken, ProgressSink>>>);
+
+impl ProgressRoutes {
+    fn forward(&self, params: &ProgressNotificationParam) {
+        let sink = self.0.lock().expect("progress routes lock").get(&params.progress_token).cloned();
+        if let Some(sink) = sink {
+            let _ =
+                sink.send(Progress { progress: params.progress, total: params.total, message: params.message.clone() });
+        }
+    }
+
+    /// `transport`, forwarding progress to these routes.
+    fn around<T>(&self, transport: T) -> Routed<T> {
+        Routed { inner: transport, routes: self.clone() }
+    }
+
+    /// Routes `token`'s progress to `sink` until the returned guard is dropped.
+    fn route(&self, token: ProgressToken, sink: ProgressSink) -> ProgressRoute {
+        self.0.lock().expect("progress routes lock").insert(token.clone(), sink);
+        ProgressRoute { routes: self.clone(), token }
+    }
+}
+
+/// A call's progress route; dropping it ends the route (and closes the caller's channel).
+struct ProgressRoute {
+    routes: ProgressRoutes,
+    token: ProgressToken,
+}
+
+impl Drop for ProgressRoute {
+    fn drop(&mut self) {
+        self.routes.0.lock().expect("progress routes lock").remove(&self.token);
+    }
+}
+
+/// A transport that hands progress notifications to their routes as it reads them. rmcp runs
+/// notification handlers as tasks of their own, so a handler could run after the call's result
+/// had been delivered and its route removed: the last progress of a call was sometimes lost.
+struct Routed<T> {
+    inner: T,
+    routes: ProgressRoutes,
+}
+
+impl<T: Transport<RoleClient>> Transport<RoleClient> for Routed<T> {
+    type Error = T::Error;
+
+    fn name() -> Cow<'static, str> {
+        T::name()
+    }
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<RoleClient>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.inner.send(item)
+    }
+
+    async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleClient>> {
+        let message = self.inner.receive().await?;
+        if let JsonRpcMessage::Notification(JsonRpcNotification {
+            notification: ServerNotification::ProgressNotification(progress),
+            ..
+        }) = &message
+        {
+            self.routes.forward(&progress.params);
+        }
+        Some(message)
+    }
+
+    fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.inner.close()
     }
 }
 
@@ -128,6 +205,7 @@ fn auth_challenge(e: &rmcp::service::ClientInitializeError) -> Option<String> {
 pub struct ExternalServer {
     name: String,
     service: RunningService<RoleClient, Notifications>,
+    progress: ProgressRoutes,
     tools: tokio::sync::RwLock<Arc<Vec<Tool>>>,
     call_timeout: Duration,
     process_id: Option<u32>,
@@ -139,6 +217,7 @@ impl ExternalServer {
         let name = config.name.clone();
         let fail = |reason: String| ClientError::Connect { server: name.clone(), reason };
         let handler = Notifications::default();
+        let progress = ProgressRoutes::default();
         let (service, process_id) = match &config.launch {
             Launch::Stdio { command, args, env } => {
                 let mut cmd = tokio::process::Command::new(command);
@@ -151,13 +230,14 @@ impl ExternalServer {
                     .spawn()
                     .map_err(|e| fail(e.to_string()))?;
                 let pid = transport.id();
-                let service = tokio::time::timeout(config.call_timeout, handler.serve(transport))
+                let service = tokio::time::timeout(config.call_timeout, handler.serve(progress.around(transport)))
                     .await
                     .map_err(|_| fail("no answer to initialize".into()))?
                     .map_err(|e| fail(e.to_string()))?;
                 (service, pid)
             }
             Launch::Http { url, headers } => {
+                crate::outbound::install_tls_provider();
                 let mut http = StreamableHttpClientTransportConfig::with_uri(url.clone());
                 let mut custom = HashMap::new();
                 for (name, value) in headers {
@@ -179,7 +259,7 @@ impl ExternalServer {
                     }
                     None => StreamableHttpClientTransport::from_config(http),
                 };
-                let service = tokio::time::timeout(config.call_timeout, handler.serve(transport))
+                let service = tokio::time::timeout(config.call_timeout, handler.serve(progress.around(transport)))
                     .await
                     .map_err(|_| fail("no answer to initialize".into()))?
                     .map_err(|e| match auth_challenge(&e) {
@@ -192,6 +272,7 @@ impl ExternalServer {
         let server = ExternalServer {
             name: config.name,
             service,
+            progress,
             tools: Default::default(),
             call_timeout: config.call_timeout,
             process_id,
@@ -256,8 +337,7 @@ impl ExternalServer {
             .send_request_with_option(ClientRequest::CallToolRequest(CallToolRequest::new(params)), options)
             .await
             .map_err(|e| self.failed(e))?;
-        let route =
-            progress.map(|sink| ProgressRoute::new(self.service.service(), handle.progress_token.clone(), sink));
+        let route = progress.map(|sink| self.progress.route(handle.progress_token.clone(), sink));
         let outcome = handle.await_response().await;
         drop(route);
         tracing::info!(server = %self.name, tool, duration_ms = started.elapsed().as_millis() as u64, ok = outcome.is_ok(), "external tool call");
@@ -280,25 +360,6 @@ impl ExternalServer {
     /// Ends the session (and the child process of a stdio server).
     pub async fn shutdown(self) {
         let _ = self.service.cancel().await;
-    }
-}
-
-/// Routes a call's progress notifications while it is in flight.
-struct ProgressRoute<'a> {
-    notifications: &'a Notifications,
-    token: ProgressToken,
-}
-
-impl<'a> ProgressRoute<'a> {
-    fn new(notifications: &'a Notifications, token: ProgressToken, sink: ProgressSink) -> ProgressRoute<'a> {
-        notifications.progress.lock().expect("progress routes lock").insert(token.clone(), sink);
-        ProgressRoute { notifications, token }
-    }
-}
-
-impl Drop for ProgressRoute<'_> {
-    fn drop(&mut self) {
-        self.notifications.progress.lock().expect("progress routes lock").remove(&self.token);
     }
 }
 

@@ -92,8 +92,7 @@ impl OutboundPolicy {
     /// An HTTP client that connects only to the pinned addresses and follows no redirect.
     /// `https` servers are checked against the system's certificate store.
     pub fn client(&self, pinned: &Pinned) -> Result<reqwest013::Client, String> {
-        // The process-wide TLS provider; installing it again is a no-op.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_tls_provider();
         reqwest013::Client::builder()
             .redirect(reqwest013::redirect::Policy::none())
             .resolve_to_addrs(&pinned.host, &pinned.addrs)
@@ -166,6 +165,12 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
         return Some(v4(s[1], s[2]));
     }
     None
+}
+
+/// Installs the process-wide TLS provider every HTTP client of this crate needs (rmcp's default
+/// client too, which would otherwise panic); installing it again is a no-op.
+pub(crate) fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 #[cfg(test)]
