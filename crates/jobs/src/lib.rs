@@ -570,8 +570,8 @@ impl Workers {
         if let Some(error) = &error {
             payload["error"] = json!(error);
         }
-        let held = events.take_held().await;
-        let mut told: Vec<(&str, serde_json::Value)> = held.iter().map(|(k, p)| (k.as_str(), p.clone())).collect();
+        let (kinds, held): (Vec<String>, Vec<serde_json::Value>) = events.take_held().await.into_iter().unzip();
+        let mut told: Vec<(&str, serde_json::Value)> = kinds.iter().map(String::as_str).zip(held).collect();
         if let Some(result) = &result {
             told.push(("result", result.clone()));
         }
