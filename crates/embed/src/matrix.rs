@@ -4,8 +4,8 @@
 //! its size is the cost (100,000 rows of 384: 38 MB, a quarter of what `f32` takes). A query is
 //! held as 16-bit integers, so the products are exact integer sums; a cosine moves by about 1e-3
 //! — far less than the gaps between ranked entries. The loops are plain Rust compiled for the
-//! vector instructions the processor has (AVX2 where present, found at run time, with a portable
-//! fallback) and split across the machine's cores.
+//! vector instructions the processor has (AVX-512 or AVX2 where present, found at run time, with a
+//! portable fallback) and split across the machine's cores. A row is read once for all queries.
 
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
@@ -50,11 +50,11 @@ impl Matrix {
         self.scales.len()
     }
 
-    /// For each query, its dot product with every row: `out[q][row]`.
-    pub fn dots(&self, queries: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    /// Every row's dot product with each query, row by row: `out[row * queries.len() + q]`.
+    pub fn dots(&self, queries: &[Vec<f32>]) -> Result<Vec<f32>, EmbedError> {
         let (rows, dimension, k) = (self.rows(), self.dimension, queries.len());
         if rows == 0 || k == 0 {
-            return Ok(vec![Vec::new(); k]);
+            return Ok(Vec::new());
         }
         if let Some(q) = queries.iter().find(|q| q.len() != dimension) {
             return Err(EmbedError::Compute(format!("a query of {} against vectors of {dimension}", q.len())));
@@ -64,21 +64,21 @@ impl Matrix {
         let mut quantized = Vec::with_capacity(k * dimension);
         let query_scales: Vec<f32> = queries.iter().map(|q| quantize(q, query_range, &mut quantized)).collect();
 
-        let mut raw = vec![0i32; rows * k];
-        raw.par_chunks_mut(CHUNK_ROWS * k)
+        // Each block's integer sums are scaled back where they were computed, while in cache.
+        let mut out = vec![0f32; rows * k];
+        out.par_chunks_mut(CHUNK_ROWS * k)
             .zip(self.values.par_chunks(CHUNK_ROWS * dimension))
-            .for_each(|(out, rows)| score_block(rows, &quantized, dimension, out));
-
-        Ok(query_scales
-            .iter()
-            .enumerate()
-            .map(|(q, query_scale)| {
-                raw.chunks_exact(k)
-                    .zip(&self.scales)
-                    .map(|(dots, row_scale)| dots[q] as f32 * row_scale * query_scale)
-                    .collect()
-            })
-            .collect())
+            .zip(self.scales.par_chunks(CHUNK_ROWS))
+            .for_each(|((out, values), row_scales)| {
+                let mut sums = vec![0i32; out.len()];
+                score_block(values, &quantized, dimension, &mut sums);
+                for ((out, sums), row_scale) in out.chunks_exact_mut(k).zip(sums.chunks_exact(k)).zip(row_scales) {
+                    for ((slot, &sum), query_scale) in out.iter_mut().zip(sums).zip(&query_scales) {
+                        *slot = sum as f32 * row_scale * query_scale;
+                    }
+                }
+            });
+        Ok(out)
     }
 }
 
@@ -96,11 +96,16 @@ fn quantize<T: TryFrom<i32> + Default>(v: &[f32], range: f32, out: &mut Vec<T>) 
 }
 
 /// Integer dot products of a block of rows with every query, written row by row (`out[row * k + q]`):
-/// with AVX2 where the processor has it, otherwise a portable loop.
+/// with AVX-512 or AVX2 where the processor has them, otherwise a portable loop.
 fn score_block(rows: &[i8], queries: &[i16], dimension: usize, out: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(v3) = pulp::x86::V3::try_new() {
-        return Simd::vectorize(v3, Avx2Kernel { v3, rows, queries, dimension, out });
+    {
+        if let Some(v4) = pulp::x86::V4::try_new() {
+            return Simd::vectorize(v4, Kernel { lanes: v4, rows, queries, dimension, out });
+        }
+        if let Some(v3) = pulp::x86::V3::try_new() {
+            return Simd::vectorize(v3, Kernel { lanes: v3, rows, queries, dimension, out });
+        }
     }
     portable(rows, queries, dimension, out);
 }
@@ -121,62 +126,140 @@ fn portable(rows: &[i8], queries: &[i16], dimension: usize, out: &mut [i32]) {
     }
 }
 
-/// Sixteen components at a time: a row's bytes are widened to 16 bits, multiplied with the
-/// query's and summed in pairs into 32 bits (`vpmaddwd`), into four independent sums (one chain
-/// of additions would wait on itself).
+/// Queries scored together against a row: its block of components is widened once and multiplied
+/// with each of them, each into a sum of its own (independent chains of additions).
+const GROUP: usize = 4;
+
+/// One register's worth of a row: its bytes widened to 16 bits, multiplied with a query's and
+/// summed in pairs into 32 bits (`vpmaddwd`).
+trait Lanes: Copy {
+    type Wide: Copy;
+    type Sum: Copy;
+    /// Components per register.
+    const LANES: usize;
+    fn zero(self) -> Self::Sum;
+    fn widen(self, row: &[i8]) -> Self::Wide;
+    fn add_product(self, sum: Self::Sum, row: Self::Wide, query: &[i16]) -> Self::Sum;
+    fn total(self, sum: Self::Sum) -> i32;
+}
+
 #[cfg(target_arch = "x86_64")]
-struct Avx2Kernel<'a> {
-    v3: pulp::x86::V3,
+mod x86 {
+    use super::Lanes;
+    use pulp::bytemuck::cast;
+    use std::arch::x86_64::{__m256i, __m512i};
+
+    /// AVX2: sixteen components at a time.
+    impl Lanes for pulp::x86::V3 {
+        type Wide = __m256i;
+        type Sum = __m256i;
+        const LANES: usize = 16;
+
+        #[inline(always)]
+        fn zero(self) -> __m256i {
+            cast([0i32; 8])
+        }
+
+        #[inline(always)]
+        fn widen(self, row: &[i8]) -> __m256i {
+            let bytes: [i8; 16] = row.try_into().expect("a block of the row");
+            self.avx2._mm256_cvtepi8_epi16(cast(bytes))
+        }
+
+        #[inline(always)]
+        fn add_product(self, sum: __m256i, row: __m256i, query: &[i16]) -> __m256i {
+            let query: [i16; 16] = query.try_into().expect("a block of the query");
+            self.avx2._mm256_add_epi32(sum, self.avx2._mm256_madd_epi16(row, cast(query)))
+        }
+
+        #[inline(always)]
+        fn total(self, sum: __m256i) -> i32 {
+            let lanes: [i32; 8] = cast(sum);
+            lanes.iter().sum()
+        }
+    }
+
+    /// AVX-512: thirty-two components at a time.
+    impl Lanes for pulp::x86::V4 {
+        type Wide = __m512i;
+        type Sum = __m512i;
+        const LANES: usize = 32;
+
+        #[inline(always)]
+        fn zero(self) -> __m512i {
+            cast([0i32; 16])
+        }
+
+        #[inline(always)]
+        fn widen(self, row: &[i8]) -> __m512i {
+            let bytes: [i8; 32] = row.try_into().expect("a block of the row");
+            self.avx512bw._mm512_cvtepi8_epi16(cast(bytes))
+        }
+
+        #[inline(always)]
+        fn add_product(self, sum: __m512i, row: __m512i, query: &[i16]) -> __m512i {
+            let query: [i16; 32] = query.try_into().expect("a block of the query");
+            self.avx512f._mm512_add_epi32(sum, self.avx512bw._mm512_madd_epi16(row, cast(query)))
+        }
+
+        #[inline(always)]
+        fn total(self, sum: __m512i) -> i32 {
+            self.avx512f._mm512_reduce_add_epi32(sum)
+        }
+    }
+}
+
+/// A block of rows scored with one instruction set: inlined into a function compiled for it
+/// (`Simd::vectorize`), so the intrinsics are single instructions.
+struct Kernel<'a, L> {
+    lanes: L,
     rows: &'a [i8],
     queries: &'a [i16],
     dimension: usize,
     out: &'a mut [i32],
 }
 
-#[cfg(target_arch = "x86_64")]
-impl WithSimd for Avx2Kernel<'_> {
+impl<L: Lanes> WithSimd for Kernel<'_, L> {
     type Output = ();
 
-    /// Inlined into a function compiled for AVX2 (`V3::vectorize`), so the intrinsics below are
-    /// single instructions.
     #[inline(always)]
     fn with_simd<S: Simd>(self, _simd: S) {
-        use pulp::bytemuck::cast;
-        use std::arch::x86_64::__m256i;
-        const LANES: usize = 16;
-        let Self { v3, rows, queries, dimension, out } = self;
-        let avx2 = v3.avx2;
+        let Self { lanes, rows, queries, dimension, out } = self;
         let k = queries.len() / dimension;
-        let zero: __m256i = cast([0i32; 8]);
-        let product = |row: &[i8], query: &[i16]| -> __m256i {
-            let bytes: [i8; LANES] = row.try_into().expect("a block of the row");
-            let q: [i16; LANES] = query.try_into().expect("a block of the query");
-            avx2._mm256_madd_epi16(avx2._mm256_cvtepi8_epi16(cast(bytes)), cast(q))
-        };
+        let queries: Vec<&[i16]> = queries.chunks_exact(dimension).collect();
         for (row, out) in rows.chunks_exact(dimension).zip(out.chunks_exact_mut(k)) {
-            for (query, slot) in queries.chunks_exact(dimension).zip(out) {
-                let mut sums = [zero; 4];
-                let mut row_blocks = row.chunks_exact(4 * LANES);
-                let mut query_blocks = query.chunks_exact(4 * LANES);
-                for (r, q) in (&mut row_blocks).zip(&mut query_blocks) {
-                    for (i, sum) in sums.iter_mut().enumerate() {
-                        let at = i * LANES;
-                        *sum = avx2._mm256_add_epi32(*sum, product(&r[at..at + LANES], &q[at..at + LANES]));
-                    }
-                }
-                let (row_rest, query_rest) = (row_blocks.remainder(), query_blocks.remainder());
-                let mut row_blocks = row_rest.chunks_exact(LANES);
-                let mut query_blocks = query_rest.chunks_exact(LANES);
-                for (r, q) in (&mut row_blocks).zip(&mut query_blocks) {
-                    sums[0] = avx2._mm256_add_epi32(sums[0], product(r, q));
-                }
-                let total = avx2
-                    ._mm256_add_epi32(avx2._mm256_add_epi32(sums[0], sums[1]), avx2._mm256_add_epi32(sums[2], sums[3]));
-                let lanes: [i32; 8] = cast(total);
-                *slot = lanes.iter().sum::<i32>() + integer_dot(row_blocks.remainder(), query_blocks.remainder());
+            let mut groups = queries.chunks_exact(GROUP);
+            let mut slots = out.chunks_exact_mut(GROUP);
+            for (group, slots) in (&mut groups).zip(&mut slots) {
+                slots.copy_from_slice(&row_dots(lanes, row, [group[0], group[1], group[2], group[3]]));
+            }
+            match (groups.remainder(), slots.into_remainder()) {
+                ([a], slots) => slots.copy_from_slice(&row_dots(lanes, row, [*a])),
+                ([a, b], slots) => slots.copy_from_slice(&row_dots(lanes, row, [*a, *b])),
+                ([a, b, c], slots) => slots.copy_from_slice(&row_dots(lanes, row, [*a, *b, *c])),
+                _ => {}
             }
         }
     }
+}
+
+/// One row's dot products with `G` queries.
+#[inline(always)]
+fn row_dots<L: Lanes, const G: usize>(lanes: L, row: &[i8], queries: [&[i16]; G]) -> [i32; G] {
+    let mut sums = [lanes.zero(); G];
+    let mut blocks = row.chunks_exact(L::LANES);
+    for (b, block) in (&mut blocks).enumerate() {
+        let (at, wide) = (b * L::LANES, lanes.widen(block));
+        for (sum, query) in sums.iter_mut().zip(&queries) {
+            *sum = lanes.add_product(*sum, wide, &query[at..at + L::LANES]);
+        }
+    }
+    let tail = row.len() - blocks.remainder().len();
+    let mut out = [0; G];
+    for ((slot, sum), query) in out.iter_mut().zip(sums).zip(&queries) {
+        *slot = lanes.total(sum) + integer_dot(&row[tail..], &query[tail..]);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -208,15 +291,54 @@ mod tests {
             let matrix = Matrix::new(vectors.iter().flatten().copied().collect(), dimension).unwrap();
             assert_eq!(matrix.rows(), rows);
             let got = matrix.dots(&queries).unwrap();
-            assert_eq!(got.len(), queries.len());
+            assert_eq!(got.len(), rows * queries.len());
             let mut worst = 0f32;
-            for (q, scores) in queries.iter().zip(&got) {
-                assert_eq!(scores.len(), rows);
-                for (v, &score) in vectors.iter().zip(scores) {
+            for (v, scores) in vectors.iter().zip(got.chunks_exact(queries.len())) {
+                for (q, &score) in queries.iter().zip(scores) {
                     worst = worst.max((crate::dot(q, v) - score).abs());
                 }
             }
             assert!(worst < tolerance, "dimension {dimension}: a cosine moved by {worst}");
+        }
+    }
+
+    /// Every kernel this processor can run gives exactly the portable loop's integer sums, for any
+    /// number of queries (whole groups and what is left) and any length (whole registers and a tail).
+    #[test]
+    fn each_instruction_set_gives_the_portable_sums_exactly() {
+        let mut state = 7u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as i32
+        };
+        for dimension in [384, 40, 3, 1536] {
+            for k in 1..=9 {
+                let rows = 37;
+                let row_values: Vec<i8> = (0..rows * dimension).map(|_| (next() % 255 - 127) as i8).collect();
+                let queries: Vec<i16> = (0..k * dimension).map(|_| (next() % 65_535 - 32_767) as i16).collect();
+                let mut want = vec![0; rows * k];
+                portable(&row_values, &queries, dimension, &mut want);
+                let mut kernels = 0;
+                #[cfg(target_arch = "x86_64")]
+                {
+                    let mut got = vec![0; rows * k];
+                    if let Some(v3) = pulp::x86::V3::try_new() {
+                        let (rows, queries, out) = (&row_values[..], &queries[..], &mut got[..]);
+                        Simd::vectorize(v3, Kernel { lanes: v3, rows, queries, dimension, out });
+                        assert_eq!(got, want, "AVX2, {k} queries of {dimension}");
+                        kernels += 1;
+                    }
+                    if let Some(v4) = pulp::x86::V4::try_new() {
+                        let (rows, queries, out) = (&row_values[..], &queries[..], &mut got[..]);
+                        Simd::vectorize(v4, Kernel { lanes: v4, rows, queries, dimension, out });
+                        assert_eq!(got, want, "AVX-512, {k} queries of {dimension}");
+                        kernels += 1;
+                    }
+                }
+                let mut got = vec![0; rows * k];
+                score_block(&row_values, &queries, dimension, &mut got);
+                assert_eq!(got, want, "the kernel chosen here ({kernels} available)");
+            }
         }
     }
 
@@ -227,16 +349,17 @@ mod tests {
         flat.extend(std::iter::repeat_n(0.0, 384));
         let matrix = Matrix::new(flat, 384).unwrap();
         let got = matrix.dots(&[vectors[1].clone(), vec![0.0; 384]]).unwrap();
-        assert!((got[0][1] - 1.0).abs() < 2e-3, "{}", got[0][1]);
-        assert_eq!(got[0][3], 0.0);
-        assert!(got[1].iter().all(|&s| s == 0.0));
+        assert_eq!(got.len(), 4 * 2);
+        assert!((got[2] - 1.0).abs() < 2e-3, "{}", got[2]);
+        assert_eq!(got[3 * 2], 0.0);
+        assert!(got.iter().skip(1).step_by(2).all(|&s| s == 0.0));
     }
 
     #[test]
     fn empty_matrices_and_mismatched_queries() {
         let empty = Matrix::new(Vec::new(), 384).unwrap();
         assert_eq!(empty.rows(), 0);
-        assert_eq!(empty.dots(&[vec![0.5; 384]]).unwrap(), vec![Vec::<f32>::new()]);
+        assert!(empty.dots(&[vec![0.5; 384]]).unwrap().is_empty());
         assert!(Matrix::new(vec![1.0; 10], 4).is_err(), "10 numbers are not vectors of 4");
         let matrix = Matrix::new(vec![1.0; 8], 4).unwrap();
         assert!(matrix.dots(&[vec![1.0; 3]]).is_err(), "a query of the wrong length is refused");

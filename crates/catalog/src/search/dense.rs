@@ -75,32 +75,34 @@ impl Vectors {
 
     /// For each query vector, one score per entry, in entry order.
     pub fn score_all(&self, queries: &[Vec<f32>]) -> Vec<Vec<DenseScore>> {
-        let Ok(all) = self.matrix.dots(queries) else {
-            return vec![vec![DenseScore::default(); self.entries]; queries.len()];
+        let k = queries.len();
+        let all = match self.matrix.dots(queries) {
+            Ok(all) if k > 0 && all.len() >= self.entries * k => all,
+            _ => return vec![vec![DenseScore::default(); self.entries]; k],
         };
-        all.into_iter()
-            .map(|dots| {
-                let mut scores: Vec<DenseScore> = dots[..self.entries]
-                    .iter()
-                    .map(|&d| DenseScore { entry: d, tool: f32::MIN, tool_index: None })
-                    .collect();
-                for ((&cosine, &owner), &index) in
-                    dots[self.entries..].iter().zip(&self.tool_owner).zip(&self.tool_index)
-                {
-                    let slot = &mut scores[owner as usize];
-                    if cosine > slot.tool {
-                        slot.tool = cosine;
-                        slot.tool_index = Some(index);
-                    }
+        // Row by row (each row's scores for every query side by side), entries first, then tools.
+        let (own, tools) = all.split_at(self.entries * k);
+        let mut scores: Vec<Vec<DenseScore>> = vec![Vec::with_capacity(self.entries); k];
+        for dots in own.chunks_exact(k) {
+            for (scores, &entry) in scores.iter_mut().zip(dots) {
+                scores.push(DenseScore { entry, tool: f32::MIN, tool_index: None });
+            }
+        }
+        for ((dots, &owner), &index) in tools.chunks_exact(k).zip(&self.tool_owner).zip(&self.tool_index) {
+            for (scores, &cosine) in scores.iter_mut().zip(dots) {
+                let slot = &mut scores[owner as usize];
+                if cosine > slot.tool {
+                    slot.tool = cosine;
+                    slot.tool_index = Some(index);
                 }
-                for score in &mut scores {
-                    if score.tool_index.is_none() {
-                        score.tool = score.entry;
-                    }
-                }
-                scores
-            })
-            .collect()
+            }
+        }
+        for score in scores.iter_mut().flatten() {
+            if score.tool_index.is_none() {
+                score.tool = score.entry;
+            }
+        }
+        scores
     }
 }
 
