@@ -49,9 +49,15 @@ pub async fn connect(url: &str, connect_timeout: Duration) -> Result<PostgresSto
     Ok(SqlStore::new(Postgres { pool, relaxed, announce }))
 }
 
-/// Announces enqueued jobs to every process's idle workers, one `NOTIFY` at a time: enqueues
-/// that come while one is on its way share the next, so under load it costs one statement per
-/// round trip rather than one per job, and an enqueue never waits for it.
+/// At most one `NOTIFY` per this long: a woken worker claims jobs until none is left, so one
+/// announcement covers a burst, and another process's idle workers start at most this much later.
+const ANNOUNCE_SPACING: Duration = Duration::from_millis(5);
+
+/// Announces enqueued jobs to every process's idle workers, one `NOTIFY` at a time and at most
+/// one per [`ANNOUNCE_SPACING`]: enqueues that come meanwhile share the next, so under load it
+/// costs a couple of hundred statements a second rather than one per job (every `NOTIFY` also
+/// wakes each listening process), and an enqueue never waits for it. This process's own workers
+/// are woken in-process at once.
 fn announcer(pool: PgPool) -> tokio::sync::mpsc::Sender<()> {
     let (announce, mut asked) = tokio::sync::mpsc::channel(1);
     tokio::spawn(async move {
@@ -59,6 +65,7 @@ fn announcer(pool: PgPool) -> tokio::sync::mpsc::Sender<()> {
             if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(JOBS_CHANNEL).execute(&pool).await {
                 tracing::warn!(error = %e, "could not announce a new job; workers will find it by polling");
             }
+            tokio::time::sleep(ANNOUNCE_SPACING).await;
         }
     });
     announce
