@@ -130,6 +130,12 @@ pub trait Store: Send + Sync + 'static {
     /// Appends a message and bumps the conversation's `updated_at`, in one transaction.
     async fn append_message(&self, owner: Id, conversation: Id, message: NewMessage) -> Result<Option<Message>>;
 
+    /// [`Store::append_message`] for a job's reply, whose outcome the worker records next: the
+    /// commit does not wait for the disk, because the outcome's own commit, later in the same
+    /// write-ahead log, makes both durable at once. A crash in between loses at most the reply of
+    /// a job that is not finished yet, and the job runs again.
+    async fn append_job_reply(&self, owner: Id, conversation: Id, message: NewMessage) -> Result<Option<Message>>;
+
     /// Creates a task with the owner's next number. `None` when `parent_id` is not the owner's.
     async fn create_task(&self, owner: Id, task: NewTask) -> Result<Option<Task>>;
 

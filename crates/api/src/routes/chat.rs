@@ -581,14 +581,16 @@ async fn store_reply(
     content: String,
     mut metadata: serde_json::Value,
 ) -> ApiResult<switchboard_domain::Message> {
-    if let Some(job) = begun.job {
-        metadata["job_id"] = json!(job);
-    }
-    state
-        .store
-        .append_message(begun.owner, begun.conversation_id, NewMessage { role: Role::Assistant, content, metadata })
-        .await?
-        .ok_or_else(|| ApiError::not_found("conversation"))
+    let message = |metadata| NewMessage { role: Role::Assistant, content, metadata };
+    let stored = match begun.job {
+        // The worker records the job's outcome next, durably, and with it this reply.
+        Some(job) => {
+            metadata["job_id"] = json!(job);
+            state.store.append_job_reply(begun.owner, begun.conversation_id, message(metadata)).await?
+        }
+        None => state.store.append_message(begun.owner, begun.conversation_id, message(metadata)).await?,
+    };
+    stored.ok_or_else(|| ApiError::not_found("conversation"))
 }
 
 fn reply_with(

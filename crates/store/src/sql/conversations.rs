@@ -3,7 +3,7 @@
 use switchboard_domain::{Conversation, Cursor, Id, Message, NewMessage, Page, PageRequest, Role};
 
 use super::jobs::{job, job_columns};
-use super::{decode, first, keyset, owner_page, owner_page_sql, paginate, single, window};
+use super::{decode, first, keyset, owner_page, owner_page_sql, paginate, single, window, Commit};
 use crate::db::{Db, Record, Tx};
 use crate::{params, Result, StartTurn, Started, StoreError};
 
@@ -288,6 +288,7 @@ pub(super) async fn append_message<D: Db>(
     owner: Id,
     conversation: Id,
     message: NewMessage,
+    commit: Commit,
 ) -> Result<Option<Message>> {
     let now = switchboard_domain::now();
     if db.writes_in_with() {
@@ -299,7 +300,11 @@ pub(super) async fn append_message<D: Db>(
              SELECT id FROM c";
         let id = switchboard_domain::new_id();
         let values = params![now, owner, conversation, id, message.role.as_str(), &message.content, &message.metadata];
-        if db.execute_returning(SQL, &values).await?.is_empty() {
+        let bumped = match commit {
+            Commit::Durable => db.execute_returning(SQL, &values).await?,
+            Commit::Relaxed => db.execute_returning_relaxed(SQL, &values).await?,
+        };
+        if bumped.is_empty() {
             return Ok(None);
         }
         return Ok(Some(stored(message, id, conversation, now)));

@@ -26,6 +26,13 @@ use switchboard_domain::{
 };
 
 use crate::db::{Db, Record};
+
+/// Whether a write's commit waits for the disk (see [`Store::append_job_reply`]).
+#[derive(Debug, Clone, Copy)]
+enum Commit {
+    Durable,
+    Relaxed,
+}
 use crate::{CatalogRecord, Identity, Result, StartTurn, Started, Store};
 
 /// The [`Store`] on any database with a [`Db`] driver.
@@ -200,7 +207,11 @@ impl<D: Db> Store for SqlStore<D> {
     }
 
     async fn append_message(&self, owner: Id, conversation: Id, message: NewMessage) -> Result<Option<Message>> {
-        conversations::append_message(&self.db, owner, conversation, message).await
+        conversations::append_message(&self.db, owner, conversation, message, Commit::Durable).await
+    }
+
+    async fn append_job_reply(&self, owner: Id, conversation: Id, message: NewMessage) -> Result<Option<Message>> {
+        conversations::append_message(&self.db, owner, conversation, message, Commit::Relaxed).await
     }
 
     async fn create_task(&self, owner: Id, task: NewTask) -> Result<Option<Task>> {

@@ -84,6 +84,10 @@ async fn a_chat_job_runs_in_the_background_and_its_events_replay_to_a_late_subsc
     let messages: Value =
         app.get(&format!("/api/v1/conversations/{conversation}/messages"), &token).await.json().await.unwrap();
     assert_eq!(messages["items"].as_array().unwrap().len(), 2);
+    // The reply (stored by the worker, ahead of the outcome) names its job.
+    let reply = &messages["items"][1];
+    assert_eq!((reply["role"].as_str(), reply["metadata"]["job_id"].as_str()), (Some("assistant"), Some(job.as_str())));
+    assert_eq!(reply["content"], done["result"]["message"]["content"]);
 
     // Subscribing after the end replays everything, numbered, ending with the final status.
     let all = events(&app, &token, &job, "").await;
