@@ -26,14 +26,15 @@ use switchboard_domain::{
 };
 
 use crate::db::{Db, Record};
+use crate::{CatalogRecord, Identity, Result, StartTurn, Started, Store};
 
-/// Whether a write's commit waits for the disk (see [`Store::append_job_reply`]).
+/// Whether a write's commit waits for the disk (see [`Store::append_job_reply`]). SQLite's
+/// commits do not wait anyway (`synchronous = NORMAL` with its write-ahead log): both alike there.
 #[derive(Debug, Clone, Copy)]
 enum Commit {
     Durable,
     Relaxed,
 }
-use crate::{CatalogRecord, Identity, Result, StartTurn, Started, Store};
 
 /// The [`Store`] on any database with a [`Db`] driver.
 pub struct SqlStore<D> {
