@@ -23,15 +23,24 @@ pub struct Postgres {
     announce: tokio::sync::mpsc::Sender<()>,
 }
 
+/// The fewest connections [`connect`] accepts: two for each pool.
+pub const MIN_CONNECTIONS: u32 = 4;
+
 /// Connects to `url`, retrying for up to `connect_timeout` while the database is not yet
 /// reachable, then applies pending migrations (under PostgreSQL's advisory lock, so several
 /// servers starting at once migrate once).
-pub async fn connect(url: &str, connect_timeout: Duration) -> Result<PostgresStore> {
+///
+/// The process opens at most `max_connections` (at least [`MIN_CONNECTIONS`]): a fifth of them,
+/// and at least two, for relaxed writes; the rest for everything else, the connection that
+/// listens for other processes' jobs among them.
+pub async fn connect(url: &str, connect_timeout: Duration, max_connections: u32) -> Result<PostgresStore> {
+    let max_connections = max_connections.max(MIN_CONNECTIONS);
+    let relaxed_size = (max_connections / 5).max(2);
     let options: PgConnectOptions = url.parse().map_err(store_error)?;
     let deadline = Instant::now() + connect_timeout;
     let mut delay = Duration::from_millis(100);
     let pool = loop {
-        let attempt = pool_options(16).connect_with(options.clone()).await;
+        let attempt = pool_options(max_connections - relaxed_size).connect_with(options.clone()).await;
         match attempt {
             Ok(pool) => break pool,
             Err(e) if Instant::now() + delay < deadline && is_transient(&e) => {
@@ -43,7 +52,7 @@ pub async fn connect(url: &str, connect_timeout: Duration) -> Result<PostgresSto
         }
     };
     sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::Migration(e.into()))?;
-    let relaxed = pool_options(4).connect_lazy_with(options.options([("synchronous_commit", "off")]));
+    let relaxed = pool_options(relaxed_size).connect_lazy_with(options.options([("synchronous_commit", "off")]));
     tracing::debug!("postgres store ready");
     let announce = announcer(pool.clone());
     Ok(SqlStore::new(Postgres { pool, relaxed, announce }))

@@ -371,7 +371,7 @@ pub(crate) async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn St
                 .context("cannot open the SQLite database")?,
         ),
         Some(url) if url.expose().starts_with("postgres://") || url.expose().starts_with("postgresql://") => {
-            let connect = switchboard_store_postgres::connect(url.expose(), timeout);
+            let connect = switchboard_store_postgres::connect(url.expose(), timeout, settings.db_max_connections);
             let store = tokio::time::timeout(timeout + Duration::from_secs(5), connect)
                 .await
                 .map_err(|_| anyhow::anyhow!("timed out connecting to {}", url.redacted()))?

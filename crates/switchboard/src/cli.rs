@@ -178,6 +178,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub db_connect_timeout_secs: Option<u64>,
+    /// Most connections to PostgreSQL this process opens [env: SWITCHBOARD_DB_MAX_CONNECTIONS] [default: 20]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db_max_connections: Option<u32>,
     /// Require this `aud` on HS256 tokens [env: SWITCHBOARD_JWT_AUDIENCE]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -20,6 +20,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub database_url: Option<DatabaseUrl>,
     pub db_connect_timeout_secs: u64,
+    /// Most connections this process opens to PostgreSQL, the one listening for jobs included.
+    pub db_max_connections: u32,
     /// Redis, for a per-user rate limit shared by every server, and the job queue if asked.
     pub redis_url: Option<DatabaseUrl>,
     /// Start of every Redis key of this deployment (several can share one Redis).
@@ -106,6 +108,7 @@ pub(crate) const KEYS: &[&str] = &[
     "data_dir",
     "database_url",
     "db_connect_timeout_secs",
+    "db_max_connections",
     "redis_url",
     "redis_prefix",
     "job_queue",
@@ -168,6 +171,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("switchboard-data"),
             database_url: None,
             db_connect_timeout_secs: 30,
+            db_max_connections: 20,
             redis_url: None,
             redis_prefix: "switchboard".into(),
             job_queue: JobQueue::Database,
@@ -360,6 +364,12 @@ impl Settings {
             switchboard_vault::MasterKey::from_material(key)
                 .map_err(|e| SettingsError::Invalid(format!("SWITCHBOARD_PREVIOUS_MASTER_KEYS: {e}")))?;
         }
+        if self.db_max_connections < switchboard_store_postgres::MIN_CONNECTIONS {
+            return Err(SettingsError::Invalid(format!(
+                "db_max_connections must be at least {}",
+                switchboard_store_postgres::MIN_CONNECTIONS
+            )));
+        }
         if self.job_max_attempts < 1 || self.job_lease_secs < 2 {
             return Err(SettingsError::Invalid(
                 "job_max_attempts must be at least 1 and job_lease_secs at least 2".into(),
@@ -515,6 +525,14 @@ mod tests {
             assert!(Settings::load(Some("sb.toml".as_ref()), Flags::default()).is_err());
             Ok(())
         });
+    }
+
+    #[test]
+    fn fewer_than_four_database_connections_are_refused() {
+        let settings = |n| Settings { db_max_connections: n, ..Settings::default() };
+        let refused = settings(3).validate().unwrap_err().to_string();
+        assert!(refused.contains("db_max_connections must be at least 4"), "{refused}");
+        assert!(settings(4).validate().is_ok());
     }
 
     #[test]

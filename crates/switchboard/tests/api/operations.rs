@@ -267,3 +267,39 @@ async fn a_database_outage_answers_503_and_the_server_recovers_when_it_returns()
     assert_eq!(list["items"][0]["title"], "before the outage");
     assert_eq!(app.client.get(app.url("/ready")).send().await.unwrap().status(), StatusCode::OK);
 }
+
+/// `db_max_connections` bounds what one server opens to PostgreSQL however many requests come at
+/// once (the job listener included); the same burst under the default opens more than that bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db_max_connections_bounds_the_connections_a_server_opens() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    for (limit, bounded) in [(20, false), (5, true)] {
+        let app = spawn_app_with(&backend, |s| s.db_max_connections = limit, Default::default()).await;
+        let token = app.token_for("alice");
+        let burst =
+            (0..64).map(|i| {
+                let (app, token) = (&app, &token);
+                async move {
+                    app.post_json("/api/v1/chat", token, &serde_json::json!({"message": format!("hello {i}")})).await
+                }
+            });
+        for response in futures::future::join_all(burst).await {
+            assert_eq!(response.status(), StatusCode::OK, "every request of the burst is answered");
+        }
+        let url = app.settings.database_url.as_ref().expect("a PostgreSQL backend has a URL");
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url.expose()).await.unwrap();
+        let opened: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if bounded {
+            assert!((1..=5).contains(&opened), "{opened} connections with db_max_connections = 5");
+        } else {
+            assert!(opened > 5, "the burst opened only {opened} connections under the default: it tests nothing");
+        }
+    }
+}
