@@ -186,12 +186,12 @@ impl Catalog {
         texts.extend(query.parts.iter().cloned());
         let mut vectors = embedder.embed(&texts).await?;
         for cue in &query.cues {
-            let key = (embedder.model_id().to_string(), *cue);
+            let key = (embedder.model_id().to_string(), cue.text);
             let cached = self.cues.read().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
             let vector = match cached {
                 Some(v) => v,
                 None => {
-                    let v = embedder.embed(&[cue.to_string()]).await?.remove(0);
+                    let v = embedder.embed(&[cue.text.to_string()]).await?.remove(0);
                     self.cues.write().unwrap_or_else(|e| e.into_inner()).insert(key, v.clone());
                     v
                 }

@@ -7,8 +7,9 @@
 //! A request often needs several servers ("find the paper, then save a summary to Notion"), so it
 //! is also split into parts (`text::parts`), and capabilities it implies without naming them (a
 //! file path, "next Wednesday") become cues (`text::cues`); an entry's dense score is its best
-//! match over the request, its parts and its cues, the latter two slightly discounted. Without an
-//! embedding model only BM25 runs: search always answers.
+//! match over the request, its parts and its cues, the latter two slightly discounted. A need the
+//! request states outright (a file path to write to) holds its best server in the top five.
+//! Without an embedding model only BM25 runs: search always answers.
 
 mod bm25;
 mod dense;
@@ -21,6 +22,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 pub use dense::{document_texts, pack, unpack, DenseScore, Vectors};
+pub use text::Cue;
 
 use crate::entry::CatalogEntry;
 
@@ -33,6 +35,10 @@ const PART_WEIGHT: f32 = 0.95;
 const CUE_WEIGHT: f32 = 0.8;
 /// BM25's vote beside the dense ranking (alone, it counts fully).
 const LEXICAL_WEIGHT: f32 = 0.2;
+/// A held cue's best server is kept within this many places...
+const HELD_WITHIN: usize = 5;
+/// ...when it matches the cue at least this well (a catalog with no such server holds nothing).
+const HELD_MIN_COSINE: f32 = 0.3;
 
 /// Which signals a search uses (the evaluation compares them; the server uses `Hybrid`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +63,7 @@ pub struct Query {
     pub text: String,
     pub parts: Vec<String>,
     /// Descriptions of capabilities the request needs without naming them (`text::cues`).
-    pub cues: Vec<&'static str>,
+    pub cues: Vec<Cue>,
     /// The request's vector, then one per part, then one per cue, when a model is available.
     pub vectors: Option<Vec<Vec<f32>>>,
 }
@@ -71,7 +77,7 @@ impl Query {
     pub fn texts(&self) -> Vec<String> {
         std::iter::once(self.text.clone())
             .chain(self.parts.iter().cloned())
-            .chain(self.cues.iter().map(|c| c.to_string()))
+            .chain(self.cues.iter().map(|c| c.text.to_string()))
             .collect()
     }
 }
@@ -84,7 +90,8 @@ pub struct SearchHit {
     pub entry: Arc<CatalogEntry>,
     /// The fused score, 1.0 for an entry ranked first by every signal and every part.
     pub score: f32,
-    /// Which signals ranked it: `bm25`, `dense`, and `tool` when a tool matched better than the entry's own text.
+    /// Which signals ranked it: `bm25`, `dense`, `tool` when a tool matched better than the entry's
+    /// own text, and `cue` when a need the request states outright (a file path) held it in the top five.
     pub matched: Vec<&'static str>,
     /// The BM25 score for the whole request, when it matched a word.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -150,14 +157,20 @@ impl SearchIndex {
 
         // Dense: each entry keeps its best match over the request, its parts and its cues.
         let mut dense: Option<(Vec<f32>, Vec<DenseScore>)> = None;
+        let mut held = Vec::new();
         if let Some((index, q)) = vectors {
             let mut views = index.score_all(q).into_iter();
             let full = views.next().unwrap_or_default();
             let mut best: Vec<f32> = full.iter().map(DenseScore::combined).collect();
-            let weights = query.parts.iter().map(|_| PART_WEIGHT).chain(query.cues.iter().map(|_| CUE_WEIGHT));
-            for (scores, weight) in views.zip(weights) {
-                for (b, d) in best.iter_mut().zip(scores) {
+            let cues = query.cues.iter().map(Some);
+            for (scores, cue) in views.zip(query.parts.iter().map(|_| None).chain(cues)) {
+                let weight = if cue.is_some() { CUE_WEIGHT } else { PART_WEIGHT };
+                for (b, d) in best.iter_mut().zip(&scores) {
                     *b = b.max(weight * d.combined());
+                }
+                if cue.is_some_and(|c| c.held) {
+                    let top = scores.iter().enumerate().max_by(|a, b| a.1.combined().total_cmp(&b.1.combined()));
+                    held.extend(top.filter(|(_, d)| d.combined() >= HELD_MIN_COSINE).map(|(i, _)| i));
                 }
             }
             dense = Some((best, full));
@@ -185,6 +198,15 @@ impl SearchIndex {
         let lexical: HashMap<usize, f32> = lexical.into_iter().collect();
         let mut ranked: Vec<(usize, f32)> = fused.into_iter().collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        // A held entry already in place stays where it is; one below takes the last held place
+        // and the score of the entry it moves down.
+        held.retain(|&i| ranked.iter().position(|(entry, _)| *entry == i).is_none_or(|at| at >= HELD_WITHIN));
+        for &i in &held {
+            ranked.retain(|(entry, _)| *entry != i);
+            let place = (HELD_WITHIN - 1).min(ranked.len());
+            let score = ranked.get(place).map_or(0.0, |(_, s)| *s);
+            ranked.insert(place, (i, score));
+        }
         ranked.truncate(limit);
         ranked
             .into_iter()
@@ -204,6 +226,9 @@ impl SearchIndex {
                         tool = d.tool_index.and_then(|t| entry.tools.get(t as usize)).map(|t| t.name.clone());
                     }
                 }
+                if held.contains(&i) {
+                    matched.push("cue");
+                }
                 SearchHit {
                     score: if best_possible > 0.0 { (score / best_possible).min(1.0) } else { 0.0 },
                     matched,
@@ -214,5 +239,71 @@ impl SearchIndex {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str) -> Arc<CatalogEntry> {
+        Arc::new(serde_json::from_value(serde_json::json!({"name": name, "description": name})).unwrap())
+    }
+
+    /// Seven entries close to the request and one, "Files", close only to the request's file cue.
+    fn index() -> SearchIndex {
+        let names = ["A", "B", "C", "D", "E", "F", "G", "Files"];
+        let mut vectors: Vec<Vec<Vec<f32>>> = (0..7)
+            .map(|i| {
+                let off = 0.05 * i as f32;
+                let norm = (1.0 + off * off).sqrt();
+                vec![vec![1.0 / norm, 0.0, off / norm]]
+            })
+            .collect();
+        vectors.push(vec![vec![0.5, 0.866, 0.0]]);
+        let vectors = Vectors::new(3, &vectors).unwrap();
+        SearchIndex::build(names.iter().map(|n| entry(n)).collect(), Some(vectors)).unwrap()
+    }
+
+    fn ranked(index: &SearchIndex, held: bool) -> Vec<(String, Vec<&'static str>)> {
+        let query = Query {
+            text: "summarise the report and write it to /tmp/report.md".into(),
+            parts: Vec::new(),
+            cues: vec![Cue { text: "files", held }],
+            vectors: Some(vec![vec![1.0, 0.0, 0.0], vec![0.0, 1.0, 0.0]]),
+        };
+        index.search(&query, Method::Dense, 10).into_iter().map(|h| (h.entry.name.clone(), h.matched)).collect()
+    }
+
+    #[test]
+    fn a_held_cue_keeps_its_best_server_in_the_top_five_and_a_plain_cue_does_not() {
+        let index = index();
+        let plain = ranked(&index, false);
+        assert_eq!(plain.iter().position(|(n, _)| n == "Files"), Some(7), "{plain:?}");
+        let held = ranked(&index, true);
+        assert_eq!(held.iter().position(|(n, _)| n == "Files"), Some(HELD_WITHIN - 1), "{held:?}");
+        assert!(held[HELD_WITHIN - 1].1.contains(&"cue"), "{held:?}");
+        // The others keep their order, each one place lower from the fifth on.
+        let others: Vec<&String> = held.iter().map(|(n, _)| n).filter(|n| *n != "Files").collect();
+        assert_eq!(others, ["A", "B", "C", "D", "E", "F", "G"]);
+        assert!(plain.iter().all(|(_, m)| !m.contains(&"cue")));
+    }
+
+    #[test]
+    fn a_held_cue_that_matches_nothing_well_holds_nothing() {
+        let index = index();
+        let query = Query {
+            text: "write it to /tmp/x".into(),
+            parts: Vec::new(),
+            cues: vec![Cue { text: "files", held: true }],
+            // The cue points away from every entry.
+            vectors: Some(vec![vec![1.0, 0.0, 0.0], vec![0.0, 0.0, -1.0]]),
+        };
+        let hits = index.search(&query, Method::Dense, 10);
+        assert!(
+            hits.iter().all(|h| !h.matched.contains(&"cue")),
+            "{:?}",
+            hits.iter().map(|h| &h.matched).collect::<Vec<_>>()
+        );
     }
 }

@@ -94,11 +94,21 @@ fn sentences(text: &str) -> Vec<&str> {
     out
 }
 
+/// A capability the request needs without naming it (see `cues`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cue {
+    /// A short description of the capability, searched like a part of the request.
+    pub text: &'static str,
+    /// Whether the request states the need outright (a file path to write to): the server that
+    /// best matches the cue is then held in the top five, however the rest of the request ranks.
+    pub held: bool,
+}
+
 /// Capabilities a request needs without naming them: a file path means reading or writing files,
 /// "today" or "next Wednesday" means knowing the date, a link means fetching a page, a price on a
 /// shop means browsing it. Each cue found adds a short description of that capability, searched
 /// like a part of the request.
-pub fn cues(query: &str) -> Vec<&'static str> {
+pub fn cues(query: &str) -> Vec<Cue> {
     let lower = query.to_lowercase();
     let has_word =
         |words: &[&str]| lower.split(|c: char| !c.is_alphanumeric() && c != '\'').any(|w| words.contains(&w));
@@ -108,10 +118,21 @@ pub fn cues(query: &str) -> Vec<&'static str> {
         let w = w.trim_matches(|c: char| "`'\".,;:()".contains(c));
         (w.starts_with('/') || w.starts_with("~/") || w.starts_with("./")) && w.len() > 2 && !w.starts_with("//")
     });
-    if path
-        || has(&["save it as", "save the", "save as", "write the", "to a file", "into a file", "local file", "folder"])
-    {
-        out.push("read and write files and directories on the local filesystem");
+    let cue = |text| Cue { text, held: false };
+    let files = "read and write files and directories on the local filesystem";
+    if path {
+        out.push(Cue { text: files, held: true });
+    } else if has(&[
+        "save it as",
+        "save the",
+        "save as",
+        "write the",
+        "to a file",
+        "into a file",
+        "local file",
+        "folder",
+    ]) {
+        out.push(cue(files));
     }
     if has_word(&[
         "today",
@@ -142,16 +163,16 @@ pub fn cues(query: &str) -> Vec<&'static str> {
         "deadline",
         "upcoming",
     ]) {
-        out.push("get the current date and time in a timezone");
+        out.push(cue("get the current date and time in a timezone"));
     }
     if has(&["http://", "https://", "www.", ".com", ".org"]) {
-        out.push("fetch a web page from a URL and read its content");
+        out.push(cue("fetch a web page from a URL and read its content"));
     }
     if has_word(&[
         "amazon", "ebay", "taobao", "jd", "walmart", "website", "browse", "browser", "links", "link", "site", "page",
         "shop", "store",
     ]) {
-        out.push("browse websites in a web browser, navigate pages, click and extract content");
+        out.push(cue("browser automation: navigate web pages, click elements and take screenshots"));
     }
     if has_word(&[
         "calculate",
@@ -168,10 +189,10 @@ pub fn cues(query: &str) -> Vec<&'static str> {
         "math",
         "formula",
     ]) {
-        out.push("calculate mathematical expressions and arithmetic");
+        out.push(cue("calculate mathematical expressions and arithmetic"));
     }
     if has_word(&["cny", "usd", "eur", "gbp", "jpy", "rmb", "yuan", "dollars", "euros", "currency", "exchange"]) {
-        out.push("convert currency amounts with exchange rates");
+        out.push(cue("convert currency amounts with exchange rates"));
     }
     out
 }
@@ -193,5 +214,18 @@ mod tests {
         assert!(super::parts("list my open issues").is_empty(), "one part is the whole request");
         let parts = super::parts("Monitor Gmail for invoices, save them to Notion, then post a summary to Slack.");
         assert_eq!(parts.len(), 3, "{parts:?}");
+    }
+
+    #[test]
+    fn a_file_path_is_a_held_cue_and_a_mere_mention_of_saving_is_not() {
+        let files = |q: &str| cues(q).into_iter().find(|c| c.text.contains("filesystem"));
+        assert_eq!(
+            files("Summarise NCT04280705 and save it as Markdown to /root/md/trial.md").map(|c| c.held),
+            Some(true)
+        );
+        assert_eq!(files("write the notes into a file").map(|c| c.held), Some(false));
+        assert_eq!(files("post the summary to Slack"), None);
+        // A date is a cue too, but never held: "latest" rarely means the request needs a clock.
+        assert!(cues("the latest news today").iter().all(|c| !c.held));
     }
 }

@@ -322,6 +322,13 @@ async fn with_the_local_model_search_becomes_hybrid_and_finds_servers_by_meaning
     // No word in common with the entry: only meaning can find it.
     let found = search(&app, "keep facts about people I mention between our chats").await;
     assert!(names(&found)[..3].contains(&"Memory".to_string()), "{found}");
+    // A file path states a need outright: the file server is held in the top five even though
+    // the rest of the request (GitHub, issues, a report) ranks five other servers above it.
+    let found = search(&app, "Summarise this week's open GitHub issues and save the report to /srv/reports/issues.md").await;
+    assert_eq!(names(&found)[0], "GitHub", "{found}");
+    let files = found["results"].as_array().unwrap().iter().position(|r| r["name"] == "Filesystem");
+    assert!(files.is_some_and(|at| at < 5), "{found}");
+    assert!(found["results"][files.unwrap()]["matched"].as_array().unwrap().contains(&json!("cue")), "{found}");
     // A new entry is embedded on import and found by meaning at once.
     import(&app, "servers.json", &zebra_servers()).await;
     let found = search(&app, "where are the animal herds on the savanna today").await;
