@@ -1574,7 +1574,10 @@ export interface components {
              * @description The dense similarity (cosine of the request, a part or a cue with the entry and its best tool).
              */
             cosine?: number | null;
-            /** @description Which signals ranked it: `bm25`, `dense`, and `tool` when a tool matched better than the entry's own text. */
+            /**
+             * @description Which signals ranked it: `bm25`, `dense`, `tool` when a tool matched better than the entry's
+             *     own text, and `cue` when a need the request states outright (a file path) held it in the top five.
+             */
             matched: string[];
             /**
              * Format: float
