@@ -324,7 +324,8 @@ async fn with_the_local_model_search_becomes_hybrid_and_finds_servers_by_meaning
     assert!(names(&found)[..3].contains(&"Memory".to_string()), "{found}");
     // A file path states a need outright: the file server is held in the top five even though
     // the rest of the request (GitHub, issues, a report) ranks five other servers above it.
-    let found = search(&app, "Summarise this week's open GitHub issues and save the report to /srv/reports/issues.md").await;
+    let found =
+        search(&app, "Summarise this week's open GitHub issues and save the report to /srv/reports/issues.md").await;
     assert_eq!(names(&found)[0], "GitHub", "{found}");
     let files = found["results"].as_array().unwrap().iter().position(|r| r["name"] == "Filesystem");
     assert!(files.is_some_and(|at| at < 5), "{found}");
