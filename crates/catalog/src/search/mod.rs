@@ -8,7 +8,7 @@
 //! is also split into parts (`text::parts`), and capabilities it implies without naming them (a
 //! file path, "next Wednesday") become cues (`text::cues`); an entry's dense score is its best
 //! match over the request, its parts and its cues, the latter two slightly discounted. A need the
-//! request states outright (a file path to write to) holds its best server in the top five.
+//! request states outright (a file path to read or write) holds its best server in the top five.
 //! Without an embedding model only BM25 runs: search always answers.
 
 mod bm25;

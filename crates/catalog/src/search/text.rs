@@ -99,7 +99,7 @@ fn sentences(text: &str) -> Vec<&str> {
 pub struct Cue {
     /// A short description of the capability, searched like a part of the request.
     pub text: &'static str,
-    /// Whether the request states the need outright (a file path to write to): the server that
+    /// Whether the request states the need outright (a file path to read or write): the server that
     /// best matches the cue is then held in the top five, however the rest of the request ranks.
     pub held: bool,
 }
