@@ -190,6 +190,12 @@ async fn a_queued_job_is_cancelled_at_once_and_a_running_one_within_a_second(bac
         app.post_json(&format!("/api/v1/jobs/{running}/cancel"), &token, &json!({})).await.json().await.unwrap();
     assert_eq!(again["status"], "cancelled");
     assert_eq!(model.received().len(), 1, "the cancelled queued job never reached the model");
+    let queue: Value = app.get("/api/v1/admin/queue", &app.local_token).await.json().await.unwrap();
+    assert_eq!(
+        (&queue["cancelled"], &queue["queued"], &queue["running"]),
+        (&json!(2), &json!(0), &json!(0)),
+        "{queue}"
+    );
 }
 
 async fn a_job_whose_model_is_down_retries_then_fails_and_the_queue_keeps_serving(backend: Backend) {
@@ -223,6 +229,15 @@ async fn a_job_whose_model_is_down_retries_then_fails_and_the_queue_keeps_servin
     assert_eq!(done["status"], "completed", "{done} {:?}", model.received().len());
     assert_eq!(done["result"]["message"]["content"], "back again");
     assert_eq!(done["total_tokens"], 18);
+    // The operators' view counts each status, and the failure as one of the last hour.
+    let queue: Value = app.get("/api/v1/admin/queue", &app.local_token).await.json().await.unwrap();
+    let counts: Vec<&Value> = ["queued", "running", "completed", "failed", "cancelled", "failed_last_hour"]
+        .iter()
+        .map(|k| &queue[k])
+        .collect();
+    assert_eq!(counts, [&json!(0), &json!(0), &json!(1), &json!(1), &json!(0), &json!(1)], "{queue}");
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("switchboard_jobs_failed_last_hour 1"), "{metrics}");
 }
 
 async fn another_users_jobs_and_their_events_are_invisible(backend: Backend) {
