@@ -301,7 +301,7 @@ pub(super) async fn remove_worker<D: Db>(db: &D, worker: &str) -> Result<()> {
 }
 
 pub(super) async fn stats<D: Db>(db: &D, alive_since: DateTime<Utc>) -> Result<QueueStats> {
-    // Every count in one pass over the table (it was two: one by status, one for the last hour).
+    // Every count in one pass over the table.
     let hour_ago = switchboard_domain::now() - chrono::Duration::hours(1);
     let mut counts = single(
         db.fetch(
