@@ -19,7 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::json;
-use switchboard_domain::{Job, JobOutcome, JobStatus};
+use switchboard_domain::{Job, JobOutcome, JobStatus, JobTotals};
 use switchboard_store::{ClaimById, Store};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -157,6 +157,9 @@ pub struct WorkerConfig {
     pub max_backoff: Duration,
     /// Prefix of the worker ids (host and process are appended).
     pub name: String,
+    /// Finished jobs created longer ago than this are deleted, with their events; `None` keeps
+    /// them.
+    pub retention: Option<Duration>,
 }
 
 impl Default for WorkerConfig {
@@ -169,6 +172,7 @@ impl Default for WorkerConfig {
             backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
             name: "worker".into(),
+            retention: None,
         }
     }
 }
@@ -248,6 +252,50 @@ enum Settled {
 const MOVE_DUE_EVERY: Duration = Duration::from_millis(200);
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
+/// How long finished jobs wait to be added to the totals: those finishing meanwhile share the
+/// write, so under load it is a few statements a second rather than one per job.
+const TOTALS_EVERY: Duration = Duration::from_millis(100);
+
+/// Finished jobs deleted per statement by retention (the rest wait for the next statement).
+const FORGET_BATCH: i64 = 500;
+
+/// Jobs this process finished and has not added to the database's totals yet.
+#[derive(Default)]
+struct Tally {
+    completed: AtomicI64,
+    failed: AtomicI64,
+    cancelled: AtomicI64,
+    finished: Notify,
+}
+
+impl Tally {
+    fn count(&self, status: JobStatus) {
+        let counter = match status {
+            JobStatus::Completed => &self.completed,
+            JobStatus::Failed => &self.failed,
+            JobStatus::Cancelled => &self.cancelled,
+            JobStatus::Queued | JobStatus::Running => return,
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
+        self.finished.notify_one();
+    }
+
+    fn take(&self) -> JobTotals {
+        JobTotals {
+            completed: self.completed.swap(0, Ordering::SeqCst),
+            failed: self.failed.swap(0, Ordering::SeqCst),
+            cancelled: self.cancelled.swap(0, Ordering::SeqCst),
+        }
+    }
+
+    /// Puts back what could not be written, for the next write.
+    fn restore(&self, totals: JobTotals) {
+        self.completed.fetch_add(totals.completed, Ordering::SeqCst);
+        self.failed.fetch_add(totals.failed, Ordering::SeqCst);
+        self.cancelled.fetch_add(totals.cancelled, Ordering::SeqCst);
+    }
+}
+
 /// The workers of one process.
 pub struct Workers {
     store: Arc<dyn Store>,
@@ -256,12 +304,13 @@ pub struct Workers {
     queue: Queue,
     id: String,
     running: Arc<AtomicI64>,
+    tally: Tally,
 }
 
 impl Workers {
     pub fn new(store: Arc<dyn Store>, runner: Arc<dyn Runner>, config: WorkerConfig, queue: Queue) -> Workers {
         let id = format!("{}-{}-{}", config.name, std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        Workers { store, runner, config, queue, id, running: Arc::default() }
+        Workers { store, runner, config, queue, id, running: Arc::default(), tally: Tally::default() }
     }
 
     /// This process's worker id (each concurrent slot appends `/n`).
@@ -279,11 +328,16 @@ impl Workers {
             None => tasks.spawn(this.clone().forward_wakeups(shutdown.clone())),
         };
         tasks.spawn(this.clone().heartbeat(shutdown.clone()));
+        tasks.spawn(this.clone().add_totals(shutdown.clone()));
+        if let Some(retention) = this.config.retention {
+            tasks.spawn(this.clone().forget_old_jobs(retention, shutdown.clone()));
+        }
         for slot in 0..this.config.concurrency.max(1) {
             tasks.spawn(this.clone().slot(slot, shutdown.clone()));
         }
         tracing::info!(worker = %this.id, concurrency = this.config.concurrency, queue = this.queue.backend(), "workers started");
         while tasks.join_next().await.is_some() {}
+        this.write_totals().await;
         let _ = this.store.remove_worker(&this.id).await;
         tracing::info!(worker = %this.id, "workers stopped");
     }
@@ -318,6 +372,65 @@ impl Workers {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+    }
+
+    /// Adds the jobs finished here to the database's totals, at most every [`TOTALS_EVERY`].
+    async fn add_totals(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.tally.finished.notified() => {}
+            }
+            self.write_totals().await;
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(TOTALS_EVERY) => {}
+            }
+        }
+    }
+
+    async fn write_totals(&self) {
+        let totals = self.tally.take();
+        if totals == JobTotals::default() {
+            return;
+        }
+        if let Err(e) = self.store.add_job_totals(&totals).await {
+            tracing::warn!(error = %e, "could not add finished jobs to the totals; trying again later");
+            self.tally.restore(totals);
+            self.tally.finished.notify_one();
+        }
+    }
+
+    /// Deletes finished jobs older than `retention`, a batch at a time, as often as half the
+    /// retention (at least every second, at most every minute).
+    async fn forget_old_jobs(self: Arc<Self>, retention: Duration, shutdown: CancellationToken) {
+        let every = (retention / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let Ok(retention) = chrono::Duration::from_std(retention) else { return };
+        loop {
+            let before = switchboard_domain::now() - retention;
+            let mut deleted = 0;
+            loop {
+                match self.store.delete_finished_jobs(before, FORGET_BATCH).await {
+                    Ok(n) => {
+                        deleted += n;
+                        if n < FORGET_BATCH as u64 || shutdown.is_cancelled() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "deleting jobs past their retention failed");
+                        break;
+                    }
+                }
+            }
+            if deleted > 0 {
+                tracing::info!(jobs = deleted, "deleted finished jobs past their retention");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
             }
         }
     }
@@ -604,6 +717,7 @@ impl Workers {
             }
         }
         tracing::info!(job = %job.id, status = status.as_str(), worker, "job finished");
+        self.tally.count(status);
         Settled::Done
     }
 

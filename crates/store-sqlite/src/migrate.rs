@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "connections", include_str!("../migrations/0008_connections.sql")),
     (9, "jobs ready order", include_str!("../migrations/0009_jobs_ready_order.sql")),
     (10, "jobs partial indexes", include_str!("../migrations/0010_jobs_partial_indexes.sql")),
+    (11, "job totals", include_str!("../migrations/0011_job_totals.sql")),
 ];
 
 fn failed(e: impl Into<switchboard_store::DriverError>) -> StoreError {

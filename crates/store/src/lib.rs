@@ -8,9 +8,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use switchboard_domain::{
-    Agent, Connection, Conversation, Id, Job, JobEvent, JobOutcome, JobStatus, Message, NewAgent, NewJob, NewMessage,
-    NewTask, OAuthFlow, Page, PageRequest, QueueStats, RegisteredClient, SealedCredential, Task, TaskChanges,
-    TaskFilter, TaskRef, User,
+    Agent, Connection, Conversation, Id, Job, JobEvent, JobOutcome, JobStatus, JobTotals, Message, NewAgent, NewJob,
+    NewMessage, NewTask, OAuthFlow, Page, PageRequest, QueueStats, RegisteredClient, SealedCredential, Task,
+    TaskChanges, TaskFilter, TaskRef, User,
 };
 
 pub mod db;
@@ -261,6 +261,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Queue depth by status, recent failures and live workers (seen within `alive_since`).
     async fn queue_stats(&self, alive_since: DateTime<Utc>) -> Result<QueueStats>;
+
+    /// Adds jobs a worker process finished to the totals [`Store::queue_stats`] reports.
+    async fn add_job_totals(&self, finished: &JobTotals) -> Result<()>;
+
+    /// Deletes up to `limit` finished jobs created before `created_before`, with their events,
+    /// oldest first; returns how many. Concurrent calls skip each other's jobs where the database
+    /// allows it.
+    async fn delete_finished_jobs(&self, created_before: DateTime<Utc>, limit: i64) -> Result<u64>;
 
     /// Stores the owner's connection to a server, replacing an earlier one (its version moves on).
     async fn put_connection(&self, owner: Id, connection: &Connection) -> Result<Connection>;

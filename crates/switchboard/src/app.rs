@@ -267,6 +267,8 @@ fn workers(settings: &Settings, state: &AppState) -> Workers {
         backoff: Duration::from_millis(settings.job_retry_backoff_ms),
         max_backoff: Duration::from_secs(60),
         name: "sb".into(),
+        retention: (settings.job_retention_days > 0.0)
+            .then(|| Duration::from_secs_f64(settings.job_retention_days * 86_400.0)),
     };
     Workers::new(state.store.clone(), Arc::new(JobRunner { state: state.clone() }), config, state.jobs.clone())
 }

@@ -134,6 +134,8 @@ Lists in the environment are comma-separated. Settings without a flag:
   job_lease_secs       SWITCHBOARD_JOB_LEASE_SECS  a running job's lease; a worker silent this long loses it [30]
   job_retry_backoff_ms SWITCHBOARD_JOB_RETRY_BACKOFF_MS  first retry delay, doubled per attempt (at most 60 s) [1000]
   job_poll_ms          SWITCHBOARD_JOB_POLL_MS     how often idle workers look for due jobs unwoken [1000]
+  job_retention_days   SWITCHBOARD_JOB_RETENTION_DAYS  finished jobs created longer ago are deleted, with their
+                                                   events (fractions allowed; 0 keeps them) [30]
   public_url           SWITCHBOARD_PUBLIC_URL      where people reach this server (OAuth callbacks, /mcp's resource)
                                                    [http://<addr>]
   oauth_clients        SWITCHBOARD_OAUTH_CLIENTS   OAuth clients registered with providers, named for catalog entries:

@@ -87,6 +87,9 @@ pub struct Settings {
     pub job_lease_secs: u64,
     pub job_retry_backoff_ms: u64,
     pub job_poll_ms: u64,
+    /// Finished jobs created more than this many days ago are deleted with their events (0 keeps
+    /// them); the totals in the queue's figures keep counting them.
+    pub job_retention_days: f64,
     pub max_file_bytes: usize,
     pub max_files: usize,
     /// Where people reach this server (`https://switchboard.example.com`): OAuth providers send
@@ -154,6 +157,7 @@ pub(crate) const KEYS: &[&str] = &[
     "job_lease_secs",
     "job_retry_backoff_ms",
     "job_poll_ms",
+    "job_retention_days",
     "max_file_bytes",
     "max_files",
     "public_url",
@@ -217,6 +221,7 @@ impl Default for Settings {
             job_lease_secs: 30,
             job_retry_backoff_ms: 1000,
             job_poll_ms: 1000,
+            job_retention_days: 30.0,
             max_file_bytes: 256 * 1024,
             max_files: 5,
             public_url: None,
@@ -374,6 +379,9 @@ impl Settings {
             return Err(SettingsError::Invalid(
                 "job_max_attempts must be at least 1 and job_lease_secs at least 2".into(),
             ));
+        }
+        if !(self.job_retention_days >= 0.0 && self.job_retention_days.is_finite()) {
+            return Err(SettingsError::Invalid("job_retention_days must be 0 (keep jobs) or a positive number".into()));
         }
         if self.job_queue == JobQueue::Redis && self.redis_url.is_none() {
             return Err(SettingsError::Invalid("job_queue = redis needs redis_url (SWITCHBOARD_REDIS_URL)".into()));
@@ -533,6 +541,22 @@ mod tests {
         let refused = settings(3).validate().unwrap_err().to_string();
         assert!(refused.contains("db_max_connections must be at least 4"), "{refused}");
         assert!(settings(4).validate().is_ok());
+    }
+
+    #[test]
+    fn job_retention_is_zero_or_a_positive_number_of_days() {
+        Jail::expect_with(|jail| {
+            jail.set_env("SWITCHBOARD_JOB_RETENTION_DAYS", "0.5");
+            let settings = Settings::load(None, Flags::default()).unwrap();
+            assert_eq!(settings.job_retention_days, 0.5);
+            Ok(())
+        });
+        let settings = |days| Settings { job_retention_days: days, ..Settings::default() };
+        for refused in [-1.0, f64::NAN, f64::INFINITY] {
+            let error = settings(refused).validate().unwrap_err().to_string();
+            assert!(error.contains("job_retention_days"), "{refused}: {error}");
+        }
+        assert!(settings(0.0).validate().is_ok() && settings(30.0).validate().is_ok());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! events, and worker heartbeats.
 
 use chrono::{DateTime, Utc};
-use switchboard_domain::{Cursor, Id, Job, JobEvent, JobOutcome, JobStatus, Page, PageRequest, QueueStats, WorkerInfo};
+use switchboard_domain::{
+    Cursor, Id, Job, JobEvent, JobOutcome, JobStatus, JobTotals, Page, PageRequest, QueueStats, WorkerInfo,
+};
 
 use super::{decode, first, keyset, paginate, single, window};
 use crate::db::{Db, Record, Tx};
@@ -68,14 +70,24 @@ pub(super) async fn list<D: Db>(db: &D, owner: Id, status: Option<JobStatus>, pa
 
 pub(super) async fn cancel<D: Db>(db: &D, owner: Id, id: Id) -> Result<Option<Job>> {
     let mut tx = db.begin().await?;
-    tx.execute(
-        "UPDATE jobs SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END, \
-           completed_at = CASE WHEN status = 'queued' THEN $1 ELSE completed_at END, \
-           cancel_requested = CASE WHEN status IN ('queued', 'running') THEN TRUE ELSE cancel_requested END \
-         WHERE user_id = $2 AND id = $3",
-        &params![switchboard_domain::now(), owner, id],
-    )
-    .await?;
+    // A queued job ends here (and is counted here); a running one is asked to stop, and its
+    // worker records and counts the end.
+    let ended = tx
+        .execute(
+            "UPDATE jobs SET status = 'cancelled', completed_at = $1, cancel_requested = TRUE \
+             WHERE user_id = $2 AND id = $3 AND status = 'queued'",
+            &params![switchboard_domain::now(), owner, id],
+        )
+        .await?;
+    if ended > 0 {
+        tx.execute("UPDATE job_totals SET finished = finished + 1 WHERE status = 'cancelled'", &[]).await?;
+    } else {
+        tx.execute(
+            "UPDATE jobs SET cancel_requested = TRUE WHERE user_id = $1 AND id = $2 AND status = 'running'",
+            &params![owner, id],
+        )
+        .await?;
+    }
     let row = tx.fetch(GET, &params![owner, id]).await?;
     tx.commit().await?;
     first(row).map(job).transpose()
@@ -301,15 +313,17 @@ pub(super) async fn remove_worker<D: Db>(db: &D, worker: &str) -> Result<()> {
 }
 
 pub(super) async fn stats<D: Db>(db: &D, alive_since: DateTime<Utc>) -> Result<QueueStats> {
-    // Every count in one pass over the table.
+    // The queue from the claim's partial indexes, the last hour's failures from the failures'
+    // own, the rest from the totals: however long the history, nothing here reads it all.
     let hour_ago = switchboard_domain::now() - chrono::Duration::hours(1);
     let mut counts = single(
         db.fetch(
-            "SELECT COUNT(*) FILTER (WHERE status = 'queued'), COUNT(*) FILTER (WHERE status = 'running'), \
-               COUNT(*) FILTER (WHERE status = 'completed'), COUNT(*) FILTER (WHERE status = 'failed'), \
-               COUNT(*) FILTER (WHERE status = 'cancelled'), \
-               COUNT(*) FILTER (WHERE status = 'failed' AND completed_at >= $1) \
-             FROM jobs",
+            "SELECT (SELECT COUNT(*) FROM jobs WHERE status = 'queued'), \
+               (SELECT COUNT(*) FROM jobs WHERE status = 'running'), \
+               (SELECT finished FROM job_totals WHERE status = 'completed'), \
+               (SELECT finished FROM job_totals WHERE status = 'failed'), \
+               (SELECT finished FROM job_totals WHERE status = 'cancelled'), \
+               (SELECT COUNT(*) FROM jobs WHERE status = 'failed' AND completed_at >= $1)",
             &params![hour_ago],
         )
         .await?,
@@ -333,4 +347,26 @@ pub(super) async fn stats<D: Db>(db: &D, alive_since: DateTime<Utc>) -> Result<Q
         Ok(WorkerInfo { id: r.text()?, running: r.int()?, started_at: r.time()?, heartbeat_at: r.time()? })
     })?;
     Ok(stats)
+}
+
+pub(super) async fn add_totals<D: Db>(db: &D, finished: &JobTotals) -> Result<()> {
+    db.execute(
+        "UPDATE job_totals SET finished = finished + CASE status \
+           WHEN 'completed' THEN $1 WHEN 'failed' THEN $2 ELSE $3 END",
+        &params![finished.completed, finished.failed, finished.cancelled],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn delete_finished<D: Db>(db: &D, created_before: DateTime<Utc>, limit: i64) -> Result<u64> {
+    // Ids are time-ordered, so the primary key walks the oldest jobs first; their events go
+    // with them (`ON DELETE CASCADE`).
+    let sql = format!(
+        "DELETE FROM jobs WHERE id IN (\
+           SELECT id FROM jobs WHERE id < $1 AND status IN ('completed', 'failed', 'cancelled') \
+           ORDER BY id LIMIT $2 {})",
+        db.skip_locked()
+    );
+    db.execute(&sql, &params![switchboard_domain::first_id_at(created_before), limit]).await
 }

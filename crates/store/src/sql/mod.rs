@@ -20,9 +20,9 @@ mod users;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use switchboard_domain::{
-    Agent, Connection, Conversation, Cursor, Id, Job, JobEvent, JobOutcome, JobStatus, Message, NewAgent, NewMessage,
-    NewTask, OAuthFlow, Page, PageRequest, QueueStats, RegisteredClient, SealedCredential, Task, TaskChanges,
-    TaskFilter, TaskRef, User,
+    Agent, Connection, Conversation, Cursor, Id, Job, JobEvent, JobOutcome, JobStatus, JobTotals, Message, NewAgent,
+    NewMessage, NewTask, OAuthFlow, Page, PageRequest, QueueStats, RegisteredClient, SealedCredential, Task,
+    TaskChanges, TaskFilter, TaskRef, User,
 };
 
 use crate::db::{Db, Record};
@@ -429,6 +429,14 @@ impl<D: Db> Store for SqlStore<D> {
 
     async fn queue_stats(&self, alive_since: DateTime<Utc>) -> Result<QueueStats> {
         jobs::stats(&self.db, alive_since).await
+    }
+
+    async fn add_job_totals(&self, finished: &JobTotals) -> Result<()> {
+        jobs::add_totals(&self.db, finished).await
+    }
+
+    async fn delete_finished_jobs(&self, created_before: DateTime<Utc>, limit: i64) -> Result<u64> {
+        jobs::delete_finished(&self.db, created_before, limit).await
     }
 }
 

@@ -47,6 +47,20 @@ pub async fn wait_for(app: &TestApp, token: &str, job: &str, done: impl Fn(&Valu
     }
 }
 
+/// The operators' view of the queue once `settled` says so (the finished totals trail the jobs by
+/// up to 100 ms; at most 5 s).
+pub async fn queue_once(app: &TestApp, settled: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let queue: Value = app.get("/api/v1/admin/queue", &app.local_token).await.json().await.unwrap();
+        if settled(&queue) {
+            return queue;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the queue never got there: {queue}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn finished(job: &Value) -> bool {
     matches!(job["status"].as_str(), Some("completed" | "failed" | "cancelled"))
 }
@@ -190,10 +204,10 @@ async fn a_queued_job_is_cancelled_at_once_and_a_running_one_within_a_second(bac
         app.post_json(&format!("/api/v1/jobs/{running}/cancel"), &token, &json!({})).await.json().await.unwrap();
     assert_eq!(again["status"], "cancelled");
     assert_eq!(model.received().len(), 1, "the cancelled queued job never reached the model");
-    let queue: Value = app.get("/api/v1/admin/queue", &app.local_token).await.json().await.unwrap();
+    let queue = queue_once(&app, |q| q["cancelled"] == 2).await;
     assert_eq!(
-        (&queue["cancelled"], &queue["queued"], &queue["running"]),
-        (&json!(2), &json!(0), &json!(0)),
+        (&queue["queued"], &queue["running"], &queue["completed"]),
+        (&json!(0), &json!(0), &json!(0)),
         "{queue}"
     );
 }
@@ -230,7 +244,7 @@ async fn a_job_whose_model_is_down_retries_then_fails_and_the_queue_keeps_servin
     assert_eq!(done["result"]["message"]["content"], "back again");
     assert_eq!(done["total_tokens"], 18);
     // The operators' view counts each status, and the failure as one of the last hour.
-    let queue: Value = app.get("/api/v1/admin/queue", &app.local_token).await.json().await.unwrap();
+    let queue = queue_once(&app, |q| q["completed"] == 1 && q["failed"] == 1).await;
     let counts: Vec<&Value> = ["queued", "running", "completed", "failed", "cancelled", "failed_last_hour"]
         .iter()
         .map(|k| &queue[k])
@@ -276,8 +290,8 @@ async fn many_workers_run_every_job_exactly_once(backend: Backend) {
     }
     assert_eq!(app.count_rows("tasks").await, 400, "each job ran once");
     assert_eq!(app.count_rows("messages").await, 800);
-    let queue: Value = app.get("/api/v1/admin/queue", &app.local_token).await.json().await.unwrap();
-    assert_eq!(queue["completed"], 400);
+    let queue = queue_once(&app, |q| q["completed"] == 400).await;
+    assert_eq!((&queue["queued"], &queue["running"], &queue["failed"]), (&json!(0), &json!(0), &json!(0)), "{queue}");
     assert_eq!(queue["workers"].as_array().unwrap().len(), 1, "one process, eight slots: {queue}");
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("switchboard_jobs{status=\"completed\"} 400"), "{metrics}");
@@ -453,7 +467,46 @@ async fn a_job_whose_reply_was_stored_is_not_answered_twice(backend: Backend) {
     assert_eq!(app.count_rows("messages").await, 2, "one question, one reply");
 }
 
+async fn finished_jobs_past_their_retention_go_with_their_events_and_stay_counted(backend: Backend) {
+    // One worker, jobs kept two seconds: the first job completes; the second holds the worker
+    // for 20 s; the third waits behind it.
+    let slow = Reply::After(Duration::from_secs(20), Box::new(Reply::text("too late")));
+    let (_model, app) = queue_app(&backend, vec![Reply::text("done"), slow], |s| {
+        s.workers = 1;
+        s.job_retention_days = 2.0 / 86_400.0;
+    })
+    .await;
+    let token = app.token_for("alice");
+    let done = enqueue(&app, &token, json!({"message": "quick"})).await;
+    wait_for(&app, &token, &done, finished).await;
+    let running = enqueue(&app, &token, json!({"message": "slow"})).await;
+    wait_for(&app, &token, &running, |j| j["status"] == "running").await;
+    let queued = enqueue(&app, &token, json!({"message": "waits"})).await;
+
+    let started = Instant::now();
+    while app.get(&format!("/api/v1/jobs/{done}"), &token).await.status() != StatusCode::NOT_FOUND {
+        assert!(started.elapsed() < Duration::from_secs(10), "the finished job was kept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.get(&format!("/api/v1/jobs/{done}/events"), &token).await.status(), StatusCode::NOT_FOUND);
+    // Past their retention too, and swept meanwhile: unfinished jobs are kept however old.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (job, status) in [(&running, "running"), (&queued, "queued")] {
+        let kept: Value = app.get(&format!("/api/v1/jobs/{job}"), &token).await.json().await.unwrap();
+        assert_eq!(kept["status"], status, "{kept}");
+    }
+    // The deleted job's events went with it: what is left is the running job's `queued` and
+    // `running` and the queued one's `queued`. Its conversation stays.
+    assert_eq!(app.count_rows("job_events").await, 3);
+    assert_eq!(app.count_rows("jobs").await, 2);
+    assert_eq!(app.count_rows("messages").await, 4, "each question, and the first job's reply");
+    // The totals still count it.
+    let queue = queue_once(&app, |q| q["completed"] == 1).await;
+    assert_eq!((&queue["queued"], &queue["running"]), (&json!(1), &json!(1)), "{queue}");
+}
+
 crate::on_both_backends!(
+    finished_jobs_past_their_retention_go_with_their_events_and_stay_counted,
     a_live_subscriber_sees_progress_while_the_job_runs,
     a_job_whose_reply_was_stored_is_not_answered_twice,
     a_failed_enqueue_leaves_neither_message_nor_job,

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use switchboard::config::{DatabaseUrl, JobQueue};
 
 use crate::helpers::{fresh_postgres_database, redis_url, Backend};
-use crate::jobs::{enqueue, queue_app, wait_for};
+use crate::jobs::{enqueue, queue_app, queue_once, wait_for};
 use crate::model_server::{ModelServer, Reply};
 use crate::operations::Relay;
 use crate::process::{serve, sigterm, wait_with_deadline, BIN};
@@ -81,10 +81,9 @@ async fn jobs_run_through_redis_streams_once_each(backend: Backend) {
         assert!(started.elapsed() < Duration::from_secs(5), "{:?}", stream_figures(&url, &prefix).await);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let queue: Value = app.get("/api/v1/admin/queue", &app.local_token).await.json().await.unwrap();
+    let queue = queue_once(&app, |q| q["completed"] == 20).await;
     assert_eq!(queue["backend"], "redis", "{queue}");
     assert_eq!(queue["streams"], json!({"waiting": 0, "pending": 0, "delayed": 0}), "{queue}");
-    assert_eq!(queue["completed"], 20, "{queue}");
     let ready: Value = app.client.get(app.url("/ready")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["queue"], "redis");
     forget(&url, &prefix).await;
