@@ -1500,20 +1500,36 @@ export interface components {
         };
         /** @description The queue at a glance, for operators. */
         QueueStats: {
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description As `completed`.
+             */
             cancelled: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Jobs that ever finished this way, deleted ones included. Each worker process adds what it
+             *     finished within a tenth of a second; one killed without warning loses that last tenth.
+             */
             completed: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description As `completed`.
+             */
             failed: number;
             /**
              * Format: int64
-             * @description Jobs that failed in the last hour.
+             * @description Jobs that failed in the last hour (of those not deleted yet).
              */
             failed_last_hour: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Jobs waiting for a worker (retries waiting for their time among them).
+             */
             queued: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Jobs a worker holds.
+             */
             running: number;
             workers: components["schemas"]["WorkerInfo"][];
         };
