@@ -337,7 +337,7 @@ impl Workers {
         }
         tracing::info!(worker = %this.id, concurrency = this.config.concurrency, queue = this.queue.backend(), "workers started");
         while tasks.join_next().await.is_some() {}
-        this.write_totals().await;
+        let _ = this.write_totals().await;
         let _ = this.store.remove_worker(&this.id).await;
         tracing::info!(worker = %this.id, "workers stopped");
     }
@@ -383,7 +383,13 @@ impl Workers {
                 () = shutdown.cancelled() => return,
                 () = self.tally.finished.notified() => {}
             }
-            self.write_totals().await;
+            // The database away: tried again a second later, with what finished meanwhile.
+            while !self.write_totals().await {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(TOTALS_EVERY) => {}
@@ -391,15 +397,20 @@ impl Workers {
         }
     }
 
-    async fn write_totals(&self) {
+    /// Adds what finished here since the last write; `false` when the database refused it (it is
+    /// kept for the next write).
+    async fn write_totals(&self) -> bool {
         let totals = self.tally.take();
         if totals == JobTotals::default() {
-            return;
+            return true;
         }
-        if let Err(e) = self.store.add_job_totals(&totals).await {
-            tracing::warn!(error = %e, "could not add finished jobs to the totals; trying again later");
-            self.tally.restore(totals);
-            self.tally.finished.notify_one();
+        match self.store.add_job_totals(&totals).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not add finished jobs to the totals; trying again in a second");
+                self.tally.restore(totals);
+                false
+            }
         }
     }
 

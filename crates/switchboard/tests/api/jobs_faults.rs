@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use switchboard::config::{DatabaseUrl, LlmProvider};
 
 use crate::helpers::{fresh_postgres_database, Backend};
-use crate::jobs::{enqueue, wait_for};
+use crate::jobs::{enqueue, queue_once, wait_for};
 use crate::model_server::{app_with_model, ModelServer, Reply};
 use crate::operations::Relay;
 use crate::process::{serve, sigterm, wait_with_deadline, Served, BIN};
@@ -199,4 +199,10 @@ async fn jobs_survive_a_database_outage_and_none_completes_twice() {
         assert_eq!(messages["items"].as_array().unwrap().len(), 2, "one result per job: {done}");
     }
     assert_eq!(app.count_rows("jobs").await, 10, "the refused enqueue stored nothing");
+    // The operators' totals count each job once, whatever the outage held up.
+    queue_once(&app, |q| q["completed"] == 10).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let queue: Value = app.get("/api/v1/admin/queue", &app.local_token).await.json().await.unwrap();
+    let counts: Vec<&Value> = ["completed", "failed", "queued", "running"].iter().map(|k| &queue[k]).collect();
+    assert_eq!(counts, [&json!(10), &json!(0), &json!(0), &json!(0)], "{queue}");
 }
