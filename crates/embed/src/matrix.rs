@@ -5,7 +5,7 @@
 //! held as 16-bit integers, so the products are exact integer sums; a cosine moves by about 1e-3
 //! — far less than the gaps between ranked entries. The loops are plain Rust compiled for the
 //! vector instructions the processor has (AVX-512 or AVX2 where present, found at run time, with a
-//! portable fallback) and split across the machine's cores. A row is read once for all queries.
+//! portable fallback) and split across the machine's cores (the global pool: see [`crate::size_global_pool`]). A row is read once for all queries.
 
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
