@@ -122,9 +122,45 @@ impl Layer {
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((batch, seq, hidden))?;
         let attended = self.attention_norm.forward(&self.attention_out.forward(&context)?.add(x)?)?;
-        let inner = self.intermediate.forward(&attended)?.gelu_erf()?;
+        let inner = gelu(&self.intermediate.forward(&attended)?)?;
         self.output_norm.forward(&self.output.forward(&inner)?.add(&attended)?)
     }
+}
+
+/// GELU, x·Φ(x) with Φ from the error function, as the model was trained with. The tensor library
+/// computes erf with a scalar call per element, which took a fifth of a search's time; this
+/// rational approximation (the one Eigen uses for single precision) is plain arithmetic the compiler
+/// vectorises, within 2e-6 of the exact function (relative to values above one; its erf is
+/// within ~4e-7 of the exact one, which x/2 scales).
+fn gelu(x: &Tensor) -> Result<Tensor> {
+    let mut values = x.flatten_all()?.to_vec1::<f32>()?;
+    for v in &mut values {
+        *v *= 0.5 * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+    }
+    Tensor::from_vec(values, x.shape(), x.device())
+}
+
+/// The error function: x·p(x²)/q(x²) inside (-4, 4), ±1 beyond (as single precision rounds it).
+fn erf(x: f32) -> f32 {
+    if x.abs() >= 4.0 {
+        return x.signum();
+    }
+    let x2 = x * x;
+    let p = [
+        -2.726_142_3e-10,
+        2.770_681_4e-8,
+        -2.101_024e-6,
+        -5.692_506_4e-5,
+        -7.349_906_3e-4,
+        -2.954_600_2e-3,
+        -1.609_603_3e-2,
+    ]
+    .iter()
+    .fold(0.0, |acc, c| acc * x2 + c);
+    let q = [-1.456_607_2e-5, -2.133_740_6e-4, -1.682_827e-3, -7.373_329e-3, -1.426_474e-2]
+        .iter()
+        .fold(0.0, |acc, c| acc * x2 + c);
+    x * p / q
 }
 
 /// The encoder: token ids in, one hidden state per token out.
@@ -161,4 +197,23 @@ pub fn mean_pool(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
     let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
     summed.broadcast_div(&counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn gelu_stays_within_two_millionths_of_the_exact_function() {
+        let xs: Vec<f32> = (0..=16_000).map(|i| -8.0 + i as f32 / 1000.0).collect();
+        let x = Tensor::from_vec(xs.clone(), xs.len(), &Device::Cpu).unwrap();
+        let exact: Vec<f32> = x.gelu_erf().unwrap().to_vec1().unwrap();
+        let ours: Vec<f32> = gelu(&x).unwrap().to_vec1().unwrap();
+        // Relative to the value's size where it is above one (single precision's own steps).
+        let off = |i: usize| (exact[i] - ours[i]).abs() / exact[i].abs().max(1.0);
+        let worst = (0..xs.len()).max_by(|&a, &b| off(a).total_cmp(&off(b))).unwrap();
+        assert!(off(worst) < 2e-6, "off by {} at {}: {} against {}", off(worst), xs[worst], ours[worst], exact[worst]);
+        assert_eq!((ours[0], ours[8000]), (0.0, 0.0), "gelu(-8) and gelu(0)");
+    }
 }
