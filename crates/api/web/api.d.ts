@@ -1507,8 +1507,10 @@ export interface components {
             cancelled: number;
             /**
              * Format: int64
-             * @description Jobs that ever finished this way, deleted ones included. Each worker process adds what it
-             *     finished within a tenth of a second; one killed without warning loses that last tenth.
+             * @description Jobs that ever finished this way, deleted ones included: a monitoring figure. Each worker
+             *     process adds what it finished within a tenth of a second; one killed without warning loses
+             *     that last tenth, and a database connection cut in the middle of a write may count the jobs
+             *     finishing at that moment twice or not at all.
              */
             completed: number;
             /**

@@ -112,8 +112,10 @@ pub struct QueueStats {
     pub queued: i64,
     /// Jobs a worker holds.
     pub running: i64,
-    /// Jobs that ever finished this way, deleted ones included. Each worker process adds what it
-    /// finished within a tenth of a second; one killed without warning loses that last tenth.
+    /// Jobs that ever finished this way, deleted ones included: a monitoring figure. Each worker
+    /// process adds what it finished within a tenth of a second; one killed without warning loses
+    /// that last tenth, and a database connection cut in the middle of a write may count the jobs
+    /// finishing at that moment twice or not at all.
     pub completed: i64,
     /// As `completed`.
     pub failed: i64,
