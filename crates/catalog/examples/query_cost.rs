@@ -21,7 +21,7 @@ fn main() {
     for q in &queries {
         let text = q["query"].as_str().unwrap_or_default();
         let query = Query::new(text);
-        let texts: Vec<String> = std::iter::once(query.text.clone()).chain(query.parts.iter().cloned()).collect();
+        let texts = query.request_texts();
         let _ = model.embed_blocking(&texts).expect("embeds");
         let started = Instant::now();
         for _ in 0..3 {

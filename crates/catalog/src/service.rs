@@ -182,9 +182,7 @@ impl Catalog {
         embedder: &dyn Embedder,
         query: &Query,
     ) -> Result<Vec<Vec<f32>>, switchboard_embed::EmbedError> {
-        let mut texts = vec![query.text.clone()];
-        texts.extend(query.parts.iter().cloned());
-        let mut vectors = embedder.embed(&texts).await?;
+        let mut vectors = embedder.embed(&query.request_texts()).await?;
         for cue in &query.cues {
             let key = (embedder.model_id().to_string(), cue.text);
             let cached = self.cues.read().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
