@@ -64,7 +64,8 @@ impl Embeddings {
 /// column by column, a page apart — the memory's latency, not its bandwidth, then sets the pace
 /// (a product of 7 rows took 280 µs with the weight out of cache against 82 µs in it); so the same
 /// weight is also held in panels of [`PANEL`] outputs, each (in, PANEL), which it reads straight
-/// through: 88 µs for those 7 rows, 1.4–3× faster up to [`FEW_ROWS`] rows, no faster beyond.
+/// through: 88 µs for those 7 rows, 1.4–3× faster up to 40 rows, as fast at [`FEW_ROWS`], and
+/// 7–11% slower from 128 rows on (the rows are repacked for every panel).
 struct Dense {
     /// (in, out), row by row.
     weight: Tensor,
@@ -90,12 +91,12 @@ impl Dense {
             biases.push((vb.get(outputs, "bias")? * *factor)?);
         }
         let weight = Tensor::cat(&weights, 0)?.t()?.contiguous()?;
-        let outputs = weight.dim(1)?;
-        let panels = match outputs % PANEL {
-            0 => Some(weight.reshape((inputs, outputs / PANEL, PANEL))?.transpose(0, 1)?.contiguous()?),
+        let width = outputs * parts.len();
+        let panels = match width % PANEL {
+            0 => Some(weight.reshape((inputs, width / PANEL, PANEL))?.transpose(0, 1)?.contiguous()?),
             _ => None,
         };
-        Ok(Self { weight, panels, bias: Tensor::cat(&biases, 0)?, outputs })
+        Ok(Self { weight, panels, bias: Tensor::cat(&biases, 0)?, outputs: width })
     }
 
     /// (batch, seq, in) → (batch, seq, out): every token of every text in one product.
