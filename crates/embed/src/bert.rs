@@ -72,7 +72,6 @@ struct Dense {
     /// (out / PANEL, in, PANEL), when the outputs split evenly.
     panels: Option<Tensor>,
     bias: Tensor,
-    outputs: usize,
 }
 
 /// Outputs per panel (a multiple of the product's 16-wide registers; 32 and 128 measured slower).
@@ -96,22 +95,22 @@ impl Dense {
             0 => Some(weight.reshape((inputs, width / PANEL, PANEL))?.transpose(0, 1)?.contiguous()?),
             _ => None,
         };
-        Ok(Self { weight, panels, bias: Tensor::cat(&biases, 0)?, outputs: width })
+        Ok(Self { weight, panels, bias: Tensor::cat(&biases, 0)? })
     }
 
     /// (batch, seq, in) → (batch, seq, out): every token of every text in one product.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (batch, seq, inputs) = x.dims3()?;
-        let rows = batch * seq;
+        let (rows, outputs) = (batch * seq, self.bias.dim(0)?);
         let x = x.reshape((rows, inputs))?;
         let product = match &self.panels {
             // (panels, rows, PANEL) → (rows, panels, PANEL) = (rows, out).
             Some(panels) if rows <= FEW_ROWS => {
-                x.broadcast_matmul(panels)?.transpose(0, 1)?.contiguous()?.reshape((rows, self.outputs))?
+                x.broadcast_matmul(panels)?.transpose(0, 1)?.contiguous()?.reshape((rows, outputs))?
             }
             _ => x.matmul(&self.weight)?,
         };
-        product.broadcast_add(&self.bias)?.reshape((batch, seq, self.outputs))
+        product.broadcast_add(&self.bias)?.reshape((batch, seq, outputs))
     }
 }
 
