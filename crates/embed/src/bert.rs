@@ -1,5 +1,6 @@
 //! A BERT encoder (the architecture of all-MiniLM-L6-v2) written against candle's building blocks.
 
+use crate::dense::Dense;
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
 use serde::Deserialize;
@@ -52,65 +53,6 @@ impl Embeddings {
         let sum = words.add(&self.token_types.forward(type_ids)?)?;
         let sum = sum.broadcast_add(&self.positions.forward(&positions)?)?;
         self.norm.forward(&sum)
-    }
-}
-
-/// A dense layer, its weight held in the two layouts the matrix product reads fastest.
-///
-/// Both are the checkpoint's (out, in) weight transposed, so the product reads it in the order it
-/// is stored (candle's `Linear` multiplies by the transpose, which the product repacks on every
-/// call: for a short text that made each product 1.6–3× slower). For many rows at once, one
-/// (in, out) matrix. For a few rows the product cannot keep the weight in cache and reads it
-/// column by column, a page apart — the memory's latency, not its bandwidth, then sets the pace
-/// (a product of 7 rows took 280 µs with the weight out of cache against 82 µs in it); so the same
-/// weight is also held in panels of [`PANEL`] outputs, each (in, PANEL), which it reads straight
-/// through: 88 µs for those 7 rows, 1.4–3× faster up to 40 rows, as fast at [`FEW_ROWS`], and
-/// 7–11% slower from 128 rows on (the rows are repacked for every panel).
-struct Dense {
-    /// (in, out), row by row.
-    weight: Tensor,
-    /// (out / PANEL, in, PANEL), when the outputs split evenly.
-    panels: Option<Tensor>,
-    bias: Tensor,
-}
-
-/// Outputs per panel (a multiple of the product's 16-wide registers; 32 and 128 measured slower).
-const PANEL: usize = 64;
-/// Up to this many rows (tokens of all the texts in a batch), the product reads panels.
-const FEW_ROWS: usize = 64;
-
-impl Dense {
-    /// Several of the checkpoint's (out, in) layers side by side: one product computes them all.
-    /// Each part's weight and bias are multiplied by its factor.
-    fn load(parts: &[(VarBuilder, f64)], inputs: usize, outputs: usize) -> Result<Self> {
-        let mut weights = Vec::with_capacity(parts.len());
-        let mut biases = Vec::with_capacity(parts.len());
-        for (vb, factor) in parts {
-            weights.push((vb.get((outputs, inputs), "weight")? * *factor)?);
-            biases.push((vb.get(outputs, "bias")? * *factor)?);
-        }
-        let weight = Tensor::cat(&weights, 0)?.t()?.contiguous()?;
-        let width = outputs * parts.len();
-        let panels = match width % PANEL {
-            0 => Some(weight.reshape((inputs, width / PANEL, PANEL))?.transpose(0, 1)?.contiguous()?),
-            _ => None,
-        };
-        Ok(Self { weight, panels, bias: Tensor::cat(&biases, 0)? })
-    }
-
-    /// (batch, seq, in) → (batch, seq, out): every token of every text in one product.
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (batch, seq, inputs) = x.dims3()?;
-        let (rows, outputs) = (batch * seq, self.bias.dim(0)?);
-        let x = x.reshape((rows, inputs))?;
-        let product = match &self.panels {
-            // (panels, rows, PANEL) → (rows, panels, PANEL) = (rows, out).
-            Some(panels) if rows <= FEW_ROWS => {
-                x.broadcast_matmul(panels)?.transpose(0, 1)?.contiguous()?.reshape((rows, outputs))?
-            }
-            _ => x.matmul(&self.weight)?,
-        };
-        product.broadcast_add(&self.bias)?.reshape((batch, seq, outputs))
     }
 }
 
@@ -301,27 +243,6 @@ pub fn mean_pool(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
 mod tests {
     use super::*;
     use candle_core::Device;
-
-    #[test]
-    fn a_dense_layer_gives_the_same_values_read_from_panels_or_from_one_matrix() {
-        let device = Device::Cpu;
-        let (inputs, outputs) = (24, 3 * PANEL);
-        let weight = Tensor::randn(0f32, 1.0, (outputs, inputs), &device).unwrap();
-        let bias = Tensor::randn(0f32, 1.0, outputs, &device).unwrap();
-        let tensors = [("weight".to_string(), weight.clone()), ("bias".to_string(), bias.clone())];
-        let vb = VarBuilder::from_tensors(tensors.into_iter().collect(), DType::F32, &device);
-        let dense = Dense::load(&[(vb, 1.0)], inputs, outputs).unwrap();
-        assert!(dense.panels.is_some());
-        // A few rows (read from panels) and many (one matrix), against the plain product.
-        for (batch, seq) in [(1, 7), (2, FEW_ROWS / 2), (3, FEW_ROWS)] {
-            let x = Tensor::randn(0f32, 1.0, (batch, seq, inputs), &device).unwrap();
-            let ours = dense.forward(&x).unwrap();
-            assert_eq!(ours.dims(), [batch, seq, outputs]);
-            let plain = x.broadcast_matmul(&weight.t().unwrap()).unwrap().broadcast_add(&bias).unwrap();
-            let off = (ours - plain).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(off < 1e-4, "{batch}×{seq} rows: off by {off}");
-        }
-    }
 
     #[test]
     fn softmax_matches_the_exact_one_and_padding_gets_nothing() {

@@ -6,6 +6,7 @@
 //! so a dot product is their cosine similarity.
 
 mod bert;
+mod dense;
 mod matrix;
 mod minilm;
 mod remote;
