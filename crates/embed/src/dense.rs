@@ -86,7 +86,14 @@ impl Dense {
         if inputs != self.inputs {
             candle_core::bail!("a dense layer of {} inputs was given {inputs}", self.inputs);
         }
-        let out = self.product(&x.flatten_all()?.to_vec1::<f32>()?);
+        // Read in place, not copied.
+        let x = x.contiguous()?;
+        let (storage, layout) = x.storage_and_layout();
+        let candle_core::Storage::Cpu(values) = &*storage else {
+            candle_core::bail!("the dense layers run on the CPU");
+        };
+        let values = &values.as_slice::<f32>()?[layout.start_offset()..][..batch * seq * inputs];
+        let out = self.product(values);
         Tensor::from_vec(out, (batch, seq, self.outputs), x.device())
     }
 
@@ -95,7 +102,10 @@ impl Dense {
     fn product(&self, x: &[f32]) -> Vec<f32> {
         #[cfg(target_arch = "x86_64")]
         {
-            if let Some(lanes) = x86::V4Vnni::try_new() {
+            if let Some(lanes) = crate::simd::V4Vnni::try_new() {
+                return lanes.vectorize(Product::<_, 4> { dense: self, lanes, x });
+            }
+            if let Some(lanes) = pulp::x86::V4::try_new() {
                 return lanes.vectorize(Product::<_, 4> { dense: self, lanes, x });
             }
             if let Some(lanes) = pulp::x86::V3::try_new() {
@@ -116,30 +126,38 @@ impl Dense {
         // Each block of a panel's weights (8 KB) stays in the fastest cache while every row passes
         // over it; the rows' totals wait in `out`, then take the outputs' scales and biases.
         let mut out = vec![0f32; rows * padded_outputs];
-        let panel_len = self.largest.len() * PANEL;
-        for (panel, values) in self.values.chunks_exact(panel_len).enumerate() {
-            let columns = panel * PANEL..(panel + 1) * PANEL;
-            for (b, weights) in values.chunks_exact(BLOCK * PANEL).enumerate() {
-                let weights: &[i16; BLOCK * PANEL] = weights.try_into().expect("whole blocks");
-                let mut first = 0;
-                for group in out.chunks_mut(ROWS * padded_outputs) {
-                    let at = Totals { first, block: b, stride: padded_outputs, column: columns.start };
-                    match group.len() / padded_outputs {
-                        6 => pass::<L, 6, REGS>(lanes, weights, &input, at, group),
-                        5 => pass::<L, 5, REGS>(lanes, weights, &input, at, group),
-                        4 => pass::<L, 4, REGS>(lanes, weights, &input, at, group),
-                        3 => pass::<L, 3, REGS>(lanes, weights, &input, at, group),
-                        2 => pass::<L, 2, REGS>(lanes, weights, &input, at, group),
-                        _ => pass::<L, 1, REGS>(lanes, weights, &input, at, group),
-                    }
-                    first += ROWS;
+        let blocks = self.largest.len() / BLOCK;
+        // Rows in passes of at most ROWS, as even as can be (8 rows: two of 4, not 6 and 2).
+        let passes = rows.div_ceil(ROWS);
+        let sizes = (0..passes).map(|i| rows / passes + usize::from(i < rows % passes));
+        let block_len = BLOCK * PANEL;
+        for (g, weights) in self.values.chunks_exact(block_len).enumerate() {
+            let (panel, block) = (g / blocks, g % blocks);
+            let weights: &[i16; BLOCK * PANEL] = weights.try_into().expect("whole blocks");
+            // The first pass also asks for the next block, so it is in cache when its turn comes.
+            let mut ahead = self.values.get((g + 1) * block_len..(g + 2) * block_len).unwrap_or(&[]);
+            let (mut first, mut rest) = (0, &mut out[..]);
+            for size in sizes.clone() {
+                let (group, later) = std::mem::take(&mut rest).split_at_mut(size * padded_outputs);
+                let at = Totals { first, block, stride: padded_outputs, column: panel * PANEL };
+                match size {
+                    6 => pass::<L, 6, REGS>(lanes, weights, ahead, &input, at, group),
+                    5 => pass::<L, 5, REGS>(lanes, weights, ahead, &input, at, group),
+                    4 => pass::<L, 4, REGS>(lanes, weights, ahead, &input, at, group),
+                    3 => pass::<L, 3, REGS>(lanes, weights, ahead, &input, at, group),
+                    2 => pass::<L, 2, REGS>(lanes, weights, ahead, &input, at, group),
+                    _ => pass::<L, 1, REGS>(lanes, weights, ahead, &input, at, group),
                 }
+                (first, rest, ahead) = (first + size, later, &[]);
             }
-            let (scales, bias) = (&self.scales[columns.clone()], &self.bias[columns.clone()]);
-            for row in out.chunks_exact_mut(padded_outputs) {
-                for (i, out) in row[columns.clone()].chunks_exact_mut(L::WIDTH).enumerate() {
-                    let at = i * L::WIDTH..(i + 1) * L::WIDTH;
-                    lanes.finish(out, &scales[at.clone()], &bias[at]);
+            if block + 1 == blocks {
+                let columns = panel * PANEL..(panel + 1) * PANEL;
+                let (scales, bias) = (&self.scales[columns.clone()], &self.bias[columns.clone()]);
+                for row in out.chunks_exact_mut(padded_outputs) {
+                    for (i, out) in row[columns.clone()].chunks_exact_mut(L::WIDTH).enumerate() {
+                        let at = i * L::WIDTH..(i + 1) * L::WIDTH;
+                        lanes.finish(out, &scales[at.clone()], &bias[at]);
+                    }
                 }
             }
         }
@@ -256,15 +274,22 @@ trait Lanes: Copy {
     fn splat(self, pair: i32) -> Self::Int;
     /// `sum + x₀·w₀ + x₁·w₁` in each lane, wrapping.
     fn add_products(self, sum: Self::Int, x: Self::Int, w: Self::Int) -> Self::Int;
-    /// `totals += sum · scale`, fused, `WIDTH` of each.
-    fn add_scaled(self, totals: &mut [f32], sum: Self::Int, scale: f32);
+    /// `totals += sum · scale`, fused, `WIDTH` of each; for the `first` block, `totals` is
+    /// taken as zero and not read (a fresh buffer's first touch is then a write: reading it first
+    /// maps the shared zero page, and the write after costs a copy and a TLB flush on every core).
+    fn add_scaled(self, totals: &mut [f32], sum: Self::Int, scale: f32, first: bool);
     /// `out = out · scales + bias`, fused, `WIDTH` of each.
     fn finish(self, out: &mut [f32], scales: &[f32], bias: &[f32]);
+    /// Asks for the cache line holding `values[0]` to be brought into the fastest cache.
+    fn prefetch(self, values: &[i16]);
 }
 
 /// Rows carried in registers together against a block of weights: their sums (4 registers a
 /// row with AVX-512) and the block's weights for a pair of inputs fill 29 of its 32 registers.
 const ROWS: usize = 6;
+
+/// 16-bit integers in a cache line.
+const CACHE_LINE: usize = 32;
 
 /// Where a pass's rows are: the first one's index, the block, and their totals' place in `out`.
 #[derive(Clone, Copy)]
@@ -281,6 +306,7 @@ struct Totals {
 fn pass<L: Lanes, const R: usize, const REGS: usize>(
     lanes: L,
     weights: &[i16; BLOCK * PANEL],
+    ahead: &[i16],
     input: &Input,
     at: Totals,
     out: &mut [f32],
@@ -290,6 +316,9 @@ fn pass<L: Lanes, const R: usize, const REGS: usize>(
         std::array::from_fn(|r| rows[r].0[at.block * BLOCK / 2..][..BLOCK / 2].try_into().expect("whole blocks"));
     let mut sums = [[lanes.zero_int(); REGS]; R];
     for p in 0..BLOCK / 2 {
+        if let Some(next) = ahead.get(p * 2 * PANEL..(p + 1) * 2 * PANEL) {
+            next.chunks(CACHE_LINE).for_each(|line| lanes.prefetch(line));
+        }
         let w: [L::Int; REGS] =
             std::array::from_fn(|i| lanes.load(&weights[(p * PANEL + i * L::WIDTH) * 2..][..2 * L::WIDTH]));
         for (sums, pairs) in sums.iter_mut().zip(&pairs) {
@@ -302,7 +331,7 @@ fn pass<L: Lanes, const R: usize, const REGS: usize>(
     for (r, (sums, row)) in sums.into_iter().zip(rows).enumerate() {
         let totals = &mut out[r * at.stride + at.column..][..PANEL];
         for (totals, sum) in totals.chunks_exact_mut(L::WIDTH).zip(sums) {
-            lanes.add_scaled(totals, sum, row.1[at.block]);
+            lanes.add_scaled(totals, sum, row.1[at.block], at.block == 0);
         }
     }
 }
@@ -334,36 +363,26 @@ impl Lanes for Scalar {
         sum.wrapping_add(low(x) * low(w)).wrapping_add((x >> 16) * (w >> 16))
     }
 
-    fn add_scaled(self, totals: &mut [f32], sum: i32, scale: f32) {
-        totals[0] = (sum as f32).mul_add(scale, totals[0]);
+    fn add_scaled(self, totals: &mut [f32], sum: i32, scale: f32, first: bool) {
+        totals[0] = (sum as f32).mul_add(scale, if first { 0.0 } else { totals[0] });
     }
 
     fn finish(self, out: &mut [f32], scales: &[f32], bias: &[f32]) {
         out[0] = out[0].mul_add(scales[0], bias[0]);
     }
+
+    fn prefetch(self, _values: &[i16]) {}
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::Lanes;
+    use crate::simd::Avx512;
     use pulp::bytemuck::cast;
     use std::arch::x86_64::{__m256i, __m512i};
 
-    pulp::simd_type! {
-        /// AVX-512 with its vector neural-network instructions: the compiler turns a multiply of
-        /// pairs followed by an add (`vpmaddwd`, `vpaddd`) into one `vpdpwssd`.
-        pub struct V4Vnni {
-            pub sse: "sse", pub sse2: "sse2", pub fxsr: "fxsr", pub sse3: "sse3",
-            pub ssse3: "ssse3", pub sse4_1: "sse4.1", pub sse4_2: "sse4.2", pub popcnt: "popcnt",
-            pub avx: "avx", pub avx2: "avx2", pub bmi1: "bmi1", pub bmi2: "bmi2", pub fma: "fma",
-            pub lzcnt: "lzcnt", pub avx512f: "avx512f", pub avx512bw: "avx512bw",
-            pub avx512cd: "avx512cd", pub avx512dq: "avx512dq", pub avx512vl: "avx512vl",
-            pub avx512vnni: "avx512vnni",
-        }
-    }
-
-    /// Sixteen outputs a register.
-    impl Lanes for V4Vnni {
+    /// AVX-512: sixteen outputs a register.
+    impl<A: Avx512> Lanes for A {
         type Int = __m512i;
         const WIDTH: usize = 16;
 
@@ -380,18 +399,18 @@ mod x86 {
 
         #[inline(always)]
         fn splat(self, pair: i32) -> __m512i {
-            self.avx512f._mm512_set1_epi32(pair)
+            self.f()._mm512_set1_epi32(pair)
         }
 
         #[inline(always)]
         fn add_products(self, sum: __m512i, x: __m512i, w: __m512i) -> __m512i {
-            self.avx512f._mm512_add_epi32(sum, self.avx512bw._mm512_madd_epi16(x, w))
+            self.f()._mm512_add_epi32(sum, self.bw()._mm512_madd_epi16(x, w))
         }
 
         #[inline(always)]
-        fn add_scaled(self, totals: &mut [f32], sum: __m512i, scale: f32) {
-            let f = self.avx512f;
-            let old: [f32; 16] = (&*totals).try_into().expect("a register of totals");
+        fn add_scaled(self, totals: &mut [f32], sum: __m512i, scale: f32, first: bool) {
+            let f = self.f();
+            let old: [f32; 16] = if first { [0.0; 16] } else { (&*totals).try_into().expect("a register of totals") };
             let new: [f32; 16] = cast(f._mm512_fmadd_ps(f._mm512_cvtepi32_ps(sum), f._mm512_set1_ps(scale), cast(old)));
             totals.copy_from_slice(&new);
         }
@@ -401,8 +420,13 @@ mod x86 {
             let total: [f32; 16] = (&*out).try_into().expect("a register of totals");
             let scales: [f32; 16] = scales.try_into().expect("a register of scales");
             let bias: [f32; 16] = bias.try_into().expect("a register of biases");
-            let result: [f32; 16] = cast(self.avx512f._mm512_fmadd_ps(cast(total), cast(scales), cast(bias)));
+            let result: [f32; 16] = cast(self.f()._mm512_fmadd_ps(cast(total), cast(scales), cast(bias)));
             out.copy_from_slice(&result);
+        }
+
+        #[inline(always)]
+        fn prefetch(self, values: &[i16]) {
+            self.sse()._mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(values.as_ptr().cast());
         }
     }
 
@@ -433,8 +457,8 @@ mod x86 {
         }
 
         #[inline(always)]
-        fn add_scaled(self, totals: &mut [f32], sum: __m256i, scale: f32) {
-            let old: [f32; 8] = (&*totals).try_into().expect("a register of totals");
+        fn add_scaled(self, totals: &mut [f32], sum: __m256i, scale: f32, first: bool) {
+            let old: [f32; 8] = if first { [0.0; 8] } else { (&*totals).try_into().expect("a register of totals") };
             let scaled = self.avx._mm256_cvtepi32_ps(sum);
             let new: [f32; 8] = cast(self.fma._mm256_fmadd_ps(scaled, self.avx._mm256_set1_ps(scale), cast(old)));
             totals.copy_from_slice(&new);
@@ -447,6 +471,11 @@ mod x86 {
             let bias: [f32; 8] = bias.try_into().expect("a register of biases");
             let result: [f32; 8] = cast(self.fma._mm256_fmadd_ps(cast(total), cast(scales), cast(bias)));
             out.copy_from_slice(&result);
+        }
+
+        #[inline(always)]
+        fn prefetch(self, values: &[i16]) {
+            self.sse._mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(values.as_ptr().cast());
         }
     }
 }
@@ -546,9 +575,13 @@ mod tests {
             assert_eq!(want.len(), rows * outputs);
             #[cfg(target_arch = "x86_64")]
             {
-                if let Some(lanes) = x86::V4Vnni::try_new() {
+                if let Some(lanes) = crate::simd::V4Vnni::try_new() {
                     let got = lanes.vectorize(Product::<_, 4> { dense: &dense, lanes, x: &x });
                     assert_eq!(got, want, "AVX-512 VNNI, {rows}×{inputs}×{outputs}");
+                }
+                if let Some(lanes) = pulp::x86::V4::try_new() {
+                    let got = lanes.vectorize(Product::<_, 4> { dense: &dense, lanes, x: &x });
+                    assert_eq!(got, want, "AVX-512, {rows}×{inputs}×{outputs}");
                 }
                 if let Some(lanes) = pulp::x86::V3::try_new() {
                     let got = lanes.vectorize(Product::<_, 8> { dense: &dense, lanes, x: &x });

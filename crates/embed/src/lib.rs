@@ -10,6 +10,7 @@ mod dense;
 mod matrix;
 mod minilm;
 mod remote;
+mod simd;
 
 pub use matrix::Matrix;
 pub use minilm::MiniLm;

@@ -4,10 +4,10 @@
 //! its size is the cost (100,000 rows of 384: 38 MB, a quarter of what `f32` takes). A query is
 //! held as 16-bit integers, so the products are exact integer sums; a cosine moves by about 1e-3
 //! — far less than the gaps between ranked entries. The loops are plain Rust compiled for the
-//! vector instructions the processor has (AVX-512 or AVX2 where present, found at run time, with a
+//! vector instructions the processor has (AVX-512, with VNNI or not, or AVX2 where present, found at run time, with a
 //! portable fallback) and split across the machine's cores (the global pool: see [`crate::size_global_pool`]). A row is read once for all queries.
 
-use pulp::{Simd, WithSimd};
+use pulp::NullaryFnOnce;
 use rayon::prelude::*;
 
 use crate::EmbedError;
@@ -100,11 +100,14 @@ fn quantize<T: TryFrom<i32> + Default>(v: &[f32], range: f32, out: &mut Vec<T>) 
 fn score_block(rows: &[i8], queries: &[i16], dimension: usize, out: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if let Some(v4) = pulp::x86::V4::try_new() {
-            return Simd::vectorize(v4, Kernel { lanes: v4, rows, queries, dimension, out });
+        if let Some(lanes) = crate::simd::V4Vnni::try_new() {
+            return lanes.vectorize(Kernel { lanes, rows, queries, dimension, out });
         }
-        if let Some(v3) = pulp::x86::V3::try_new() {
-            return Simd::vectorize(v3, Kernel { lanes: v3, rows, queries, dimension, out });
+        if let Some(lanes) = pulp::x86::V4::try_new() {
+            return lanes.vectorize(Kernel { lanes, rows, queries, dimension, out });
+        }
+        if let Some(lanes) = pulp::x86::V3::try_new() {
+            return lanes.vectorize(Kernel { lanes, rows, queries, dimension, out });
         }
     }
     portable(rows, queries, dimension, out);
@@ -179,8 +182,8 @@ mod x86 {
         }
     }
 
-    /// AVX-512: thirty-two components at a time.
-    impl Lanes for pulp::x86::V4 {
+    /// AVX-512 (with VNNI, a multiply and add is one instruction): thirty-two components at a time.
+    impl<A: crate::simd::Avx512> Lanes for A {
         type Wide = __m512i;
         type Sum = __m512i;
         const LANES: usize = 32;
@@ -193,24 +196,24 @@ mod x86 {
         #[inline(always)]
         fn widen(self, row: &[i8]) -> __m512i {
             let bytes: [i8; 32] = row.try_into().expect("a block of the row");
-            self.avx512bw._mm512_cvtepi8_epi16(cast(bytes))
+            self.bw()._mm512_cvtepi8_epi16(cast(bytes))
         }
 
         #[inline(always)]
         fn add_product(self, sum: __m512i, row: __m512i, query: &[i16]) -> __m512i {
             let query: [i16; 32] = query.try_into().expect("a block of the query");
-            self.avx512f._mm512_add_epi32(sum, self.avx512bw._mm512_madd_epi16(row, cast(query)))
+            self.f()._mm512_add_epi32(sum, self.bw()._mm512_madd_epi16(row, cast(query)))
         }
 
         #[inline(always)]
         fn total(self, sum: __m512i) -> i32 {
-            self.avx512f._mm512_reduce_add_epi32(sum)
+            self.f()._mm512_reduce_add_epi32(sum)
         }
     }
 }
 
 /// A block of rows scored with one instruction set: inlined into a function compiled for it
-/// (`Simd::vectorize`), so the intrinsics are single instructions.
+/// (`vectorize`), so the intrinsics are single instructions.
 struct Kernel<'a, L> {
     lanes: L,
     rows: &'a [i8],
@@ -219,11 +222,11 @@ struct Kernel<'a, L> {
     out: &'a mut [i32],
 }
 
-impl<L: Lanes> WithSimd for Kernel<'_, L> {
+impl<L: Lanes> NullaryFnOnce for Kernel<'_, L> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: Simd>(self, _simd: S) {
+    fn call(self) {
         let Self { lanes, rows, queries, dimension, out } = self;
         let k = queries.len() / dimension;
         let queries: Vec<&[i16]> = queries.chunks_exact(dimension).collect();
@@ -322,16 +325,22 @@ mod tests {
                 #[cfg(target_arch = "x86_64")]
                 {
                     let mut got = vec![0; rows * k];
-                    if let Some(v3) = pulp::x86::V3::try_new() {
+                    if let Some(lanes) = pulp::x86::V3::try_new() {
                         let (rows, queries, out) = (&row_values[..], &queries[..], &mut got[..]);
-                        Simd::vectorize(v3, Kernel { lanes: v3, rows, queries, dimension, out });
+                        lanes.vectorize(Kernel { lanes, rows, queries, dimension, out });
                         assert_eq!(got, want, "AVX2, {k} queries of {dimension}");
                         kernels += 1;
                     }
-                    if let Some(v4) = pulp::x86::V4::try_new() {
+                    if let Some(lanes) = pulp::x86::V4::try_new() {
                         let (rows, queries, out) = (&row_values[..], &queries[..], &mut got[..]);
-                        Simd::vectorize(v4, Kernel { lanes: v4, rows, queries, dimension, out });
+                        lanes.vectorize(Kernel { lanes, rows, queries, dimension, out });
                         assert_eq!(got, want, "AVX-512, {k} queries of {dimension}");
+                        kernels += 1;
+                    }
+                    if let Some(lanes) = crate::simd::V4Vnni::try_new() {
+                        let (rows, queries, out) = (&row_values[..], &queries[..], &mut got[..]);
+                        lanes.vectorize(Kernel { lanes, rows, queries, dimension, out });
+                        assert_eq!(got, want, "AVX-512 VNNI, {k} queries of {dimension}");
                         kernels += 1;
                     }
                 }
