@@ -1,7 +1,7 @@
 //! A BERT encoder (the architecture of all-MiniLM-L6-v2) written against candle's building blocks.
 
 use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
+use candle_nn::{embedding, Embedding, VarBuilder};
 use pulp::NullaryFnOnce;
 use serde::Deserialize;
 
@@ -44,7 +44,7 @@ impl Embeddings {
             },
             positions: embedding(config.max_position_embeddings, config.hidden_size, vb.pp("position_embeddings"))?,
             token_types: embedding(config.type_vocab_size, config.hidden_size, vb.pp("token_type_embeddings"))?,
-            norm: layer_norm(config.hidden_size, config.layer_norm_eps, vb.pp("LayerNorm"))?,
+            norm: LayerNorm::load(vb.pp("LayerNorm"), config)?,
         })
     }
 
@@ -79,10 +79,10 @@ impl Layer {
         Ok(Self {
             query_key_value: Dense::load(&qkv, h, h)?,
             attention_out: Dense::load(&[(attention.pp("output").pp("dense"), 1.0)], h, h)?,
-            attention_norm: layer_norm(h, config.layer_norm_eps, attention.pp("output").pp("LayerNorm"))?,
+            attention_norm: LayerNorm::load(attention.pp("output").pp("LayerNorm"), config)?,
             intermediate: Dense::load(&[(vb.pp("intermediate").pp("dense"), 1.0)], h, config.intermediate_size)?,
             output: Dense::load(&[(vb.pp("output").pp("dense"), 1.0)], config.intermediate_size, h)?,
-            output_norm: layer_norm(h, config.layer_norm_eps, vb.pp("output").pp("LayerNorm"))?,
+            output_norm: LayerNorm::load(vb.pp("output").pp("LayerNorm"), config)?,
             heads: config.num_attention_heads,
         })
     }
@@ -105,6 +105,50 @@ impl Layer {
         let attended = self.attention_norm.forward(&self.attention_out.forward(&context)?.add(x)?)?;
         let inner = gelu(&self.intermediate.forward(&attended)?)?;
         self.output_norm.forward(&self.output.forward(&inner)?.add(&attended)?)
+    }
+}
+
+/// Layer normalisation over the hidden dimension: each token's values less their mean, over their
+/// standard deviation, then scaled and shifted per dimension. The tensor library's own hands each
+/// call to its thread pool and waits for it — a round trip between threads thirteen times a text,
+/// which cost a search more than the arithmetic (and under load, the pool is busy scoring).
+struct LayerNorm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    eps: f32,
+}
+
+impl LayerNorm {
+    fn load(vb: VarBuilder, config: &BertConfig) -> Result<Self> {
+        let h = config.hidden_size;
+        Ok(Self {
+            weight: vb.get(h, "weight")?.to_vec1()?,
+            bias: vb.get(h, "bias")?.to_vec1()?,
+            eps: config.layer_norm_eps as f32,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.dim(D::Minus1)? != self.weight.len() {
+            candle_core::bail!("layer norm of width {} over rows of {}", self.weight.len(), x.dim(D::Minus1)?);
+        }
+        map_values(x, self)
+    }
+}
+
+impl Change for &LayerNorm {
+    #[inline(always)]
+    fn apply(self, values: &mut [f32]) {
+        let width = self.weight.len();
+        for row in values.chunks_exact_mut(width) {
+            let mean = lanes(row, 0.0, |a, b| a + b).iter().sum::<f32>() / width as f32;
+            row.iter_mut().for_each(|v| *v -= mean);
+            let variance = lanes(row, 0.0, |a, v| a + v * v).iter().sum::<f32>() / width as f32;
+            let scale = 1.0 / (variance + self.eps).sqrt();
+            for ((v, w), b) in row.iter_mut().zip(&self.weight).zip(&self.bias) {
+                *v = *v * scale * w + b;
+            }
+        }
     }
 }
 
@@ -308,6 +352,26 @@ mod tests {
         for row in ours.chunks(100) {
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
         }
+    }
+
+    #[test]
+    fn layer_norm_matches_the_tensor_librarys() {
+        let width = 384;
+        let xs: Vec<f32> =
+            (0..width * 7).map(|i| ((i * 7919) % 1000) as f32 / 50.0 - 10.0 + (i / width) as f32).collect();
+        let weight: Vec<f32> = (0..width).map(|i| 0.5 + (i % 13) as f32 / 10.0).collect();
+        let bias: Vec<f32> = (0..width).map(|i| (i % 5) as f32 / 4.0 - 0.5).collect();
+        let x = Tensor::from_vec(xs, (7, width), &Device::Cpu).unwrap();
+        let (w, b) = (
+            Tensor::new(weight.as_slice(), &Device::Cpu).unwrap(),
+            Tensor::new(bias.as_slice(), &Device::Cpu).unwrap(),
+        );
+        let exact: Vec<f32> =
+            candle_nn::ops::layer_norm(&x, &w, &b, 1e-12).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let ours: Vec<f32> =
+            LayerNorm { weight, bias, eps: 1e-12 }.forward(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let worst = exact.iter().zip(&ours).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "off by {worst}");
     }
 
     #[test]

@@ -29,9 +29,10 @@ pub use remote::{RemoteConfig, RemoteEmbedder};
 pub const THREAD_COUNT_VARIABLE: &str = "RAYON_NUM_THREADS";
 
 /// The number of physical cores: the threads [`MiniLm`] spreads its texts over, and the size of
-/// the global pool.
+/// the global pool. Counted once: counting reads `/proc/cpuinfo`.
 pub fn physical_cores() -> usize {
-    num_cpus::get_physical().max(1)
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| num_cpus::get_physical().max(1))
 }
 
 /// Sizes the process's global thread pool, where [`Matrix`] scores, to one thread per core
