@@ -2,6 +2,11 @@
 use std::time::Instant;
 use switchboard_embed::MiniLm;
 
+/// The binary's allocator: the model allocates a few buffers per layer, and the system
+/// allocator's fresh pages would be timed too.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let dir = std::env::args().nth(1).expect("the model directory");
     let model = MiniLm::load(std::path::Path::new(&dir)).unwrap();

@@ -3,7 +3,6 @@ use std::time::Instant;
 use switchboard_embed::Matrix;
 
 fn main() {
-    switchboard_embed::size_global_pool();
     let rows = 100_000;
     let dim = 384;
     let mut state = 12345u64;

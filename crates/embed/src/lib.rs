@@ -19,27 +19,30 @@ pub use remote::{RemoteConfig, RemoteEmbedder};
 /// The environment variable the tensor library reads for the number of threads each of its
 /// operations uses (and the size of the process's global thread pool).
 ///
-/// The binary sets it to 1 at start, before any thread exists. One thread per operation: splitting
-/// the small products of a sentence model over two cores gained only a third and spent much of
-/// the rest handing work between threads, so [`MiniLm`] instead runs its groups of texts side by
-/// side, one thread per core ([`physical_cores`]), and [`Matrix`] scores in a pool of its own.
-/// And set at all: unset, the library looks the number up again for every operation — reading
-/// `/proc/cpuinfo` to count physical cores, some fifty times per sentence — which doubled the time
-/// to embed a short request (12.6 → 6.2 ms here).
+/// The binary sets it to 1 at start, before any thread exists: the model's steps and the scoring
+/// run in [`pool`], and the few tensor operations left (loading, looking up a text's tokens) are
+/// too small to split. And set at all: unset, the library looks the number up again for every
+/// operation — reading `/proc/cpuinfo` to count physical cores.
 pub const THREAD_COUNT_VARIABLE: &str = "RAYON_NUM_THREADS";
 
-/// The number of physical cores: the threads [`MiniLm`] spreads its texts over, and the size of
-/// the global pool. Counted once: counting reads `/proc/cpuinfo`.
+/// The number of physical cores: the size of [`pool`]. Counted once: counting reads `/proc/cpuinfo`.
 pub fn physical_cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| num_cpus::get_physical().max(1))
 }
 
-/// Sizes the process's global thread pool, where [`Matrix`] scores, to one thread per core
-/// whatever [`THREAD_COUNT_VARIABLE`] says. Call once at start, before anything uses the pool.
-pub fn size_global_pool() {
-    // Fails only when the pool exists already, which leaves it as it is.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(physical_cores()).build_global();
+/// The threads [`MiniLm`] and [`Matrix`] run on, one per physical core. One pool for both: a
+/// pool's idle threads spin for a while after their work, and two pools' threads took turns
+/// slowing each other down between a search's embedding and its scoring.
+pub(crate) fn pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(physical_cores())
+            .thread_name(|i| format!("embed-{i}"))
+            .build()
+            .expect("the embedding threads start")
+    })
 }
 
 /// Something that turns texts into unit-length vectors.

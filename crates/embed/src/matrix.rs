@@ -5,7 +5,7 @@
 //! held as 16-bit integers, so the products are exact integer sums; a cosine moves by about 1e-3
 //! — far less than the gaps between ranked entries. The loops are plain Rust compiled for the
 //! vector instructions the processor has (AVX-512, with VNNI or not, or AVX2 where present, found at run time, with a
-//! portable fallback) and split across the machine's cores (the global pool: see [`crate::size_global_pool`]). A row is read once for all queries.
+//! portable fallback) and split across the machine's cores ([`crate::pool`]). A row is read once for all queries.
 
 use pulp::NullaryFnOnce;
 use rayon::prelude::*;
@@ -66,18 +66,20 @@ impl Matrix {
 
         // Each block's integer sums are scaled back where they were computed, while in cache.
         let mut out = vec![0f32; rows * k];
-        out.par_chunks_mut(CHUNK_ROWS * k)
-            .zip(self.values.par_chunks(CHUNK_ROWS * dimension))
-            .zip(self.scales.par_chunks(CHUNK_ROWS))
-            .for_each(|((out, values), row_scales)| {
-                let mut sums = vec![0i32; out.len()];
-                score_block(values, &quantized, dimension, &mut sums);
-                for ((out, sums), row_scale) in out.chunks_exact_mut(k).zip(sums.chunks_exact(k)).zip(row_scales) {
-                    for ((slot, &sum), query_scale) in out.iter_mut().zip(sums).zip(&query_scales) {
-                        *slot = sum as f32 * row_scale * query_scale;
+        crate::pool().install(|| {
+            out.par_chunks_mut(CHUNK_ROWS * k)
+                .zip(self.values.par_chunks(CHUNK_ROWS * dimension))
+                .zip(self.scales.par_chunks(CHUNK_ROWS))
+                .for_each(|((out, values), row_scales)| {
+                    let mut sums = vec![0i32; out.len()];
+                    score_block(values, &quantized, dimension, &mut sums);
+                    for ((out, sums), row_scale) in out.chunks_exact_mut(k).zip(sums.chunks_exact(k)).zip(row_scales) {
+                        for ((slot, &sum), query_scale) in out.iter_mut().zip(sums).zip(&query_scales) {
+                            *slot = sum as f32 * row_scale * query_scale;
+                        }
                     }
-                }
-            });
+                })
+        });
         Ok(out)
     }
 }

@@ -332,16 +332,14 @@ pub(crate) fn config_file(flag: Option<PathBuf>) -> Option<PathBuf> {
 }
 
 /// Sets the tensor library's thread count to one per operation, unless the environment already
-/// sets it, and sizes the global pool to one thread per core (see
-/// [`switchboard_embed::THREAD_COUNT_VARIABLE`]). The caller must still be single-threaded:
-/// environment writes race with reads.
+/// sets it (see [`switchboard_embed::THREAD_COUNT_VARIABLE`]). The caller must still be
+/// single-threaded: environment writes race with reads.
 #[allow(clippy::disallowed_methods)] // not a setting of ours: the tensor library's own variable
 pub fn settle_thread_count() {
     let variable = switchboard_embed::THREAD_COUNT_VARIABLE;
     if std::env::var_os(variable).is_none() {
         std::env::set_var(variable, "1");
     }
-    switchboard_embed::size_global_pool();
 }
 
 /// Runs the command line and returns the process exit code.
