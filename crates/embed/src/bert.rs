@@ -1,4 +1,6 @@
-//! A BERT encoder (the architecture of all-MiniLM-L6-v2) written against candle's building blocks.
+//! A BERT encoder (the architecture of all-MiniLM-L6-v2) over plain buffers of values: candle
+//! loads the weights and looks up the tokens' vectors; the layers are ours (`dense.rs` for the
+//! products, the attention, norms and activation below).
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
@@ -80,9 +82,12 @@ impl Embeddings {
         let ids = Tensor::from_slice(&tokens.ids, tokens.ids.len(), &candle_core::Device::Cpu)?;
         let mut rows: Vec<f32> = self.words.forward(&ids)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
         let positions = tokens.lengths.iter().flat_map(|&n| 0..n);
+        fn row_of(table: &[f32], i: usize, width: usize) -> Option<&[f32]> {
+            table.get(i * width..(i + 1) * width)
+        }
         for ((row, position), &kind) in rows.chunks_exact_mut(h).zip(positions).zip(&tokens.type_ids) {
             let (Some(position), Some(kind)) =
-                (self.positions.get(position * h..), self.token_types.get(kind as usize * h..))
+                (row_of(&self.positions, position, h), row_of(&self.token_types, kind as usize, h))
             else {
                 candle_core::bail!("a token at position {position} of type {kind} is beyond the model's tables");
             };
@@ -198,21 +203,20 @@ impl<const W: usize> pulp::NullaryFnOnce for HeadAttention<'_, W> {
     #[inline(always)]
     fn call(self) -> Vec<f32> {
         let Self { qkv, hidden, start, len, at } = self;
-        let width = W;
-        let row = |t: usize, part: usize| &qkv[(start + t) * 3 * hidden + part * hidden + at..][..width];
+        let row = |t: usize, part: usize| &qkv[(start + t) * 3 * hidden + part * hidden + at..][..W];
         // Keys padded with zeros to whole registers; their scores are left out below.
         let padded = len.next_multiple_of(KEYS);
-        let mut keys = vec![0f32; width * padded];
-        let mut values = Vec::with_capacity(len * width);
+        let mut keys = vec![0f32; W * padded];
+        let mut values = Vec::with_capacity(len * W);
         for t in 0..len {
             for (d, &k) in row(t, 1).iter().enumerate() {
                 keys[d * padded + t] = k;
             }
             values.extend_from_slice(row(t, 2));
         }
-        let mut context = vec![0f32; len * width];
+        let mut context = vec![0f32; len * W];
         let mut scores = vec![0f32; padded];
-        for (t, out) in context.chunks_exact_mut(width).enumerate() {
+        for (t, out) in context.chunks_exact_mut(W).enumerate() {
             let query = row(t, 0);
             for (block, scores) in scores.chunks_exact_mut(KEYS).enumerate() {
                 let mut sums = [0f32; KEYS];
