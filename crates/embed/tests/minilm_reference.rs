@@ -38,7 +38,7 @@ async fn minilm_matches_the_reference_vectors() {
         assert!(cosine >= 0.9999, "{sentence:?}: cosine {cosine}");
     }
 
-    // Batching pads to the longest text; a text alone must give the same vector as in a batch.
+    // Texts go through the model side by side; a text alone must give the same vector as in company.
     let alone = model.embed(&sentences[..1]).await.unwrap();
     assert!(dot(&alone[0], &got[0]) > 0.99999);
 }
