@@ -133,7 +133,7 @@ impl Layer {
     /// how well their keys match its query, head by head. `qkv` holds each token's query, key and
     /// value side by side; the (text, head) pairs are spread over the pool.
     fn attention(&self, qkv: &[f32], spans: &[(usize, usize)]) -> Vec<f32> {
-        let hidden = qkv.len() / spans.iter().map(|s| s.1).sum::<usize>().max(1) / 3;
+        let hidden = self.attention_norm.weight.len();
         let head = hidden / self.heads;
         let units: Vec<(usize, usize, usize)> =
             spans.iter().flat_map(|&(start, len)| (0..self.heads).map(move |h| (start, len, h))).collect();
@@ -246,7 +246,7 @@ impl<const W: usize> pulp::NullaryFnOnce for HeadAttention<'_, W> {
 /// Layer normalisation over the hidden dimension: each token's values less their mean, over their
 /// standard deviation, then scaled and shifted per dimension. The tensor library's own hands each
 /// call to its thread pool and waits for it — a round trip between threads thirteen times a text,
-/// which cost a search more than the arithmetic (and under load, the pool is busy scoring).
+/// which cost a search more than the arithmetic.
 struct LayerNorm {
     weight: Vec<f32>,
     bias: Vec<f32>,
@@ -457,11 +457,8 @@ impl Bert {
                 .zip(context.par_chunks(chunk))
                 .map(|(x, context)| layer.tokens_forward(x, context, next))
                 .collect();
-            (x, qkv) = done.into_iter().fold((Vec::new(), Vec::new()), |(mut x, mut qkv), (a, b)| {
-                x.extend(a);
-                qkv.extend(b);
-                (x, qkv)
-            });
+            let (xs, qkvs): (Vec<_>, Vec<_>) = done.into_iter().unzip();
+            (x, qkv) = (xs.concat(), qkvs.concat());
         }
         Ok(spans
             .iter()

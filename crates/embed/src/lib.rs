@@ -26,7 +26,7 @@ pub use remote::{RemoteConfig, RemoteEmbedder};
 pub const THREAD_COUNT_VARIABLE: &str = "RAYON_NUM_THREADS";
 
 /// The number of physical cores: the size of [`pool`]. Counted once: counting reads `/proc/cpuinfo`.
-pub fn physical_cores() -> usize {
+fn physical_cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| num_cpus::get_physical().max(1))
 }
